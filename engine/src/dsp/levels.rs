@@ -1,0 +1,190 @@
+//! Per-channel level statistics in one streaming pass: sample peak, RMS, DC offset, clipped
+//! samples and the digital-silence ratio.
+
+use serde::Serialize;
+
+/// A sample within ±8/32768 (−72.2 dBFS) of zero counts as digital silence when it lies in a run
+/// of at least [`SILENCE_MIN_RUN_MS`]. ±8 is the smallest non-zero level of both G.711 laws, so
+/// an A-law idle pattern (which never decodes to 0) counts as silence, while a −60 dBFS noise
+/// floor, whose samples cross ±8 every few samples, does not.
+pub const DIGITAL_SILENCE_MAX: f32 = 8.0 / 32768.0;
+/// Shortest run of near-zero samples counted as digital silence, in ms.
+pub const SILENCE_MIN_RUN_MS: u32 = 10;
+
+/// Statistics of one channel, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ChannelLevels {
+    /// Zero-based channel index.
+    pub channel: u16,
+    /// Largest absolute sample in dBFS (0 dBFS = full scale); `null` for an all-zero channel.
+    pub peak_dbfs: Option<f64>,
+    /// RMS in dBFS relative to a full-scale square wave (a full-scale sine reads −3.01 dBFS);
+    /// `null` for an all-zero channel.
+    pub rms_dbfs: Option<f64>,
+    /// Mean sample value, as a fraction of full scale.
+    pub dc_offset: f64,
+    /// Samples at or beyond the format's full-scale code.
+    pub clipped_samples: u64,
+    /// Fraction (0–1) of samples that are digital silence (see [`DIGITAL_SILENCE_MAX`]).
+    pub digital_silence_ratio: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ChannelAccumulator {
+    peak: f32,
+    sum: f64,
+    sum_squares: f64,
+    clipped: u64,
+    silent: u64,
+    /// Length of the near-zero run still open at the end of the last block.
+    run: u64,
+    samples: u64,
+}
+
+/// Accumulates [`ChannelLevels`] over planar blocks of any size.
+#[derive(Debug, Clone)]
+pub struct LevelMeter {
+    channels: Vec<ChannelAccumulator>,
+    full_scale: f32,
+    min_run: u64,
+}
+
+/// Lanes of the partial sums: eight independent accumulators let the compiler keep one vector
+/// register per statistic and keep the per-block rounding error small.
+const LANES: usize = 8;
+
+impl LevelMeter {
+    /// `full_scale` is the magnitude of the format's largest code as f32 (32767/32768 for 16-bit
+    /// PCM, 32124/32768 for μ-law, 1.0 for float and lossy codecs): samples at or above it count
+    /// as clipped.
+    pub fn new(channels: usize, sample_rate: u32, full_scale: f32) -> Self {
+        LevelMeter {
+            channels: vec![ChannelAccumulator::default(); channels],
+            full_scale,
+            min_run: (sample_rate as u64 * SILENCE_MIN_RUN_MS as u64 / 1000).max(1),
+        }
+    }
+
+    /// Adds one block: a slice per channel, all the same length.
+    pub fn push(&mut self, planes: &[&[f32]]) {
+        for (acc, plane) in self.channels.iter_mut().zip(planes) {
+            let mut peak = [0f32; LANES];
+            let mut sum = [0f32; LANES];
+            let mut squares = [0f32; LANES];
+            let mut clipped = [0u32; LANES];
+            let chunks = plane.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                for lane in 0..LANES {
+                    let s = chunk[lane];
+                    peak[lane] = peak[lane].max(s.abs());
+                    sum[lane] += s;
+                    squares[lane] += s * s;
+                    clipped[lane] += (s.abs() >= self.full_scale) as u32;
+                }
+            }
+            for &s in tail {
+                peak[0] = peak[0].max(s.abs());
+                sum[0] += s;
+                squares[0] += s * s;
+                clipped[0] += (s.abs() >= self.full_scale) as u32;
+            }
+            acc.peak = peak.iter().fold(acc.peak, |m, &p| m.max(p));
+            acc.sum += sum.iter().map(|&v| v as f64).sum::<f64>();
+            acc.sum_squares += squares.iter().map(|&v| v as f64).sum::<f64>();
+            acc.clipped += clipped.iter().map(|&v| v as u64).sum::<u64>();
+            acc.samples += plane.len() as u64;
+
+            // Near-zero runs, carried across blocks.
+            let mut run = acc.run;
+            let mut silent = acc.silent;
+            for &s in plane.iter() {
+                if s.abs() <= DIGITAL_SILENCE_MAX {
+                    run += 1;
+                } else {
+                    if run >= self.min_run {
+                        silent += run;
+                    }
+                    run = 0;
+                }
+            }
+            acc.run = run;
+            acc.silent = silent;
+        }
+    }
+
+    /// The statistics of everything pushed so far.
+    pub fn finish(&self) -> Vec<ChannelLevels> {
+        self.channels
+            .iter()
+            .enumerate()
+            .map(|(channel, acc)| {
+                let n = acc.samples.max(1) as f64;
+                let silent = acc.silent + if acc.run >= self.min_run { acc.run } else { 0 };
+                let rms = (acc.sum_squares / n).sqrt();
+                ChannelLevels {
+                    channel: channel as u16,
+                    peak_dbfs: to_dbfs(acc.peak as f64),
+                    rms_dbfs: to_dbfs(rms),
+                    dc_offset: acc.sum / n,
+                    clipped_samples: acc.clipped,
+                    digital_silence_ratio: silent as f64 / n,
+                }
+            })
+            .collect()
+    }
+}
+
+/// 20·log10(amplitude), `None` for zero (−∞) or a non-finite value.
+pub fn to_dbfs(amplitude: f64) -> Option<f64> {
+    (amplitude > 0.0 && amplitude.is_finite()).then(|| 20.0 * amplitude.log10())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sine_and_square_levels() {
+        let rate = 8000;
+        let sine: Vec<f32> = (0..rate)
+            .map(|i| 0.5 * (i as f32 * 0.25 * std::f32::consts::PI).sin())
+            .collect();
+        let square: Vec<f32> = (0..rate)
+            .map(|i| if i % 8 < 4 { 0.25 } else { -0.25 })
+            .collect();
+        let mut meter = LevelMeter::new(2, rate as u32, 32767.0 / 32768.0);
+        for (a, b) in sine.chunks(1000).zip(square.chunks(1000)) {
+            meter.push(&[a, b]);
+        }
+        let levels = meter.finish();
+        assert!((levels[0].peak_dbfs.unwrap() - -6.0206).abs() < 1e-3);
+        assert!((levels[0].rms_dbfs.unwrap() - (-6.0206 - 3.0103)).abs() < 1e-3);
+        assert!(levels[0].dc_offset.abs() < 1e-6);
+        assert!((levels[1].rms_dbfs.unwrap() - -12.0412).abs() < 1e-3);
+        assert_eq!(levels[1].digital_silence_ratio, 0.0);
+    }
+
+    #[test]
+    fn clipping_silence_and_dc() {
+        let mut plane = vec![0.0f32; 800]; // 100 ms of zero: silence
+        plane.extend(std::iter::repeat_n(1.0, 10)); // clipped
+        plane.extend(std::iter::repeat_n(-1.0, 5)); // clipped
+        plane.extend((0..40).map(|i| if i % 2 == 0 { 0.0 } else { 0.1 })); // zeros in runs of 1: not silence
+        plane.extend(std::iter::repeat_n(8.0 / 32768.0, 160)); // A-law idle, 20 ms: silence
+        let mut meter = LevelMeter::new(1, 8000, 32767.0 / 32768.0);
+        meter.push(&[&plane[..333]]);
+        meter.push(&[&plane[333..]]);
+        let l = &meter.finish()[0];
+        assert_eq!(l.clipped_samples, 15);
+        assert_eq!(l.peak_dbfs, Some(0.0));
+        assert!((l.digital_silence_ratio - 960.0 / plane.len() as f64).abs() < 1e-12);
+        let mean = plane.iter().map(|&s| s as f64).sum::<f64>() / plane.len() as f64;
+        assert!((l.dc_offset - mean).abs() < 1e-7);
+        assert!(
+            LevelMeter::new(1, 8000, 1.0).finish()[0]
+                .peak_dbfs
+                .is_none()
+        );
+    }
+}

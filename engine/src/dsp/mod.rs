@@ -1,0 +1,3 @@
+//! Signal analysis and processing stages, one file each.
+
+pub mod levels;

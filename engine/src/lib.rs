@@ -1,0 +1,30 @@
+//! # callrec-engine
+//!
+//! callrec's audio core. It knows nothing of calls, AWS or HTTP: bytes in, facts and audio out.
+//!
+//! - [`source`]: input as `bytes::Bytes` or a memory-mapped file, never copied.
+//! - [`decode`]: a zero-copy WAVE fast path (RIFF/RF64, PCM, float, G.711, EXTENSIBLE) and
+//!   symphonia for everything else, both to planar f32.
+//! - [`checksum`]: SHA-256, CRC32C, MD5 and CRC64NVME in one pass, and their validation.
+//! - [`dsp`]: analysis stages (levels so far).
+//! - [`inspect()`]: all of the above as one [`Report`].
+//!
+//! Every failure is an [`EngineError`]; hostile input is bounded by [`Limits`].
+
+pub mod checksum;
+pub mod decode;
+pub mod dsp;
+pub mod error;
+pub mod inspect;
+pub mod limits;
+pub mod ocp_name;
+pub mod report;
+pub mod source;
+
+pub use checksum::{Checksums, DigestState, Digests, ExpectedChecksums};
+pub use decode::{DecodedAudio, Decoder, DecoderPath, StreamInfo, decode};
+pub use error::{ChecksumAlgorithm, EngineError, LimitError, Result};
+pub use inspect::{InspectOptions, inspect};
+pub use limits::Limits;
+pub use report::{Report, Tag};
+pub use source::AudioSource;
