@@ -118,8 +118,7 @@ impl FallbackDecoder {
             })?;
 
         let mut tags = Vec::new();
-        let mut metadata = format.metadata();
-        if let Some(revision) = metadata.skip_to_latest() {
+        if let Some(revision) = format.metadata().skip_to_latest() {
             for tag in revision.media.tags.iter().take(limits.max_tags) {
                 let key = match &tag.std {
                     Some(std) => format!("{std:?}")
@@ -133,10 +132,12 @@ impl FallbackDecoder {
                 tags.push(Tag { key, value });
             }
         }
-        drop(metadata);
 
         let info = StreamInfo {
-            container: format.format_info().short_name.to_string(),
+            container: match format.format_info().short_name {
+                "wave" => "wav".to_string(),
+                name => name.to_string(),
+            },
             codec: decoder.codec_info().short_name.to_string(),
             sample_rate,
             channels: channels as u16,

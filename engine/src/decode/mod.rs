@@ -76,7 +76,7 @@ pub enum Decoder {
         encoding: SampleEncoding,
         info: StreamInfo,
     },
-    Fallback(Box<FallbackDecoder>),
+    Fallback(FallbackDecoder),
 }
 
 impl Decoder {
@@ -124,9 +124,15 @@ impl Decoder {
                 missing: 12 - bytes.len() as u64,
             });
         }
-        Ok(Decoder::Fallback(Box::new(FallbackDecoder::open(
-            source, limits,
-        )?)))
+        Ok(Decoder::Fallback(FallbackDecoder::open(source, limits)?))
+    }
+
+    /// Opens `source` with symphonia even where the fast path could read it: for comparing the
+    /// two decoders (tests, benchmarks) and as an escape hatch.
+    pub fn open_symphonia(source: &AudioSource, limits: &Limits) -> Result<Decoder> {
+        source.require_non_empty()?;
+        limits.check_input_bytes(source.len())?;
+        Ok(Decoder::Fallback(FallbackDecoder::open(source, limits)?))
     }
 
     pub fn info(&self) -> &StreamInfo {

@@ -1,0 +1,224 @@
+//! `callrec inspect`: verify files and print what the engine learns about each.
+
+use anyhow::{Context, bail};
+use callrec_engine::{
+    AudioSource, ChecksumAlgorithm, EngineError, ExpectedChecksums, InspectOptions, Report,
+    inspect::DEFAULT_DURATION_TOLERANCE_MS,
+};
+use clap::Args;
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Extensions picked up when a directory is walked (files named explicitly are always read).
+const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "wave", "rf64", "mp3", "flac", "ogg", "oga", "opus", "m4a", "mp4", "aac", "caf", "aif",
+    "aiff", "mka",
+];
+
+#[derive(Args)]
+#[command(
+    after_help = "Exit status: 0 when every file is valid, 1 when any is not, 2 for usage errors.\n\
+Directories are walked recursively for audio files (by extension) and inspected in parallel."
+)]
+pub struct InspectArgs {
+    /// Files or directories to inspect.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    paths: Vec<PathBuf>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Expected SHA-256 of the file (hex or base64).
+    #[arg(long, value_name = "HEX|B64")]
+    expect_sha256: Option<String>,
+    /// Expected CRC32C of the file (8 hex digits, or base64 as S3 writes it).
+    #[arg(long, value_name = "HEX|B64")]
+    expect_crc32c: Option<String>,
+    /// Expected MD5 of the file (hex, or base64 as in Content-MD5).
+    #[arg(long, value_name = "HEX|B64")]
+    expect_md5: Option<String>,
+    /// Expected duration of the audio in ms (e.g. from the CDR).
+    #[arg(long, value_name = "MS")]
+    expect_duration_ms: Option<u64>,
+    /// How far the duration may be from --expect-duration-ms, in ms.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_DURATION_TOLERANCE_MS)]
+    duration_tolerance_ms: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// The outcome for one path, in the order the paths were given.
+struct Outcome {
+    path: PathBuf,
+    result: Result<Report, EngineError>,
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let mut expected = ExpectedChecksums::new();
+    for (algorithm, value) in [
+        (ChecksumAlgorithm::Sha256, &args.expect_sha256),
+        (ChecksumAlgorithm::Crc32c, &args.expect_crc32c),
+        (ChecksumAlgorithm::Md5, &args.expect_md5),
+    ] {
+        if let Some(value) = value {
+            expected = expected
+                .expect(algorithm, value)
+                .map_err(anyhow::Error::new)?;
+        }
+    }
+    let mut options = InspectOptions::new();
+    options.expected_checksums = expected;
+    options.expected_duration_ms = args.expect_duration_ms;
+    options.duration_tolerance_ms = args.duration_tolerance_ms;
+
+    let files = collect_files(&args.paths)?;
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        pool = pool.num_threads(threads);
+    }
+    let pool = pool.build().context("starting the worker pool")?;
+    let outcomes: Vec<Outcome> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|path| Outcome {
+                path: path.clone(),
+                result: inspect_path(path, &options),
+            })
+            .collect()
+    });
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        for outcome in &outcomes {
+            let line = match &outcome.result {
+                Ok(report) => {
+                    serde_json::json!({"path": outcome.path, "ok": true, "report": report})
+                }
+                Err(err) => serde_json::json!({
+                    "path": outcome.path,
+                    "ok": false,
+                    "error": {"kind": err.kind(), "message": err.to_string()},
+                }),
+            };
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        write_table(&mut out, &outcomes)?;
+    }
+    out.flush()?;
+    let invalid = outcomes.iter().filter(|o| o.result.is_err()).count();
+    Ok(if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn inspect_path(path: &Path, options: &InspectOptions) -> Result<Report, EngineError> {
+    let source = AudioSource::map_file(path, &options.limits)?;
+    callrec_engine::inspect(&source, options)
+}
+
+/// Expands directories (sorted, recursively, audio extensions only); files are kept as given.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found = Vec::new();
+            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                let entry = entry.with_context(|| format!("walking {}", path.display()))?;
+                let is_audio = entry
+                    .path()
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+                if entry.file_type().is_file() && is_audio {
+                    found.push(entry.into_path());
+                }
+            }
+            if found.is_empty() {
+                eprintln!("warning: no audio files under {}", path.display());
+            }
+            files.extend(found);
+        } else {
+            // Missing files are reported per file (as I/O errors), not as usage errors.
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn fmt_db(value: Option<f64>) -> String {
+    value.map_or_else(|| "-inf".to_string(), |v| format!("{v:.1}"))
+}
+
+fn write_table(out: &mut impl Write, outcomes: &[Outcome]) -> std::io::Result<()> {
+    let rows: Vec<(String, Vec<String>)> = outcomes
+        .iter()
+        .map(|o| {
+            let path = o.path.display().to_string();
+            let cells = match &o.result {
+                Ok(r) => {
+                    let peak = r.levels.iter().map(|l| l.peak_dbfs).fold(
+                        None,
+                        |m: Option<f64>, p| match (m, p) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            (a, b) => a.or(b),
+                        },
+                    );
+                    let rms: Vec<String> = r.levels.iter().map(|l| fmt_db(l.rms_dbfs)).collect();
+                    vec![
+                        "ok".into(),
+                        format!("{}/{}", r.container, r.codec),
+                        format!("{} Hz", r.sample_rate),
+                        format!("{} ch", r.channels),
+                        format!("{:.3} s", r.duration_ms / 1000.0),
+                        format!("peak {} dBFS", fmt_db(peak)),
+                        format!("rms {} dBFS", rms.join("/")),
+                        format!("sha256 {}…", &r.checksums.sha256[..12]),
+                    ]
+                }
+                Err(e) => vec!["INVALID".into(), format!("{}: {e}", e.kind())],
+            };
+            (path, cells)
+        })
+        .collect();
+    let path_width = rows
+        .iter()
+        .map(|(p, _)| p.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut widths = [0usize; 8];
+    for (_, cells) in rows.iter().filter(|(_, c)| c.len() == 8) {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for (path, cells) in &rows {
+        write!(out, "{path:<path_width$}")?;
+        if cells.len() == 8 {
+            for (cell, w) in cells.iter().zip(widths) {
+                write!(out, "  {cell:<w$}")?;
+            }
+        } else {
+            for cell in cells {
+                write!(out, "  {cell}")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let invalid = outcomes.iter().filter(|o| o.result.is_err()).count();
+    writeln!(
+        out,
+        "{} files: {} valid, {} invalid",
+        outcomes.len(),
+        outcomes.len() - invalid,
+        invalid
+    )
+}
