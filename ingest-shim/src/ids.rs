@@ -1,0 +1,114 @@
+//! Identifiers that come from outside (OCP, HTTP paths, CDRs), validated once at the edge.
+
+use callrec_engine::ocp_name::{MAX_ID_LEN, is_safe_id};
+use std::fmt;
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what}: {reason} (1–{MAX_ID_LEN} of A–Z a–z 0–9 - _ ., not starting with '.')")]
+pub struct IdError {
+    pub what: &'static str,
+    pub reason: &'static str,
+}
+
+fn validate(what: &'static str, raw: &str) -> Result<(), IdError> {
+    if raw.is_empty() {
+        return Err(IdError {
+            what,
+            reason: "empty",
+        });
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(IdError {
+            what,
+            reason: "too long",
+        });
+    }
+    if !is_safe_id(raw) {
+        return Err(IdError {
+            what,
+            reason: "character not allowed",
+        });
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts `raw` only if it is safe in a file name, an S3 key and a query.
+            pub fn parse(raw: &str) -> Result<Self, IdError> {
+                validate($what, raw)?;
+                Ok($name(raw.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(raw: &str) -> Result<Self, IdError> {
+                Self::parse(raw)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// OCP's id of one call (its dialog id).
+    CallId,
+    "call id"
+);
+id_type!(
+    /// The contact center's client (tenant) id from the CDR.
+    ClientId,
+    "client id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_ids() {
+        for raw in ["dlg-0001", "a", "A.b_c-9", &"x".repeat(128)] {
+            assert_eq!(CallId::parse(raw).unwrap().as_str(), raw);
+        }
+        assert_eq!("c-1".parse::<ClientId>().unwrap().to_string(), "c-1");
+    }
+
+    #[test]
+    fn refuses_anything_that_could_escape_a_path_or_key() {
+        for raw in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a b",
+            "a%2F",
+            "ä",
+            "a\0b",
+            "a~b",
+            &"x".repeat(129),
+        ] {
+            let err = CallId::parse(raw).unwrap_err();
+            assert_eq!(err.what, "call id");
+            assert!(err.to_string().contains("invalid call id"), "{err}");
+        }
+    }
+}
