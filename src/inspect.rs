@@ -38,6 +38,9 @@ pub struct InspectArgs {
     /// Expected MD5 of the file (hex, or base64 as in Content-MD5).
     #[arg(long, value_name = "HEX|B64")]
     expect_md5: Option<String>,
+    /// Also compute MD5 (hex and Content-MD5 base64); implied by --expect-md5.
+    #[arg(long)]
+    md5: bool,
     /// Expected duration of the audio in ms (e.g. from the CDR).
     #[arg(long, value_name = "MS")]
     expect_duration_ms: Option<u64>,
@@ -72,6 +75,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     options.expected_checksums = expected;
     options.expected_duration_ms = args.expect_duration_ms;
     options.duration_tolerance_ms = args.duration_tolerance_ms;
+    options.compute_md5 = args.md5;
 
     let files = collect_files(&args.paths)?;
     let mut pool = rayon::ThreadPoolBuilder::new();

@@ -174,6 +174,37 @@ fn expected_checksums_and_duration_are_enforced() {
     let line = &json_lines(&wrong)[0];
     assert_eq!(line["error"]["kind"], "checksum_mismatch");
     assert!(line["error"]["message"].as_str().unwrap().contains(crc_hex));
+    // MD5 is computed only on request: --md5, or implied by --expect-md5.
+    assert!(sums["content_md5"].is_null());
+    let with_md5 = json_lines(&callrec(&["inspect", "--json", "--md5", file]))[0].clone();
+    let content_md5 = with_md5["report"]["checksums"]["content_md5"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        with_md5["report"]["checksums"]["md5"]
+            .as_str()
+            .unwrap()
+            .len(),
+        32
+    );
+    assert_eq!(
+        callrec(&["inspect", file, "--expect-md5", &content_md5])
+            .status
+            .code(),
+        Some(0)
+    );
+    let bad_md5 = callrec(&[
+        "inspect",
+        "--json",
+        file,
+        "--expect-md5",
+        "00000000000000000000000000000000",
+    ]);
+    assert_eq!(
+        json_lines(&bad_md5)[0]["error"]["kind"],
+        "checksum_mismatch"
+    );
     let long = callrec(&["inspect", "--json", file, "--expect-duration-ms", "60000"]);
     assert_eq!(long.status.code(), Some(1));
     assert_eq!(json_lines(&long)[0]["error"]["kind"], "duration_mismatch");

@@ -18,6 +18,8 @@ pub struct InspectOptions {
     pub expected_duration_ms: Option<u64>,
     /// How far the actual duration may differ from the expected one, in ms.
     pub duration_tolerance_ms: u64,
+    /// Compute MD5 even when no MD5 is expected (it is the costliest digest).
+    pub compute_md5: bool,
 }
 
 /// The default tolerance between a CDR's duration and the recording's, in ms: OCP's recording
@@ -38,7 +40,11 @@ impl InspectOptions {
 pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report> {
     source.require_non_empty()?;
     options.limits.check_input_bytes(source.len())?;
-    let digests = Digests::compute(source.bytes());
+    let digests = if options.compute_md5 || options.expected_checksums.needs_md5() {
+        Digests::compute_with_md5(source.bytes())
+    } else {
+        Digests::compute(source.bytes())
+    };
     options.expected_checksums.validate(&digests)?;
 
     let mut decoder = Decoder::open(source, &options.limits)?;

@@ -123,3 +123,62 @@ fn rf64_equals_its_riff_twin_for_every_encoding() {
         assert_bit_identical(&format!("{encoding:?} vs symphonia"), &riff, &reference);
     }
 }
+
+#[test]
+fn block_codecs_are_trimmed_to_their_fact_chunk() {
+    let limits = Limits::default();
+    let mut bytes = std::fs::read(fixtures().join("audio/adpcm_ima_8k_mono.wav")).unwrap();
+    // ffmpeg's fact chunk counts the padded last block (81,640 frames); a writer that records the
+    // true length (80,000) must get exactly that many frames back.
+    let at = bytes.windows(4).position(|w| w == b"fact").unwrap() + 8;
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        81_640
+    );
+    let padded = callrec_engine::decode(&AudioSource::from_bytes(bytes.clone()), &limits).unwrap();
+    assert_eq!(padded.frames(), 81_640);
+    bytes[at..at + 4].copy_from_slice(&80_000u32.to_le_bytes());
+    let trimmed = callrec_engine::decode(&AudioSource::from_bytes(bytes), &limits).unwrap();
+    assert_eq!(trimmed.frames(), 80_000);
+    assert_eq!(trimmed.planes[0][..], padded.planes[0][..80_000]);
+}
+
+#[test]
+fn every_g711_codeword_decodes_to_its_itu_value_end_to_end() {
+    use callrec_engine::decode::g711::{ALAW_TO_I16, ULAW_TO_I16};
+    let limits = Limits::default();
+    for (tag, table) in [(7u16, &ULAW_TO_I16), (6u16, &ALAW_TO_I16)] {
+        let data: Vec<u8> = (0..=255u8).collect();
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(4 + 26 + 8 + 256u32).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&18u32.to_le_bytes());
+        for field in [tag, 1] {
+            wav.extend_from_slice(&field.to_le_bytes());
+        }
+        wav.extend_from_slice(&8000u32.to_le_bytes());
+        wav.extend_from_slice(&8000u32.to_le_bytes());
+        for field in [1u16, 8, 0] {
+            wav.extend_from_slice(&field.to_le_bytes());
+        }
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&256u32.to_le_bytes());
+        wav.extend_from_slice(&data);
+        let source = AudioSource::from_bytes(wav);
+        let fast = callrec_engine::decode(&source, &limits).unwrap();
+        assert_eq!(fast.info.path, DecoderPath::FastWav);
+        for (code, &sample) in fast.planes[0].iter().enumerate() {
+            assert_eq!(
+                sample * 32768.0,
+                table[code] as f32,
+                "tag {tag} code {code:#04x}"
+            );
+        }
+        let reference = Decoder::open_symphonia(&source, &limits)
+            .unwrap()
+            .decode_all(&limits)
+            .unwrap();
+        assert_bit_identical(&format!("G.711 tag {tag}"), &fast, &reference);
+    }
+}

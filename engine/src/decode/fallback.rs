@@ -27,6 +27,8 @@ pub struct FallbackDecoder {
     track_id: u32,
     info: StreamInfo,
     limits: Limits,
+    /// Frames to keep at most (from a WAVE `fact` chunk); decoded frames past it are padding.
+    max_frames: Option<u64>,
 }
 
 fn run_guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -153,11 +155,18 @@ impl FallbackDecoder {
             track_id,
             info,
             limits: limits.clone(),
+            max_frames: None,
         })
     }
 
     pub fn info(&self) -> &StreamInfo {
         &self.info
+    }
+
+    /// Keeps only the first `frames` frames: the container's stated length, when decoding pads.
+    pub fn limit_frames(&mut self, frames: u64) {
+        self.max_frames = Some(frames);
+        self.info.declared_frames = Some(frames);
     }
 
     /// Decodes every packet, handing planar f32 blocks to `sink`. Returns the frames decoded.
@@ -222,7 +231,10 @@ impl FallbackDecoder {
                 }
                 Err(e) => return Err(map_open_error(e)),
             };
-            let frames = buffer.frames();
+            let mut frames = buffer.frames();
+            if let Some(max) = self.max_frames {
+                frames = frames.min(max.saturating_sub(frames_total) as usize);
+            }
             if frames == 0 {
                 continue;
             }
@@ -251,7 +263,13 @@ impl FallbackDecoder {
                 plane.resize(frames, 0.0);
             }
             let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| &mut p[..frames]).collect();
-            buffer.copy_to_slice_planar::<f32, &mut [f32]>(&mut views);
+            if frames == buffer.frames() {
+                buffer.copy_to_slice_planar::<f32, &mut [f32]>(&mut views);
+            } else {
+                buffer
+                    .slice(..frames)
+                    .copy_to_slice_planar::<f32, &mut [f32]>(&mut views);
+            }
             let views: Vec<&[f32]> = planes.iter().map(|p| &p[..frames]).collect();
             sink(&views)?;
         }

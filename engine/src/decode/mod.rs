@@ -116,6 +116,12 @@ impl Decoder {
                     layout.format_tag
                 )));
             }
+            // A block codec (ADPCM) pads its last block; the fact chunk has the true length.
+            let mut fallback = FallbackDecoder::open(source, limits)?;
+            if let Some(frames) = layout.fact_frames {
+                fallback.limit_frames(frames);
+            }
+            return Ok(Decoder::Fallback(fallback));
         } else if bytes.len() < 12 && matches!(bytes.get(..4), Some(b"RIFF" | b"RF64")) {
             return Err(EngineError::Truncated {
                 what: "RIFF header",

@@ -44,6 +44,9 @@ pub struct WavLayout {
     pub data: Range<usize>,
     pub frames: u64,
     pub tags: Vec<Tag>,
+    /// The `fact` chunk's sample length: the true frame count of block codecs (ADPCM) whose
+    /// last block is padded.
+    pub fact_frames: Option<u64>,
     /// Oddities that did not stop decoding (wrong RIFF size, partial last frame, …).
     pub warnings: Vec<String>,
     /// `None` when the format is valid WAVE but not one the fast path converts (ADPCM, …).
@@ -96,6 +99,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
     let mut fmt: Option<Fmt> = None;
     let mut data: Option<(usize, u64)> = None;
     let mut tags = Vec::new();
+    let mut fact_frames = None;
 
     let mut pos = 12usize;
     while pos < len {
@@ -171,6 +175,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
                     }
                 }
                 b"LIST" => read_info(chunk, limits, &mut tags, &mut warnings),
+                b"fact" if chunk.len() >= 4 => fact_frames = Some(u32_at(chunk, 0) as u64),
                 _ => {}
             }
         }
@@ -225,6 +230,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
         data: data_start..data_start + whole as usize,
         frames,
         tags,
+        fact_frames,
         warnings,
         encoding,
     })
