@@ -81,7 +81,7 @@ fn flipped_bytes_never_panic() {
             let flips = 1 + rng.next_u64() % 16;
             for _ in 0..flips {
                 // Favour the headers, where the parsing is.
-                let span = if rng.next_u64() % 2 == 0 {
+                let span = if rng.next_u64().is_multiple_of(2) {
                     256.min(mutant.len())
                 } else {
                     mutant.len()
