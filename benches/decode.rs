@@ -15,6 +15,18 @@ fn five_minute_call(encoding: WavEncoding) -> AudioSource {
     AudioSource::from_bytes(write_wav(&planes, 8000, &WavOptions::new(encoding)))
 }
 
+/// Decodes in blocks and touches each one, as a streaming consumer would.
+fn stream(mut decoder: Decoder) -> f32 {
+    let mut sum = 0f32;
+    decoder
+        .run(&mut |block: &[&[f32]]| {
+            sum += block[0][0];
+            Ok(())
+        })
+        .unwrap();
+    sum
+}
+
 fn decode(c: &mut Criterion) {
     let limits = Limits::default();
     for (label, encoding) in [
@@ -42,30 +54,10 @@ fn decode(c: &mut Criterion) {
             })
         });
         group.bench_function(BenchmarkId::new("fast_path", "streamed_blocks"), |b| {
-            b.iter(|| {
-                let mut decoder = Decoder::open(black_box(&source), &limits).unwrap();
-                let mut sum = 0f32;
-                decoder
-                    .run(&mut |block: &[&[f32]]| {
-                        sum += block[0][0];
-                        Ok(())
-                    })
-                    .unwrap();
-                sum
-            })
+            b.iter(|| stream(Decoder::open(black_box(&source), &limits).unwrap()))
         });
         group.bench_function(BenchmarkId::new("symphonia", "streamed_blocks"), |b| {
-            b.iter(|| {
-                let mut decoder = Decoder::open_symphonia(black_box(&source), &limits).unwrap();
-                let mut sum = 0f32;
-                decoder
-                    .run(&mut |block: &[&[f32]]| {
-                        sum += block[0][0];
-                        Ok(())
-                    })
-                    .unwrap();
-                sum
-            })
+            b.iter(|| stream(Decoder::open_symphonia(black_box(&source), &limits).unwrap()))
         });
         group.finish();
     }
