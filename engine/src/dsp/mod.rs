@@ -1,3 +1,6 @@
 //! Signal analysis and processing stages, one file each.
 
+pub mod biquad;
+pub mod design;
+pub mod kweight;
 pub mod levels;
