@@ -4,3 +4,5 @@ pub mod biquad;
 pub mod design;
 pub mod kweight;
 pub mod levels;
+pub mod loudness;
+pub mod true_peak;
