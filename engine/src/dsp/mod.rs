@@ -5,4 +5,5 @@ pub mod design;
 pub mod kweight;
 pub mod levels;
 pub mod loudness;
+pub mod p56;
 pub mod true_peak;
