@@ -14,6 +14,7 @@
 pub mod checksum;
 pub mod decode;
 pub mod dsp;
+pub mod encode;
 pub mod error;
 pub mod inspect;
 pub mod limits;

@@ -2,8 +2,14 @@
 
 pub mod biquad;
 pub mod design;
+pub mod frames;
+pub mod gain;
 pub mod kweight;
 pub mod levels;
 pub mod loudness;
 pub mod p56;
+pub mod resample;
+pub mod silence;
+pub mod spectrum;
+pub mod stereo;
 pub mod true_peak;

@@ -1,0 +1,182 @@
+//! The silence map: leading and trailing silence (what trimming may remove), internal muted
+//! spans (what it must never remove), and the speech ratio.
+//!
+//! OCP mutes a recording during sensitive steps (card numbers). In PCM that is digital zero; a
+//! muted A-law stream decodes to a constant ±8/32768, never zero. A muted span is therefore any
+//! run of samples no louder than a floor (default −66 dBFS, just above ±8/32768) lasting at least
+//! a minimum time, found at 10 ms resolution and refined to the sample.
+
+use super::frames::FrameStats;
+use serde::Serialize;
+
+/// How the speech/silence threshold is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SilenceThreshold {
+    /// A fixed level, dBFS (frame RMS).
+    Dbfs(f64),
+    /// This many dB below the active speech level (P.56); falls back to −50 dBFS when no speech
+    /// level could be measured.
+    BelowSpeech(f64),
+}
+
+/// Silence detection settings. The defaults suit telephone speech.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceConfig {
+    /// Default: 25 dB below the active speech level, never below −70 dBFS.
+    pub threshold: SilenceThreshold,
+    /// Leading or trailing silence shorter than this is left alone, ms. Default 200.
+    pub min_silence_ms: u64,
+    /// Silence kept before the first and after the last speech when trimming, ms. Default 250.
+    pub padding_ms: u64,
+    /// Samples at or below this level may be a mute, dBFS. Default −66 (16/32768).
+    pub mute_floor_dbfs: f64,
+    /// Shortest muted span reported, ms. Default 200.
+    pub min_mute_ms: u64,
+}
+
+impl Default for SilenceConfig {
+    fn default() -> Self {
+        SilenceConfig {
+            threshold: SilenceThreshold::BelowSpeech(25.0),
+            min_silence_ms: 200,
+            padding_ms: 250,
+            mute_floor_dbfs: -66.0,
+            min_mute_ms: 200,
+        }
+    }
+}
+
+/// Lowest threshold ever used, dBFS: below this everything is silence anyway.
+const THRESHOLD_FLOOR_DBFS: f64 = -70.0;
+/// Hysteresis: once speech is found, its edges extend while frames stay within this many dB
+/// below the threshold (speech fades in and out).
+const EDGE_HYSTERESIS_DB: f64 = 15.0;
+
+/// An internal span where the recording was muted, in ms of the original recording.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct MutedSpan {
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// Where the silence is.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SilenceMap {
+    /// The frame-level threshold used, dBFS.
+    pub threshold_dbfs: f64,
+    /// Silence before the first speech, ms (0 when under the minimum).
+    pub leading_silence_ms: f64,
+    /// Silence after the last speech, ms (0 when under the minimum).
+    pub trailing_silence_ms: f64,
+    /// Muted spans strictly inside the speech.
+    pub muted_spans: Vec<MutedSpan>,
+    /// Fraction (0–1) of 10 ms frames above the threshold.
+    pub speech_ratio: f64,
+    /// Audio frames (samples per channel) trimming removes at the start: the leading silence
+    /// less the padding.
+    pub trim_start_frames: u64,
+    /// Audio frames trimming removes at the end.
+    pub trim_end_frames: u64,
+}
+
+/// Builds the silence map of `planes` from their frame statistics.
+pub fn silence_map(
+    planes: &[Vec<f32>],
+    stats: &FrameStats,
+    speech_level_dbov: Option<f64>,
+    config: &SilenceConfig,
+) -> SilenceMap {
+    let total_samples = planes.first().map_or(0, Vec::len);
+    let frames = stats.frames();
+    let threshold_dbfs = match config.threshold {
+        SilenceThreshold::Dbfs(t) => t,
+        SilenceThreshold::BelowSpeech(db) => speech_level_dbov.map_or(-50.0, |l| l - db),
+    }
+    .max(THRESHOLD_FLOOR_DBFS);
+    let is_speech = |i: usize| stats.level_db(i) > threshold_dbfs;
+    let speech_frames = (0..frames).filter(|&i| is_speech(i)).count();
+    let speech_ratio = if frames == 0 {
+        0.0
+    } else {
+        speech_frames as f64 / frames as f64
+    };
+
+    let (Some(first), Some(last)) = (
+        (0..frames).find(|&i| is_speech(i)),
+        (0..frames).rev().find(|&i| is_speech(i)),
+    ) else {
+        // No speech at all: nothing is trimmed, nothing is "inside".
+        return SilenceMap {
+            threshold_dbfs,
+            leading_silence_ms: stats.samples_to_ms(total_samples),
+            trailing_silence_ms: 0.0,
+            muted_spans: Vec::new(),
+            speech_ratio,
+            trim_start_frames: 0,
+            trim_end_frames: 0,
+        };
+    };
+    let edge = threshold_dbfs - EDGE_HYSTERESIS_DB;
+    let mut onset = first;
+    while onset > 0 && stats.level_db(onset - 1) > edge {
+        onset -= 1;
+    }
+    let mut offset = last;
+    while offset + 1 < frames && stats.level_db(offset + 1) > edge {
+        offset += 1;
+    }
+    let speech_start = stats.start_sample(onset);
+    let speech_end = stats.start_sample(offset + 1).min(total_samples);
+
+    let ms_to_samples = |ms: u64| (ms as f64 * stats.rate as f64 / 1000.0).round() as usize;
+    let min_silence = ms_to_samples(config.min_silence_ms);
+    let padding = ms_to_samples(config.padding_ms);
+    let leading = if speech_start >= min_silence {
+        speech_start
+    } else {
+        0
+    };
+    let trailing = total_samples - speech_end;
+    let trailing = if trailing >= min_silence { trailing } else { 0 };
+
+    let floor = 10f64.powf(config.mute_floor_dbfs / 20.0) as f32;
+    let min_mute = ms_to_samples(config.min_mute_ms).max(1);
+    let quiet_sample = |i: usize| planes.iter().all(|p| p[i].abs() <= floor);
+    let mut muted_spans = Vec::new();
+    let mut i = onset;
+    while i <= offset {
+        if stats.peak(i) > floor {
+            i += 1;
+            continue;
+        }
+        let run_start = i;
+        while i <= offset && stats.peak(i) <= floor {
+            i += 1;
+        }
+        // Refine both edges to the sample.
+        let mut start = stats.start_sample(run_start);
+        while start > speech_start && quiet_sample(start - 1) {
+            start -= 1;
+        }
+        let mut end = stats.start_sample(i).min(speech_end);
+        while end < speech_end && quiet_sample(end) {
+            end += 1;
+        }
+        if end - start >= min_mute && start > speech_start && end < speech_end {
+            muted_spans.push(MutedSpan {
+                start_ms: stats.samples_to_ms(start),
+                end_ms: stats.samples_to_ms(end),
+            });
+        }
+    }
+
+    SilenceMap {
+        threshold_dbfs,
+        leading_silence_ms: stats.samples_to_ms(leading),
+        trailing_silence_ms: stats.samples_to_ms(trailing),
+        muted_spans,
+        speech_ratio,
+        trim_start_frames: leading.saturating_sub(padding) as u64,
+        trim_end_frames: trailing.saturating_sub(padding) as u64,
+    }
+}

@@ -1,0 +1,227 @@
+//! Spectrum facts from the long-term average spectrum (realfft): effective bandwidth
+//! (narrowband vs wideband), a mains-hum flag (50/60 Hz), the noise floor and an SNR estimate.
+
+use super::frames::FrameStats;
+use realfft::RealFftPlanner;
+use serde::Serialize;
+
+/// Bandwidth classes as telephony names them (ITU-T P.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    /// Up to 4 kHz (classic telephony, 300–3400 Hz).
+    Narrowband,
+    /// Up to 8 kHz (HD voice, 50–7000 Hz).
+    Wideband,
+    /// Up to 16 kHz.
+    SuperWideband,
+    Fullband,
+}
+
+/// What the spectrum says.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SpectrumFacts {
+    /// Highest frequency where the speech spectrum is within 50 dB of its peak, Hz.
+    pub bandwidth_hz: f64,
+    pub band: Band,
+    /// 50 or 60 when a mains-hum line stands out at that frequency or its 2nd/3rd harmonic.
+    pub mains_hum_hz: Option<u32>,
+    /// Median RMS of the non-speech, non-muted 10 ms frames, dBFS; `null` without such frames.
+    pub noise_floor_dbfs: Option<f64>,
+    /// Active speech level (dBov) over the noise floor, dB.
+    pub snr_db: Option<f64>,
+}
+
+/// How far below the spectrum's peak still counts as "in band", dB.
+const BANDWIDTH_RANGE_DB: f64 = 50.0;
+/// How far a hum line must stand above its neighbourhood, dB.
+const HUM_PROMINENCE_DB: f64 = 12.0;
+
+/// Computes the spectrum facts of a mono signal. `speech_frames[i]` says whether 10 ms frame `i`
+/// holds speech and `muted_frames[i]` whether it is muted (both from the silence analysis).
+pub fn spectrum_facts(
+    mono: &[f32],
+    rate: u32,
+    stats: &FrameStats,
+    speech_frames: &[bool],
+    muted_frames: &[bool],
+    speech_level_dbov: Option<f64>,
+) -> SpectrumFacts {
+    // About 4 Hz resolution, enough to resolve 50 Hz from 60 Hz.
+    let size = ((rate / 4) as usize).next_power_of_two().max(256);
+    let mut planner = RealFftPlanner::<f32>::new();
+    let fft = planner.plan_fft_forward(size);
+    let window: Vec<f32> = (0..size)
+        .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / size as f64).cos()) as f32)
+        .collect();
+    let bins = size / 2 + 1;
+    let mut all = vec![0f64; bins];
+    let mut speech = vec![0f64; bins];
+    let (mut all_n, mut speech_n) = (0usize, 0usize);
+    let mut input = fft.make_input_vec();
+    let mut output = fft.make_output_vec();
+    let frame_len = stats.frame_len;
+    let mut start = 0;
+    while start < mono.len().max(1) {
+        let end = (start + size).min(mono.len());
+        input.fill(0.0);
+        for ((x, &s), &w) in input.iter_mut().zip(&mono[start..end]).zip(&window) {
+            *x = s * w;
+        }
+        if fft.process(&mut input, &mut output).is_err() {
+            break;
+        }
+        let first_frame = start / frame_len;
+        let last_frame = (end / frame_len).min(speech_frames.len());
+        let speechy = (first_frame..last_frame)
+            .filter(|&i| speech_frames[i])
+            .count()
+            * 2
+            > (last_frame - first_frame);
+        for (k, c) in output.iter().enumerate() {
+            let p = c.norm_sqr() as f64;
+            all[k] += p;
+            if speechy {
+                speech[k] += p;
+            }
+        }
+        all_n += 1;
+        speech_n += speechy as usize;
+        start += size;
+    }
+    let bin_hz = rate as f64 / size as f64;
+    let to_db = |v: &[f64], n: usize| -> Vec<f64> {
+        v.iter()
+            .map(|&p| 10.0 * (p / n.max(1) as f64).max(1e-30).log10())
+            .collect()
+    };
+    let reference = if speech_n > 0 {
+        to_db(&speech, speech_n)
+    } else {
+        to_db(&all, all_n)
+    };
+    let all_db = to_db(&all, all_n);
+
+    // Bandwidth: smooth over ~100 Hz, ignore DC and the lowest 40 Hz.
+    let half = ((50.0 / bin_hz).round() as usize).max(1);
+    let smoothed: Vec<f64> = (0..bins)
+        .map(|k| {
+            let lo = k.saturating_sub(half);
+            let hi = (k + half + 1).min(bins);
+            let mean = reference[lo..hi]
+                .iter()
+                .map(|d| 10f64.powf(d / 10.0))
+                .sum::<f64>()
+                / (hi - lo) as f64;
+            10.0 * mean.max(1e-30).log10()
+        })
+        .collect();
+    let low = (40.0 / bin_hz).ceil() as usize;
+    let peak = smoothed[low.min(bins - 1)..]
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max);
+    let top = (low..bins)
+        .rev()
+        .find(|&k| smoothed[k] >= peak - BANDWIDTH_RANGE_DB)
+        .unwrap_or(0);
+    let bandwidth_hz = top as f64 * bin_hz;
+    let band = match bandwidth_hz {
+        b if b <= 4000.0 => Band::Narrowband,
+        b if b <= 8000.0 => Band::Wideband,
+        b if b <= 16_000.0 => Band::SuperWideband,
+        _ => Band::Fullband,
+    };
+
+    let prominence = |f: f64| -> f64 {
+        let k = (f / bin_hz).round() as usize;
+        if k + 8 >= bins || k < 8 {
+            return 0.0;
+        }
+        let line = all_db[k - 1..=k + 1]
+            .iter()
+            .copied()
+            .fold(f64::MIN, f64::max);
+        let mut neighbours: Vec<f64> = (k - 8..k - 2)
+            .chain(k + 3..k + 9)
+            .map(|j| all_db[j])
+            .collect();
+        neighbours.sort_by(f64::total_cmp);
+        line - neighbours[neighbours.len() / 2]
+    };
+    let mains_hum_hz = [50u32, 60].into_iter().find(|&base| {
+        (1..=3).any(|h| prominence((base * h) as f64) >= HUM_PROMINENCE_DB)
+            && prominence(base as f64).max(prominence(2.0 * base as f64)) >= HUM_PROMINENCE_DB
+    });
+
+    let mut quiet: Vec<f64> = (0..stats.frames())
+        .filter(|&i| {
+            !speech_frames.get(i).copied().unwrap_or(true)
+                && !muted_frames.get(i).copied().unwrap_or(true)
+        })
+        .map(|i| stats.level_db(i))
+        .filter(|&db| db > -200.0)
+        .collect();
+    quiet.sort_by(f64::total_cmp);
+    let noise_floor_dbfs = (!quiet.is_empty()).then(|| quiet[quiet.len() / 2]);
+    let snr_db = match (speech_level_dbov, noise_floor_dbfs) {
+        (Some(s), Some(n)) => Some(s - n),
+        _ => None,
+    };
+    SpectrumFacts {
+        bandwidth_hz,
+        band,
+        mains_hum_hz,
+        noise_floor_dbfs,
+        snr_db,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::TAU;
+
+    fn facts(signal: &[f32], rate: u32) -> SpectrumFacts {
+        let stats = FrameStats::compute(&[signal.to_vec()], rate);
+        let speech: Vec<bool> = (0..stats.frames())
+            .map(|i| stats.level_db(i) > -45.0)
+            .collect();
+        let muted = vec![false; stats.frames()];
+        spectrum_facts(signal, rate, &stats, &speech, &muted, Some(-20.0))
+    }
+
+    #[test]
+    fn narrowband_vs_wideband_and_hum() {
+        let rate = 16_000;
+        let tones = |freqs: &[f64], hum: bool| -> Vec<f32> {
+            let mut seed = 7u64;
+            (0..rate as usize * 4)
+                .map(|i| {
+                    let t = i as f64 / rate as f64;
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    let noise = ((seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 1e-4;
+                    let speech: f64 = freqs.iter().map(|&f| 0.02 * (TAU * f * t).sin()).sum();
+                    let gate = if (t % 1.0) < 0.7 { 1.0 } else { 0.0 };
+                    (speech * gate
+                        + noise
+                        + if hum {
+                            0.003 * (TAU * 50.0 * t).sin()
+                        } else {
+                            0.0
+                        }) as f32
+                })
+                .collect()
+        };
+        let narrow = facts(&tones(&[300.0, 800.0, 1500.0, 3000.0], false), rate);
+        assert_eq!(narrow.band, Band::Narrowband, "{narrow:?}");
+        assert_eq!(narrow.mains_hum_hz, None, "{narrow:?}");
+        let wide = facts(&tones(&[300.0, 800.0, 1500.0, 3000.0, 6500.0], true), rate);
+        assert_eq!(wide.band, Band::Wideband, "{wide:?}");
+        assert_eq!(wide.mains_hum_hz, Some(50), "{wide:?}");
+        // Noise floor: the ±5e-5 uniform noise (≈ −90 dBFS) plus the hum in the gaps.
+        let floor = narrow.noise_floor_dbfs.unwrap();
+        assert!((-95.0..-85.0).contains(&floor), "{floor}");
+        assert!((narrow.snr_db.unwrap() - (-20.0 - floor)).abs() < 1e-9);
+    }
+}
