@@ -2,7 +2,7 @@
 
 use crate::checksum::{Digests, ExpectedChecksums};
 use crate::decode::{Decoder, StreamInfo};
-use crate::dsp::levels::LevelMeter;
+use crate::dsp::levels::{ChannelLevels, LevelMeter};
 use crate::error::{EngineError, Result};
 use crate::limits::Limits;
 use crate::report::Report;
@@ -38,15 +38,7 @@ impl InspectOptions {
 /// Verifies and describes one input: digests (checked against any expected ones), container and
 /// codec, exact duration, tags, per-channel levels, and the OCP file-name facts.
 pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report> {
-    source.require_non_empty()?;
-    options.limits.check_input_bytes(source.len())?;
-    let digests = if options.compute_md5 || options.expected_checksums.needs_md5() {
-        Digests::compute_with_md5(source.bytes())
-    } else {
-        Digests::compute(source.bytes())
-    };
-    options.expected_checksums.validate(&digests)?;
-
+    let digests = input_digests(source, options)?;
     let mut decoder = Decoder::open(source, &options.limits)?;
     let mut meter: Option<LevelMeter> = None;
     let frames = {
@@ -60,9 +52,32 @@ pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report>
         })?
     };
     let info = decoder.info();
-    let duration_ms = frames as f64 * 1000.0 / info.sample_rate as f64;
+    check_duration(frames, info.sample_rate, options)?;
+    let levels = meter.map(|m| m.finish()).unwrap_or_default();
+    Ok(describe(source, info, frames, levels, &digests))
+}
+
+/// Checks the input's size, computes its digests (MD5 only when needed) and validates them.
+pub(crate) fn input_digests(source: &AudioSource, options: &InspectOptions) -> Result<Digests> {
+    source.require_non_empty()?;
+    options.limits.check_input_bytes(source.len())?;
+    let digests = if options.compute_md5 || options.expected_checksums.needs_md5() {
+        Digests::compute_with_md5(source.bytes())
+    } else {
+        Digests::compute(source.bytes())
+    };
+    options.expected_checksums.validate(&digests)?;
+    Ok(digests)
+}
+
+/// Checks the decoded duration against the expected one, if any.
+pub(crate) fn check_duration(
+    frames: u64,
+    sample_rate: u32,
+    options: &InspectOptions,
+) -> Result<()> {
     if let Some(expected_ms) = options.expected_duration_ms {
-        let actual_ms = duration_ms.round() as u64;
+        let actual_ms = (frames as f64 * 1000.0 / sample_rate as f64).round() as u64;
         if actual_ms.abs_diff(expected_ms) > options.duration_tolerance_ms {
             return Err(EngineError::DurationMismatch {
                 expected_ms,
@@ -71,12 +86,24 @@ pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report>
             });
         }
     }
+    Ok(())
+}
+
+/// The report of an input from what decoding it established.
+pub(crate) fn describe(
+    source: &AudioSource,
+    info: &StreamInfo,
+    frames: u64,
+    levels: Vec<ChannelLevels>,
+    digests: &Digests,
+) -> Report {
+    let duration_ms = frames as f64 * 1000.0 / info.sample_rate as f64;
     let bitrate_bps = if duration_ms > 0.0 {
         (source.len() as f64 * 8.0 * 1000.0 / duration_ms).round() as u64
     } else {
         0
     };
-    Ok(Report {
+    Report {
         file: source.name().map(str::to_string),
         container: info.container.clone(),
         codec: info.codec.clone(),
@@ -90,10 +117,10 @@ pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report>
         bitrate_bps,
         tags: info.tags.clone(),
         ocp: source.name().and_then(crate::ocp_name::parse),
-        levels: meter.map(|m| m.finish()).unwrap_or_default(),
+        levels,
         checksums: digests.to_report(),
         warnings: info.warnings.clone(),
-    })
+    }
 }
 
 /// The magnitude of the format's largest code, as decoded to f32: samples at or above it are

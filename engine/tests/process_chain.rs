@@ -1,0 +1,225 @@
+//! The processing chain end to end: trimming and muted spans, normalization under the ceiling,
+//! determinism.
+
+use callrec_engine::dsp::gain::{GainLimit, LoudnessTarget};
+use callrec_engine::dsp::p56::SpeechLevelMeter;
+use callrec_engine::{AudioSource, Limits, OutputFormat, ProcessConfig, decode, process};
+use callrec_fixtures::{CallShape, Rng, Span, WavEncoding, WavOptions, synth_call, write_wav};
+
+fn wav(shape: &CallShape) -> AudioSource {
+    AudioSource::from_bytes(write_wav(
+        &synth_call(shape),
+        shape.sample_rate,
+        &WavOptions::new(WavEncoding::I16),
+    ))
+}
+
+#[test]
+fn trims_known_silence_within_20_ms_and_keeps_muted_spans() {
+    let mut rng = Rng::new(3);
+    for case in 0..12 {
+        let rate = [8000, 16_000, 48_000][case % 3];
+        let lead = 300 + (rng.next_u64() % 2500);
+        let tail = 300 + (rng.next_u64() % 2500);
+        let mute_start = lead + 3000;
+        let mut shape =
+            CallShape::telephone(lead + tail + 12_000, case as u64 + 10).with_rate(rate);
+        shape.leading_silence_ms = lead;
+        shape.trailing_silence_ms = tail;
+        shape = shape.with_muted(Span {
+            start_ms: mute_start,
+            len_ms: 1500,
+        });
+        let config = ProcessConfig {
+            trim: true,
+            ..ProcessConfig::default()
+        };
+        let out = process(&wav(&shape), &config).unwrap();
+        let silence = &out.report.analysis.silence;
+        let near = |got: f64, want: u64, what: &str| {
+            assert!(
+                (got - want as f64).abs() <= 20.0,
+                "case {case} ({rate} Hz): {what} {got:.1} ms, want {want}"
+            );
+        };
+        near(silence.leading_silence_ms, lead, "leading");
+        near(silence.trailing_silence_ms, tail, "trailing");
+        assert_eq!(
+            silence.muted_spans.len(),
+            1,
+            "case {case}: {:?}",
+            silence.muted_spans
+        );
+        near(silence.muted_spans[0].start_ms, mute_start, "mute start");
+        near(silence.muted_spans[0].end_ms, mute_start + 1500, "mute end");
+        // Trimmed to the padding (250 ms) at each end, never inside.
+        let d = &out.report.decisions;
+        near(d.trim_start_ms, lead - 250, "trim start");
+        near(d.trim_end_ms, tail - 250, "trim end");
+        let decoded = decode(&AudioSource::from_bytes(out.audio), &Limits::default()).unwrap();
+        let frames = shape.frames() as f64;
+        let kept_ms =
+            (frames - d.trim_start_frames as f64 - d.trim_end_frames as f64) * 1000.0 / rate as f64;
+        assert!((decoded.frames() as f64 * 1000.0 / rate as f64 - kept_ms).abs() < 0.5);
+        // The muted span is still there, shifted by the trim.
+        let start = ((mute_start as f64 - d.trim_start_ms + 20.0) * rate as f64 / 1000.0) as usize;
+        let end = ((mute_start as f64 + 1480.0 - d.trim_start_ms) * rate as f64 / 1000.0) as usize;
+        assert!(
+            decoded.planes[0][start..end].iter().all(|&s| s == 0.0),
+            "case {case}: mute removed or altered"
+        );
+    }
+}
+
+#[test]
+fn an_alaw_mute_is_a_muted_span() {
+    let shape = CallShape::telephone(10_000, 12).with_muted(Span {
+        start_ms: 3000,
+        len_ms: 2000,
+    });
+    let bytes = write_wav(
+        &synth_call(&shape),
+        8000,
+        &WavOptions::new(WavEncoding::ALaw),
+    );
+    let out = process(&AudioSource::from_bytes(bytes), &ProcessConfig::default()).unwrap();
+    let spans = &out.report.analysis.silence.muted_spans;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert!(
+        (spans[0].start_ms - 3000.0).abs() <= 20.0 && (spans[0].end_ms - 5000.0).abs() <= 20.0,
+        "{spans:?}"
+    );
+}
+
+/// A random test signal: a few tones and noise, random level, sometimes with sharp peaks.
+fn random_signal(rng: &mut Rng, rate: u32) -> Vec<f32> {
+    let frames = rate as usize * (2 + (rng.next_u64() % 4) as usize);
+    let tones: Vec<(f64, f64)> = (0..1 + rng.next_u64() % 4)
+        .map(|_| (rng.range(50.0, rate as f64 * 0.45), rng.range(0.01, 0.4)))
+        .collect();
+    let noise = rng.range(0.0, 0.1);
+    let spike_every = 1 + (rng.next_u64() % 5000) as usize;
+    let mut noise_rng = rng.clone();
+    (0..frames)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            let mut v: f64 = tones
+                .iter()
+                .map(|&(f, a)| a * (std::f64::consts::TAU * f * t).sin())
+                .sum();
+            v += noise * noise_rng.gauss();
+            if i % spike_every == 0 {
+                v += 0.5;
+            }
+            v.clamp(-1.0, 1.0) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn the_output_true_peak_never_exceeds_the_ceiling() {
+    let mut rng = Rng::new(2026);
+    for case in 0..40 {
+        let rate = [8000, 16_000, 44_100][case % 3];
+        let signal = random_signal(&mut rng, rate);
+        let bytes = write_wav(&[signal], rate, &WavOptions::new(WavEncoding::F32));
+        let format = [
+            OutputFormat::Wav,
+            OutputFormat::Ulaw,
+            OutputFormat::Alaw,
+            OutputFormat::Flac,
+        ][case % 4];
+        let ceiling = rng.range(-6.0, -0.1);
+        let target = if case % 2 == 0 {
+            LoudnessTarget::Lufs(rng.range(-30.0, -5.0))
+        } else {
+            LoudnessTarget::Dbov(rng.range(-30.0, -5.0))
+        };
+        let config = ProcessConfig {
+            target: Some(target),
+            ceiling_dbtp: ceiling,
+            max_gain_db: 40.0,
+            format,
+            resample_hz: if case % 5 == 0 { Some(48_000) } else { None },
+            ..ProcessConfig::default()
+        };
+        let out = process(&AudioSource::from_bytes(bytes), &config).unwrap();
+        let tp = out.report.output.true_peak_dbtp.unwrap();
+        assert!(
+            tp <= ceiling,
+            "case {case} {format:?} {target}: output {tp:.4} dBTP over the ceiling {ceiling:.4}"
+        );
+    }
+}
+
+#[test]
+fn normalization_reaches_the_target_when_nothing_limits_it() {
+    let source = wav(&CallShape::telephone(20_000, 77));
+    for target in [-26.0, -20.0, -32.0] {
+        let config = ProcessConfig {
+            target: Some(LoudnessTarget::Dbov(target)),
+            ..ProcessConfig::default()
+        };
+        let out = process(&source, &config).unwrap();
+        assert_eq!(out.report.decisions.gain.limited_by, None);
+        let decoded = decode(&AudioSource::from_bytes(out.audio), &Limits::default()).unwrap();
+        let mut meter = SpeechLevelMeter::new(8000);
+        meter.push(&decoded.planes[0]);
+        let level = meter.finish().unwrap().active_level_dbov;
+        assert!(
+            (level - target).abs() < 0.1,
+            "target {target}: output at {level:.3} dBov"
+        );
+    }
+    // A target the true peak forbids is capped, and says so.
+    let config = ProcessConfig {
+        target: Some(LoudnessTarget::Lufs(-3.0)),
+        ..ProcessConfig::default()
+    };
+    let out = process(&source, &config).unwrap();
+    assert_eq!(
+        out.report.decisions.gain.limited_by,
+        Some(GainLimit::TruePeak)
+    );
+    assert!(out.report.output.true_peak_dbtp.unwrap() <= -1.0);
+}
+
+#[test]
+fn same_input_same_config_same_bytes() {
+    let source = wav(&CallShape::telephone(15_000, 5).with_channels(2));
+    for format in [OutputFormat::Wav, OutputFormat::Ulaw, OutputFormat::Flac] {
+        let config = ProcessConfig {
+            trim: true,
+            resample_hz: Some(16_000),
+            format,
+            ..ProcessConfig::default()
+        };
+        let a = process(&source, &config).unwrap();
+        let b = process(&source, &config).unwrap();
+        assert_eq!(a.audio, b.audio, "{format:?}");
+        assert_eq!(a.report.output.sha256, b.report.output.sha256);
+        assert_eq!(a.report.decisions, b.report.decisions);
+    }
+}
+
+#[test]
+fn stereo_calls_report_talk_and_can_be_downmixed() {
+    let source = wav(&CallShape::telephone(20_000, 9).with_channels(2));
+    let out = process(
+        &source,
+        &ProcessConfig {
+            downmix: true,
+            ..ProcessConfig::default()
+        },
+    )
+    .unwrap();
+    let stereo = out.report.analysis.stereo.as_ref().unwrap();
+    assert_eq!(stereo.channels.len(), 2);
+    assert!(
+        stereo.channels.iter().all(|c| c.talk_ms > 1000.0),
+        "{stereo:?}"
+    );
+    assert!(stereo.overlap_ratio < 0.5);
+    assert_eq!(out.report.output.channels, 1);
+    assert!(out.report.decisions.downmix);
+}
