@@ -1,6 +1,5 @@
 //! `callrec inspect`: verify files and print what the engine learns about each.
 
-use anyhow::{Context, bail};
 use callrec_engine::{
     AudioSource, ChecksumAlgorithm, EngineError, ExpectedChecksums, InspectOptions, Report,
     inspect::DEFAULT_DURATION_TOLERANCE_MS,
@@ -10,12 +9,6 @@ use rayon::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// Extensions picked up when a directory is walked (files named explicitly are always read).
-const AUDIO_EXTENSIONS: &[&str] = &[
-    "wav", "wave", "rf64", "mp3", "flac", "ogg", "oga", "opus", "m4a", "mp4", "aac", "caf", "aif",
-    "aiff", "mka",
-];
 
 #[derive(Args)]
 #[command(
@@ -77,21 +70,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     options.duration_tolerance_ms = args.duration_tolerance_ms;
     options.compute_md5 = args.md5;
 
-    let files = collect_files(&args.paths)?;
-    let mut pool = rayon::ThreadPoolBuilder::new();
-    if let Some(threads) = args.threads {
-        if threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        pool = pool.num_threads(threads);
-    }
-    let pool = pool.build().context("starting the worker pool")?;
+    let files = crate::files::collect(&args.paths)?;
+    let pool = crate::files::pool(args.threads)?;
     let outcomes: Vec<Outcome> = pool.install(|| {
         files
             .par_iter()
-            .map(|path| Outcome {
-                path: path.clone(),
-                result: inspect_path(path, &options),
+            .map(|file| Outcome {
+                path: file.path.clone(),
+                result: inspect_path(&file.path, &options),
             })
             .collect()
     });
@@ -127,35 +113,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
 fn inspect_path(path: &Path, options: &InspectOptions) -> Result<Report, EngineError> {
     let source = AudioSource::map_file(path, &options.limits)?;
     callrec_engine::inspect(&source, options)
-}
-
-/// Expands directories (sorted, recursively, audio extensions only); files are kept as given.
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found = Vec::new();
-            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-                let entry = entry.with_context(|| format!("walking {}", path.display()))?;
-                let is_audio = entry
-                    .path()
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-                if entry.file_type().is_file() && is_audio {
-                    found.push(entry.into_path());
-                }
-            }
-            if found.is_empty() {
-                eprintln!("warning: no audio files under {}", path.display());
-            }
-            files.extend(found);
-        } else {
-            // Missing files are reported per file (as I/O errors), not as usage errors.
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
 }
 
 fn fmt_db(value: Option<f64>) -> String {

@@ -1,6 +1,8 @@
 //! `callrec`: brings OCP call recordings into S3, processed and verified.
 
+mod files;
 mod inspect;
+mod process;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,12 +18,15 @@ struct Cli {
 enum Command {
     /// Verify audio files and report their format, duration, levels and checksums.
     Inspect(inspect::InspectArgs),
+    /// Normalize, trim, resample and encode recordings, with a JSON report beside each.
+    Process(process::ProcessArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Process(args) => process::run(args),
     };
     match result {
         Ok(code) => code,

@@ -24,7 +24,8 @@ pub struct SpectrumFacts {
     /// Highest frequency where the speech spectrum is within 50 dB of its peak, Hz.
     pub bandwidth_hz: f64,
     pub band: Band,
-    /// 50 or 60 when a mains-hum line stands out at that frequency or its 2nd/3rd harmonic.
+    /// 50 or 60 when a mains-hum line stands out at that frequency in the non-speech parts
+    /// (judged only with at least 2 s of them).
     pub mains_hum_hz: Option<u32>,
     /// Median RMS of the non-speech, non-muted 10 ms frames, dBFS; `null` without such frames.
     pub noise_floor_dbfs: Option<f64>,
@@ -36,6 +37,8 @@ pub struct SpectrumFacts {
 const BANDWIDTH_RANGE_DB: f64 = 50.0;
 /// How far a hum line must stand above its neighbourhood, dB.
 const HUM_PROMINENCE_DB: f64 = 12.0;
+/// Quiet windows (about 0.25 s each, half-overlapping) needed before hum is judged at all.
+const MIN_HUM_WINDOWS: usize = 8;
 
 /// Computes the spectrum facts of a mono signal. `speech_frames[i]` says whether 10 ms frame `i`
 /// holds speech and `muted_frames[i]` whether it is muted (both from the silence analysis).
@@ -57,7 +60,8 @@ pub fn spectrum_facts(
     let bins = size / 2 + 1;
     let mut all = vec![0f64; bins];
     let mut speech = vec![0f64; bins];
-    let (mut all_n, mut speech_n) = (0usize, 0usize);
+    let mut quiet_spectrum = vec![0f64; bins];
+    let (mut all_n, mut speech_n, mut quiet_n) = (0usize, 0usize, 0usize);
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let frame_len = stats.frame_len;
@@ -73,21 +77,33 @@ pub fn spectrum_facts(
         }
         let first_frame = start / frame_len;
         let last_frame = (end / frame_len).min(speech_frames.len());
-        let speechy = (first_frame..last_frame)
-            .filter(|&i| speech_frames[i])
-            .count()
-            * 2
-            > (last_frame - first_frame);
+        let frames_in = last_frame.saturating_sub(first_frame).max(1);
+        let count = |flags: &[bool]| {
+            (first_frame..last_frame)
+                .filter(|&i| flags.get(i).copied().unwrap_or(false))
+                .count()
+        };
+        let speechy = count(speech_frames) * 2 > frames_in;
+        // Hum is judged where nobody talks and nothing is muted.
+        let is_quiet = count(speech_frames) * 5 < frames_in && count(muted_frames) * 2 < frames_in;
         for (k, c) in output.iter().enumerate() {
             let p = c.norm_sqr() as f64;
             all[k] += p;
             if speechy {
                 speech[k] += p;
             }
+            if is_quiet {
+                quiet_spectrum[k] += p;
+            }
         }
         all_n += 1;
         speech_n += speechy as usize;
-        start += size;
+        quiet_n += is_quiet as usize;
+        // Half-overlapping windows (Welch): twice the averages for the same audio.
+        start += size / 2;
+        if end == mono.len() {
+            break;
+        }
     }
     let bin_hz = rate as f64 / size as f64;
     let to_db = |v: &[f64], n: usize| -> Vec<f64> {
@@ -100,7 +116,7 @@ pub fn spectrum_facts(
     } else {
         to_db(&all, all_n)
     };
-    let all_db = to_db(&all, all_n);
+    let hum_db = to_db(&quiet_spectrum, quiet_n);
 
     // Bandwidth: smooth over ~100 Hz, ignore DC and the lowest 40 Hz.
     let half = ((50.0 / bin_hz).round() as usize).max(1);
@@ -138,21 +154,23 @@ pub fn spectrum_facts(
         if k + 8 >= bins || k < 8 {
             return 0.0;
         }
-        let line = all_db[k - 1..=k + 1]
+        let line = hum_db[k - 1..=k + 1]
             .iter()
             .copied()
             .fold(f64::MIN, f64::max);
         let mut neighbours: Vec<f64> = (k - 8..k - 2)
             .chain(k + 3..k + 9)
-            .map(|j| all_db[j])
+            .map(|j| hum_db[j])
             .collect();
         neighbours.sort_by(f64::total_cmp);
         line - neighbours[neighbours.len() / 2]
     };
-    let mains_hum_hz = [50u32, 60].into_iter().find(|&base| {
-        (1..=3).any(|h| prominence((base * h) as f64) >= HUM_PROMINENCE_DB)
-            && prominence(base as f64).max(prominence(2.0 * base as f64)) >= HUM_PROMINENCE_DB
-    });
+    // The mains line itself must stand out (a voice's harmonics can sit on 100 or 120 Hz), in
+    // enough averaged windows that a chance peak of the noise cannot pass for it.
+    let mains_hum_hz = [50u32, 60]
+        .into_iter()
+        .filter(|&base| quiet_n >= MIN_HUM_WINDOWS && prominence(base as f64) >= HUM_PROMINENCE_DB)
+        .max_by(|&a, &b| prominence(a as f64).total_cmp(&prominence(b as f64)));
 
     let mut quiet: Vec<f64> = (0..stats.frames())
         .filter(|&i| {
@@ -196,13 +214,14 @@ mod tests {
         let rate = 16_000;
         let tones = |freqs: &[f64], hum: bool| -> Vec<f32> {
             let mut seed = 7u64;
-            (0..rate as usize * 4)
+            (0..rate as usize * 10)
                 .map(|i| {
                     let t = i as f64 / rate as f64;
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
                     let noise = ((seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 1e-4;
                     let speech: f64 = freqs.iter().map(|&f| 0.02 * (TAU * f * t).sin()).sum();
-                    let gate = if (t % 1.0) < 0.7 { 1.0 } else { 0.0 };
+                    // Talk for 1 s, pause for 1 s.
+                    let gate = if (t % 2.0) < 1.0 { 1.0 } else { 0.0 };
                     (speech * gate
                         + noise
                         + if hum {

@@ -1,0 +1,206 @@
+//! `callrec process` end to end: the real binary on the committed fixtures.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn callrec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run callrec")
+}
+
+/// A fresh output folder under the target directory (removed first).
+fn out_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn processes_every_fixture_with_a_report_beside_it() {
+    let out = out_dir("process-all");
+    let result = callrec(&[
+        "process",
+        "fixtures/audio",
+        "-o",
+        out.to_str().unwrap(),
+        "--trim",
+    ]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("25 files: 25 processed, 0 failed"),
+        "{stdout}"
+    );
+    let audio = files_with(&out, "wav");
+    let reports = files_with(&out, "json");
+    assert_eq!((audio.len(), reports.len()), (25, 25));
+    // Same-named inputs keep their extension rather than overwrite each other.
+    assert!(
+        out.join("speech_16k_mono.mp3.wav").exists()
+            && out.join("speech_16k_mono.m4a.wav").exists()
+    );
+    for report in reports {
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let audio = report.with_extension("wav");
+        let bytes = std::fs::read(&audio).unwrap();
+        assert_eq!(
+            r["output"]["bytes"].as_u64().unwrap(),
+            bytes.len() as u64,
+            "{}",
+            audio.display()
+        );
+        // The stored checksum is the checksum of what was written.
+        let inspected = callrec(&[
+            "inspect",
+            "--json",
+            audio.to_str().unwrap(),
+            "--expect-sha256",
+            r["output"]["sha256"].as_str().unwrap(),
+        ]);
+        assert_eq!(inspected.status.code(), Some(0), "{}", audio.display());
+        let tp = r["output"]["true_peak_dbtp"].as_f64().unwrap();
+        assert!(tp <= -1.0, "{}: {tp}", audio.display());
+        assert!(
+            r["analysis"]["loudness"]["integrated_lufs"].is_number()
+                || r["input"]["duration_ms"].as_f64().unwrap() < 400.0
+        );
+    }
+}
+
+#[test]
+fn formats_resampling_and_json_lines() {
+    let out = out_dir("process-flac");
+    let result = callrec(&[
+        "process",
+        "fixtures/audio/ulaw_8k_stereo.wav",
+        "fixtures/audio/speech_8k_mono.flac",
+        "-o",
+        out.to_str().unwrap(),
+        "--format",
+        "flac",
+        "--resample",
+        "16000",
+        "--downmix",
+        "--target",
+        "-20LUFS",
+        "--json",
+    ]);
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(result.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for r in &lines {
+        assert_eq!(r["output"]["format"], "flac");
+        assert_eq!(r["output"]["sample_rate"], 16000);
+        assert_eq!(r["output"]["channels"], 1);
+        assert_eq!(r["decisions"]["gain"]["target"], "-20LUFS");
+    }
+    assert_eq!(files_with(&out, "flac").len(), 2);
+}
+
+#[test]
+fn bad_files_fail_alone() {
+    let out = out_dir("process-bad");
+    let result = callrec(&[
+        "process",
+        "fixtures/bad",
+        "fixtures/audio/alaw_8k_mono.wav",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("empty.wav: empty"), "{stderr}");
+    assert!(stderr.contains("claims_4gb.wav: truncated"), "{stderr}");
+    // The good file is written; nothing is written for the bad ones.
+    assert_eq!(files_with(&out, "wav"), vec![out.join("alaw_8k_mono.wav")]);
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    for args in [
+        vec![
+            "process",
+            "fixtures/audio",
+            "-o",
+            "/tmp/x",
+            "--target",
+            "-18",
+        ],
+        vec![
+            "process",
+            "fixtures/audio",
+            "-o",
+            "/tmp/x",
+            "--format",
+            "mp3",
+        ],
+        vec![
+            "process",
+            "fixtures/audio",
+            "-o",
+            "/tmp/x",
+            "--ceiling",
+            "3",
+        ],
+        vec!["process", "fixtures/audio"],
+    ] {
+        let output = callrec(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty());
+    }
+}
+
+#[test]
+fn the_same_run_twice_writes_the_same_bytes() {
+    let (a, b) = (out_dir("process-det-a"), out_dir("process-det-b"));
+    for dir in [&a, &b] {
+        let result = callrec(&[
+            "process",
+            "fixtures/audio/pcm16_8k_stereo.wav",
+            "-o",
+            dir.to_str().unwrap(),
+            "--trim",
+            "--resample",
+            "16000",
+        ]);
+        assert_eq!(result.status.code(), Some(0));
+    }
+    assert_eq!(
+        std::fs::read(a.join("pcm16_8k_stereo.wav")).unwrap(),
+        std::fs::read(b.join("pcm16_8k_stereo.wav")).unwrap()
+    );
+}
