@@ -60,11 +60,12 @@ fn highpass(rate: f64) -> Biquad {
     }
 }
 
-/// The K-weighting cascade for `rate_hz`: the published biquads at 48 kHz; at any other rate the
-/// high-pass from its analog prototype and the shelf fitted to the 48 kHz shelf's response.
-pub fn k_weighting(rate_hz: u32) -> Vec<Biquad> {
+/// The K-weighting cascade for `rate_hz`, shelf then high-pass: the published biquads at
+/// 48 kHz; at any other rate the high-pass from its analog prototype and the shelf fitted to the
+/// 48 kHz shelf's response.
+pub fn k_weighting(rate_hz: u32) -> [Biquad; 2] {
     if rate_hz == 48_000 {
-        return vec![SHELF_48K, HIGHPASS_48K];
+        return [SHELF_48K, HIGHPASS_48K];
     }
     let rate = rate_hz as f64;
     let nyquist = rate / 2.0;
@@ -87,7 +88,7 @@ pub fn k_weighting(rate_hz: u32) -> Vec<Biquad> {
         .collect();
     let shelf =
         fit_cascade(rate, &target, 2, 2, false).expect("the shelf target is a valid design");
-    vec![shelf[0], highpass(rate)]
+    [shelf[0], highpass(rate)]
 }
 
 #[cfg(test)]

@@ -54,8 +54,10 @@ struct SubBlock {
 #[derive(Debug, Clone)]
 pub struct LoudnessMeter {
     rate: u32,
-    filter: Vec<Biquad>,
-    states: Vec<Vec<BiquadState>>,
+    /// K-weighting is always two sections (shelf, high-pass): fixed-size so the per-sample
+    /// recursion unrolls.
+    filter: [Biquad; 2],
+    states: Vec<[BiquadState; 2]>,
     weights: Vec<f64>,
     frames_seen: u64,
     subblock_index: u64,
@@ -67,10 +69,11 @@ pub struct LoudnessMeter {
 
 impl LoudnessMeter {
     pub fn new(channels: usize, rate: u32) -> Self {
-        let filter = k_weighting(rate);
+        let sections = k_weighting(rate);
+        let filter = [sections[0], sections[1]];
         LoudnessMeter {
             rate,
-            states: vec![vec![BiquadState::default(); filter.len()]; channels],
+            states: vec![[BiquadState::default(); 2]; channels],
             filter,
             weights: channel_weights(channels),
             frames_seen: 0,
@@ -95,11 +98,10 @@ impl LoudnessMeter {
                     continue;
                 }
                 let mut squares = 0.0;
+                let [shelf, highpass] = &self.filter;
+                let [shelf_state, highpass_state] = states;
                 for &x in &plane[offset..end] {
-                    let mut y = x as f64;
-                    for (state, section) in states.iter_mut().zip(&self.filter) {
-                        y = state.step(section, y);
-                    }
+                    let y = highpass_state.step(highpass, shelf_state.step(shelf, x as f64));
                     squares += y * y;
                 }
                 self.current += weight * squares;

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-/// Taps of each polyphase branch.
+/// Taps of each polyphase branch (a multiple of 8, for [`dot`]'s lanes).
 pub const TAPS_PER_PHASE: usize = 32;
 const KAISER_BETA: f64 = 4.0;
 
@@ -64,6 +64,20 @@ pub fn design_phases(factor: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// A dot product in eight independent lanes: the compiler may not reorder one running sum, but
+/// eight it turns into packed multiplies and adds. The lane order is fixed, so the result is the
+/// same on every run.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += ca[lane] * cb[lane];
+        }
+    }
+    (lanes[0] + lanes[4]) + (lanes[1] + lanes[5]) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+}
+
 /// Per-channel true peak, as reported.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TruePeak {
@@ -104,8 +118,7 @@ impl TruePeakMeter {
                 history.extend_from_slice(plane);
                 for window in history.windows(TAPS_PER_PHASE) {
                     for phase in &self.phases {
-                        let y: f32 = window.iter().zip(phase).map(|(x, h)| x * h).sum();
-                        max = max.max(y.abs());
+                        max = max.max(dot(window, phase).abs());
                     }
                 }
                 let keep = history.len() - (TAPS_PER_PHASE - 1);

@@ -1,0 +1,106 @@
+//! The processing chain on a 5-minute 8 kHz mono PCM16 call: each analysis stage, the whole
+//! chain, and the `ebur128` crate's loudness and loudness + true peak on the same samples.
+//!
+//! Run: `cargo bench --bench chain`. Figures and method: PERF.md.
+
+use callrec_engine::dsp::frames::FrameStats;
+use callrec_engine::dsp::loudness::LoudnessMeter;
+use callrec_engine::dsp::p56::SpeechLevelMeter;
+use callrec_engine::dsp::silence::{SilenceConfig, silence_map};
+use callrec_engine::dsp::true_peak::TruePeakMeter;
+use callrec_engine::encode::{OutputFormat, encode};
+use callrec_engine::{AudioSource, Limits, ProcessConfig, decode, process};
+use callrec_fixtures::{CallShape, WavEncoding, WavOptions, synth_call, write_wav};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn chain(c: &mut Criterion) {
+    let planes = synth_call(&CallShape::telephone(5 * 60 * 1000, 42));
+    let source =
+        AudioSource::from_bytes(write_wav(&planes, 8000, &WavOptions::new(WavEncoding::I16)));
+    let samples = decode(&source, &Limits::default()).unwrap().planes;
+    let mono: &[f32] = &samples[0];
+    let mut group = c.benchmark_group("chain/pcm16_8k_mono_5min");
+    group.throughput(Throughput::Elements(mono.len() as u64));
+
+    group.bench_function("whole_chain_default", |b| {
+        b.iter(|| process(black_box(&source), &ProcessConfig::default()).unwrap())
+    });
+    group.bench_function("whole_chain_trim", |b| {
+        let config = ProcessConfig {
+            trim: true,
+            ..ProcessConfig::default()
+        };
+        b.iter(|| process(black_box(&source), &config).unwrap())
+    });
+    group.bench_function("loudness", |b| {
+        b.iter(|| {
+            let mut meter = LoudnessMeter::new(1, 8000);
+            meter.push(&[black_box(mono)]);
+            meter.finish()
+        })
+    });
+    group.bench_function("true_peak", |b| {
+        b.iter(|| {
+            let mut meter = TruePeakMeter::new(1, 8000);
+            meter.push(&[black_box(mono)]);
+            meter.finish()
+        })
+    });
+    group.bench_function("loudness+true_peak", |b| {
+        b.iter(|| {
+            let mut loudness = LoudnessMeter::new(1, 8000);
+            let mut peak = TruePeakMeter::new(1, 8000);
+            loudness.push(&[black_box(mono)]);
+            peak.push(&[black_box(mono)]);
+            (loudness.finish(), peak.finish())
+        })
+    });
+    group.bench_function("ebur128_crate/loudness", |b| {
+        b.iter(|| {
+            let mut meter = ebur128::EbuR128::new(1, 8000, ebur128::Mode::I).unwrap();
+            meter.add_frames_f32(black_box(mono)).unwrap();
+            meter.loudness_global().unwrap()
+        })
+    });
+    group.bench_function("ebur128_crate/loudness+true_peak", |b| {
+        b.iter(|| {
+            let mut meter =
+                ebur128::EbuR128::new(1, 8000, ebur128::Mode::I | ebur128::Mode::TRUE_PEAK)
+                    .unwrap();
+            meter.add_frames_f32(black_box(mono)).unwrap();
+            (
+                meter.loudness_global().unwrap(),
+                meter.true_peak(0).unwrap(),
+            )
+        })
+    });
+    group.bench_function("p56", |b| {
+        b.iter(|| {
+            let mut meter = SpeechLevelMeter::new(8000);
+            meter.push(black_box(mono));
+            meter.finish()
+        })
+    });
+    group.bench_function("frames+silence_map", |b| {
+        b.iter(|| {
+            let stats = FrameStats::compute(black_box(&samples), 8000);
+            silence_map(&samples, &stats, Some(-26.0), &SilenceConfig::default())
+        })
+    });
+    group.bench_function("encode_pcm16", |b| {
+        b.iter(|| encode(black_box(&samples), 8000, 0.9, OutputFormat::Wav).unwrap())
+    });
+    group.bench_function("encode_flac", |b| {
+        b.iter(|| encode(black_box(&samples), 8000, 0.9, OutputFormat::Flac).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = chain
+}
+criterion_main!(benches);
