@@ -2,10 +2,12 @@
 
 use anyhow::{Context, bail};
 use callrec_engine::dsp::gain::{DEFAULT_CEILING_DBTP, DEFAULT_MAX_GAIN_DB, LoudnessTarget};
-use callrec_engine::{AudioSource, EngineError, OutputFormat, ProcessConfig, ProcessReport};
+use callrec_engine::{
+    Engine, EngineConfig, EngineError, JobInput, OutputFormat, ProcessConfig, ProcessReport,
+    Processed,
+};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,9 +155,12 @@ impl std::fmt::Display for JobError {
     }
 }
 
-fn run_job(job: &Job, config: &ProcessConfig) -> Result<ProcessReport, JobError> {
-    let source = AudioSource::map_file(&job.input, &config.input.limits)?;
-    let processed = callrec_engine::process(&source, config)?;
+/// Writes a processed job's audio and report (on the worker that processed it).
+fn finish_job(
+    job: &Job,
+    outcome: Result<Processed, EngineError>,
+) -> Result<ProcessReport, JobError> {
+    let processed = outcome?;
     let report = serde_json::to_vec_pretty(&processed.report).expect("reports serialize");
     write_atomically(&job.audio_out, &processed.audio).map_err(JobError::Write)?;
     write_atomically(&job.report_out, &report).map_err(JobError::Write)?;
@@ -220,17 +225,38 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         )
         .expect("a valid template"),
     );
-    let pool = crate::files::pool(args.threads)?;
-    let results: Vec<Result<ProcessReport, JobError>> = pool.install(|| {
-        jobs.par_iter()
-            .map(|job| {
-                let result = run_job(job, &config);
-                progress.inc(1);
-                result
-            })
-            .collect()
-    });
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let engine = Engine::new(EngineConfig {
+        threads: args.threads.unwrap_or(0),
+        ..EngineConfig::default()
+    })
+    .context("starting the engine")?;
+    let mut results: Vec<Option<Result<ProcessReport, JobError>>> =
+        (0..jobs.len()).map(|_| None).collect();
+    let inputs = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| (i, JobInput::File(job.input.clone())));
+    engine.process_batch(
+        inputs.collect::<Vec<_>>(),
+        &config,
+        |&i, outcome| {
+            let result = finish_job(&jobs[i], outcome);
+            let ok = result.is_ok();
+            (result, ok)
+        },
+        |i, result| {
+            results[i] = Some(result);
+            progress.inc(1);
+        },
+    );
     progress.finish_and_clear();
+    let results: Vec<Result<ProcessReport, JobError>> = results
+        .into_iter()
+        .map(|r| r.expect("the engine answers every job"))
+        .collect();
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -14,6 +14,7 @@
 //!
 //! Every failure is an [`EngineError`]; hostile input is bounded by [`Limits`].
 
+pub mod batch;
 pub mod checksum;
 pub mod decode;
 pub mod dsp;
@@ -26,6 +27,7 @@ pub mod process;
 pub mod report;
 pub mod source;
 
+pub use batch::{BatchStats, Engine, EngineConfig, JobInput};
 pub use checksum::{Checksums, DigestState, Digests, ExpectedChecksums};
 pub use decode::{DecodedAudio, Decoder, DecoderPath, StreamInfo, decode};
 pub use encode::OutputFormat;

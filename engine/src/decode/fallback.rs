@@ -34,16 +34,10 @@ pub struct FallbackDecoder {
 fn run_guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(EngineError::Decoder(format!(
-                "symphonia panicked while {what}: {message}"
-            )))
-        }
+        Err(panic) => Err(EngineError::Decoder(format!(
+            "symphonia panicked while {what}: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))),
     }
 }
 

@@ -1,0 +1,218 @@
+//! The batch pipeline: jobs enter a bounded crossbeam channel, a rayon pool works them, results
+//! leave through a bounded channel in completion order. A failing job fails alone (a panic in a
+//! job is caught and becomes its error), and the bytes in flight are bounded so memory does not
+//! grow with the batch.
+//!
+//! ```text
+//!  producer thread ──jobs (bounded)──▶ N workers on the pool ──results (bounded)──▶ caller
+//!                                     └── byte budget: acquire before, release after the
+//!                                         caller has taken the result
+//! ```
+
+use crate::error::{EngineError, Result};
+use crate::process::{ProcessConfig, Processed, process};
+use crate::source::AudioSource;
+use crossbeam_channel::bounded;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+
+/// Decoded f32 audio, analysis buffers and the encoded output together take about this many
+/// times the input's size (PCM16 decodes to twice its bytes, G.711 to four times): the budget
+/// charges each job this multiple of its input.
+pub const MEMORY_PER_INPUT_BYTE: u64 = 4;
+
+/// Batch settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Capacity of the job and result channels; 0 means twice the threads.
+    pub queue_depth: usize,
+    /// Most memory the jobs in flight may claim (input bytes × [`MEMORY_PER_INPUT_BYTE`]),
+    /// results not yet taken included. A single larger job still runs, alone. Default 1 GiB.
+    pub max_in_flight_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: 0,
+            queue_depth: 0,
+            max_in_flight_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Where a job's audio comes from.
+pub enum JobInput {
+    /// A file, memory-mapped by the worker that takes the job.
+    File(PathBuf),
+    /// Audio already in memory.
+    Source(AudioSource),
+}
+
+impl JobInput {
+    fn size(&self) -> u64 {
+        match self {
+            JobInput::File(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            JobInput::Source(source) => source.len(),
+        }
+    }
+}
+
+/// What the batch did, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    pub jobs: u64,
+    pub failed: u64,
+    /// The most memory (by the budget's measure) that was in flight at once.
+    pub peak_in_flight_bytes: u64,
+}
+
+/// A counting semaphore over bytes.
+struct ByteBudget {
+    limit: u64,
+    state: Mutex<(u64, u64)>, // (in flight, peak)
+    freed: Condvar,
+}
+
+impl ByteBudget {
+    fn acquire(&self, bytes: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A job larger than the whole budget runs when nothing else is in flight.
+        while state.0 > 0 && state.0 + bytes > self.limit {
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.0 += bytes;
+        state.1 = state.1.max(state.0);
+    }
+
+    fn release(&self, bytes: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= bytes;
+        self.freed.notify_all();
+    }
+
+    fn peak(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+}
+
+/// The engine: a worker pool and its settings.
+pub struct Engine {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        let mut builder =
+            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("callrec-engine-{i}"));
+        if config.threads > 0 {
+            builder = builder.num_threads(config.threads);
+        }
+        let pool = builder
+            .build()
+            .map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+        let threads = pool.current_num_threads();
+        Ok(Engine {
+            pool,
+            threads,
+            config,
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Processes `jobs` (each with the caller's tag `T`) with `config`. On a worker, `finish`
+    /// receives each job's outcome (to write it out, say) and turns it into `R`; on the calling
+    /// thread, `collect` receives the results in completion order.
+    pub fn process_batch<T, R, J, F, C>(
+        &self,
+        jobs: J,
+        config: &ProcessConfig,
+        finish: F,
+        mut collect: C,
+    ) -> BatchStats
+    where
+        T: Send,
+        R: Send,
+        J: IntoIterator<Item = (T, JobInput)>,
+        J::IntoIter: Send,
+        F: Fn(&T, Result<Processed>) -> (R, bool) + Sync,
+        C: FnMut(T, R),
+    {
+        let depth = if self.config.queue_depth == 0 {
+            2 * self.threads
+        } else {
+            self.config.queue_depth
+        };
+        let budget = ByteBudget {
+            limit: self.config.max_in_flight_bytes,
+            state: Mutex::new((0, 0)),
+            freed: Condvar::new(),
+        };
+        let (job_tx, job_rx) = bounded::<(T, JobInput)>(depth);
+        let (result_tx, result_rx) = bounded::<(T, R, bool, u64)>(depth);
+        let mut stats = BatchStats::default();
+        let jobs = jobs.into_iter();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for job in jobs {
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (budget, finish) = (&budget, &finish);
+            scope.spawn(move || {
+                self.pool.scope(|workers| {
+                    for _ in 0..self.threads {
+                        let (job_rx, result_tx) = (job_rx.clone(), result_tx.clone());
+                        workers.spawn(move |_| {
+                            for (tag, input) in job_rx {
+                                let charge = input.size().saturating_mul(MEMORY_PER_INPUT_BYTE);
+                                budget.acquire(charge);
+                                let outcome = run_one(input, config);
+                                let (result, ok) = finish(&tag, outcome);
+                                if result_tx.send((tag, result, ok, charge)).is_err() {
+                                    budget.release(charge);
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                });
+                drop(result_tx);
+            });
+            for (tag, result, ok, charge) in result_rx {
+                stats.jobs += 1;
+                stats.failed += (!ok) as u64;
+                collect(tag, result);
+                budget.release(charge);
+            }
+        });
+        stats.peak_in_flight_bytes = budget.peak();
+        stats
+    }
+}
+
+fn run_one(input: JobInput, config: &ProcessConfig) -> Result<Processed> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let source = match input {
+            JobInput::File(path) => AudioSource::map_file(&path, &config.input.limits)?,
+            JobInput::Source(source) => source,
+        };
+        process(&source, config)
+    }));
+    outcome.unwrap_or_else(|panic| {
+        Err(EngineError::Decoder(format!(
+            "a job panicked: {}",
+            crate::error::panic_message(panic.as_ref())
+        )))
+    })
+}

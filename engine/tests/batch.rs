@@ -1,0 +1,133 @@
+//! The batch pipeline: every job answered, failures alone, completion order, bounded memory.
+
+use callrec_engine::{AudioSource, Engine, EngineConfig, JobInput, ProcessConfig};
+use callrec_fixtures::{CallShape, WavEncoding, WavOptions, synth_call, write_wav};
+use std::path::PathBuf;
+
+fn call(ms: u64, seed: u64) -> AudioSource {
+    let shape = CallShape::telephone(ms, seed);
+    AudioSource::from_bytes(write_wav(
+        &synth_call(&shape),
+        8000,
+        &WavOptions::new(WavEncoding::I16),
+    ))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
+
+#[test]
+fn every_job_is_answered_and_failures_stay_alone() {
+    let engine = Engine::new(EngineConfig {
+        threads: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let mut jobs: Vec<(usize, JobInput)> = (0..20)
+        .map(|i| (i, JobInput::Source(call(2000 + 100 * i as u64, i as u64))))
+        .collect();
+    jobs.push((20, JobInput::File(fixture("bad/truncated_data.wav"))));
+    jobs.push((21, JobInput::File(fixture("bad/no_such_file.wav"))));
+    jobs.push((22, JobInput::File(fixture("audio/ulaw_8k_mono.wav"))));
+    let mut seen = vec![None; 23];
+    let stats = engine.process_batch(
+        jobs,
+        &ProcessConfig::default(),
+        |_, outcome| {
+            let ok = outcome.is_ok();
+            (
+                outcome
+                    .map(|p| p.report.output.sha256)
+                    .map_err(|e| e.kind()),
+                ok,
+            )
+        },
+        |tag, result| seen[tag] = Some(result),
+    );
+    assert_eq!(stats.jobs, 23);
+    assert_eq!(stats.failed, 2);
+    assert_eq!(seen[20], Some(Err("truncated")));
+    assert_eq!(seen[21], Some(Err("io")));
+    for (i, result) in seen
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![20, 21].contains(i))
+    {
+        assert!(
+            matches!(result, Some(Ok(sha)) if sha.len() == 64),
+            "job {i}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn results_leave_in_completion_order() {
+    let engine = Engine::new(EngineConfig {
+        threads: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    // One long call first, then short ones: with two workers the short ones finish first.
+    let mut jobs = vec![(0usize, JobInput::Source(call(240_000, 1)))];
+    jobs.extend((1..6).map(|i| (i, JobInput::Source(call(1000, i as u64)))));
+    let mut order = Vec::new();
+    engine.process_batch(
+        jobs,
+        &ProcessConfig::default(),
+        |_, r| ((), r.is_ok()),
+        |tag, ()| order.push(tag),
+    );
+    assert_eq!(order.len(), 6);
+    assert_ne!(order[0], 0, "the long job came back first: {order:?}");
+    assert_eq!(*order.last().unwrap(), 0, "{order:?}");
+}
+
+#[test]
+fn in_flight_bytes_stay_under_the_budget() {
+    let sizes: Vec<u64> = (0..12).map(|i| call(3000, i).len()).collect();
+    let each = sizes[0] * callrec_engine::batch::MEMORY_PER_INPUT_BYTE;
+    // Room for two jobs at a time, with four workers wanting more.
+    let engine = Engine::new(EngineConfig {
+        threads: 4,
+        queue_depth: 2,
+        max_in_flight_bytes: 2 * each + each / 2,
+    })
+    .unwrap();
+    let jobs: Vec<(u64, JobInput)> = (0..12)
+        .map(|i| (i, JobInput::Source(call(3000, i))))
+        .collect();
+    let stats = engine.process_batch(
+        jobs,
+        &ProcessConfig::default(),
+        |_, r| ((), r.is_ok()),
+        |_, ()| {},
+    );
+    assert_eq!((stats.jobs, stats.failed), (12, 0));
+    assert!(
+        stats.peak_in_flight_bytes <= 2 * each + each / 2,
+        "{stats:?}"
+    );
+    assert!(stats.peak_in_flight_bytes >= each, "{stats:?}");
+    // A job larger than the whole budget still runs, alone.
+    let engine = Engine::new(EngineConfig {
+        threads: 2,
+        queue_depth: 1,
+        max_in_flight_bytes: 10,
+    })
+    .unwrap();
+    let jobs = vec![
+        (0, JobInput::Source(call(3000, 1))),
+        (1, JobInput::Source(call(3000, 2))),
+    ];
+    let stats = engine.process_batch(
+        jobs,
+        &ProcessConfig::default(),
+        |_, r| ((), r.is_ok()),
+        |_, ()| {},
+    );
+    assert_eq!((stats.jobs, stats.failed), (2, 0));
+    assert_eq!(stats.peak_in_flight_bytes, each, "one at a time");
+}
