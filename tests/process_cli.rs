@@ -204,3 +204,36 @@ fn the_same_run_twice_writes_the_same_bytes() {
         std::fs::read(b.join("pcm16_8k_stereo.wav")).unwrap()
     );
 }
+
+#[test]
+fn every_simd_level_writes_the_same_bytes() {
+    let mut outputs = Vec::new();
+    for level in ["baseline", "avx2"] {
+        let dir = out_dir(&format!("process-simd-{level}"));
+        let result = Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args([
+                "process",
+                "fixtures/audio",
+                "-o",
+                dir.to_str().unwrap(),
+                "--trim",
+                "--target",
+                "-18LUFS",
+            ])
+            .env("CALLREC_SIMD", level)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(0));
+        let audio: Vec<Vec<u8>> = files_with(&dir, "wav")
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        outputs.push(audio);
+    }
+    assert_eq!(outputs[0].len(), 25);
+    assert!(
+        outputs[0] == outputs[1],
+        "the baseline and AVX2 kernels wrote different audio"
+    );
+}

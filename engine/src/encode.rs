@@ -51,17 +51,10 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// 1.5 · 2²³: adding and subtracting it rounds an f32 of magnitude < 2²² to the nearest integer
-/// (ties to even) in two SSE2 instructions, where `f32::round` is a library call at the default
-/// x86-64 target. Exact and identical on every CPU (no FMA is involved).
-const ROUND_MAGIC: f32 = 12_582_912.0;
-
-/// Scales by `gain`, clamps to [−32768, 32767] and rounds to nearest-even, sample by sample.
+/// Scales by `gain`, clamps to [−32768, 32767] and rounds to nearest-even, sample by sample
+/// (the dispatched [`crate::simd::Kernels::quantize_i16`]; no library call for the rounding).
 pub fn to_i16(samples: &[f32], gain: f32, out: &mut [i16]) {
-    for (o, &s) in out.iter_mut().zip(samples) {
-        let scaled = (s * gain * 32768.0).clamp(-32768.0, 32767.0);
-        *o = ((scaled + ROUND_MAGIC) - ROUND_MAGIC) as i16;
-    }
+    (crate::simd::kernels().quantize_i16)(samples, gain, out)
 }
 
 /// Interleaves planar channels into 16-bit samples with `gain` applied.

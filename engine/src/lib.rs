@@ -25,6 +25,7 @@ pub mod limits;
 pub mod ocp_name;
 pub mod process;
 pub mod report;
+pub mod simd;
 pub mod source;
 
 pub use batch::{BatchStats, Engine, EngineConfig, JobInput};

@@ -61,6 +61,8 @@ const SCALE_32: f32 = 1.0 / 2_147_483_648.0;
 pub fn convert(encoding: SampleEncoding, src: &[u8], dst: &mut [&mut [f32]]) {
     match encoding {
         SampleEncoding::U8 => convert_with::<1>(src, dst, |b| b[0] as f32 * SCALE_8 - 1.0),
+        // Mono PCM16, the OCP recording, takes the dispatched kernel (AVX2 where the CPU has it).
+        SampleEncoding::I16 if dst.len() == 1 => (crate::simd::kernels().pcm16_to_f32)(src, dst[0]),
         SampleEncoding::I16 => {
             convert_with::<2>(src, dst, |b| i16::from_le_bytes(b) as f32 * SCALE_16)
         }

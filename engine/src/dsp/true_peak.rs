@@ -8,8 +8,8 @@
 
 use serde::Serialize;
 
-/// Taps of each polyphase branch (a multiple of 8, for [`dot`]'s lanes).
-pub const TAPS_PER_PHASE: usize = 32;
+/// Taps of each polyphase branch.
+pub const TAPS_PER_PHASE: usize = crate::simd::kernels::FIR_TAPS;
 const KAISER_BETA: f64 = 4.0;
 
 /// The oversampling factor BS.1770 asks for at `rate`.
@@ -38,7 +38,7 @@ fn bessel_i0(x: f64) -> f64 {
 
 /// The polyphase branches for `factor`× interpolation, each normalized to unity DC gain and
 /// stored reversed so a branch is a plain dot product with the most recent samples.
-pub fn design_phases(factor: usize) -> Vec<Vec<f32>> {
+pub fn design_phases(factor: usize) -> Vec<[f32; TAPS_PER_PHASE]> {
     let n = factor * TAPS_PER_PHASE;
     let centre = (n - 1) as f64 / 2.0;
     let prototype: Vec<f64> = (0..n)
@@ -59,23 +59,13 @@ pub fn design_phases(factor: usize) -> Vec<Vec<f32>> {
                 .map(|k| prototype[phase + factor * k])
                 .collect();
             let dc: f64 = taps.iter().sum();
-            taps.iter().rev().map(|t| (t / dc) as f32).collect()
+            let mut branch = [0f32; TAPS_PER_PHASE];
+            for (b, t) in branch.iter_mut().zip(taps.iter().rev()) {
+                *b = (t / dc) as f32;
+            }
+            branch
         })
         .collect()
-}
-
-/// A dot product in eight independent lanes: the compiler may not reorder one running sum, but
-/// eight it turns into packed multiplies and adds. The lane order is fixed, so the result is the
-/// same on every run.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for lane in 0..8 {
-            lanes[lane] += ca[lane] * cb[lane];
-        }
-    }
-    (lanes[0] + lanes[4]) + (lanes[1] + lanes[5]) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
 }
 
 /// Per-channel true peak, as reported.
@@ -90,7 +80,7 @@ pub struct TruePeak {
 /// A streaming true-peak meter.
 #[derive(Debug, Clone)]
 pub struct TruePeakMeter {
-    phases: Vec<Vec<f32>>,
+    phases: Vec<[f32; TAPS_PER_PHASE]>,
     /// Per channel: the last TAPS_PER_PHASE − 1 samples, then the current block.
     history: Vec<Vec<f32>>,
     peaks: Vec<f32>,
@@ -116,11 +106,7 @@ impl TruePeakMeter {
             let mut max = plane.iter().fold(*peak, |m, &s| m.max(s.abs()));
             if !self.phases.is_empty() {
                 history.extend_from_slice(plane);
-                for window in history.windows(TAPS_PER_PHASE) {
-                    for phase in &self.phases {
-                        max = max.max(dot(window, phase).abs());
-                    }
-                }
+                max = max.max((crate::simd::kernels().fir_peak)(history, &self.phases));
                 let keep = history.len() - (TAPS_PER_PHASE - 1);
                 history.drain(..keep);
             }
