@@ -30,6 +30,16 @@ impl OutputFormat {
         }
     }
 
+    /// The codec's short name, as the decoders report it.
+    pub fn codec_name(self) -> &'static str {
+        match self {
+            OutputFormat::Wav => "pcm_s16le",
+            OutputFormat::Ulaw => "pcm_mulaw",
+            OutputFormat::Alaw => "pcm_alaw",
+            OutputFormat::Flac => "flac",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             OutputFormat::Flac => "audio/flac",

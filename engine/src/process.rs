@@ -117,8 +117,13 @@ pub struct OutputFacts {
     pub sha256: String,
     /// Base64 big-endian CRC32C, as S3 reports it.
     pub crc32c: String,
-    /// True peak of the encoded output, dBTP (`null` for silence).
+    /// True peak of the output, dBTP (`null` for silence): measured on the encoded bytes when
+    /// it comes within 1 dB of the ceiling, else the input's true peak plus the gain (the
+    /// quantizer moves it by at most 2 LSB, 2/32768 of full scale, for PCM16/FLAC and 3.2% for
+    /// G.711).
     pub true_peak_dbtp: Option<f64>,
+    /// Whether `true_peak_dbtp` was measured on the encoded output.
+    pub true_peak_measured: bool,
 }
 
 /// The full report of one processed recording.
@@ -156,6 +161,10 @@ fn true_peak_of(planes: &[Vec<f32>], rate: u32) -> TruePeak {
     for_each_block(planes, |block| meter.push(block));
     meter.finish()
 }
+
+/// How close to the ceiling (dB) the predicted output peak must come before the encoded output
+/// is measured again.
+const VERIFY_MARGIN_DB: f64 = 1.0;
 
 /// Quantization can raise peaks: 16-bit rounding by at most about one LSB after interpolation,
 /// G.711 by up to 3.2% of the value at the top of its largest segment. The gain cap leaves this
@@ -282,25 +291,38 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     );
     let audio = encode(&out, output_rate, db_to_linear(gain.gain_db), config.format)?;
 
-    // --- Output facts (decoding our own output is cheap: the fast path reads it). ----------------
-    let encoded = crate::decode::decode(
-        &AudioSource::from_bytes(audio.clone()),
-        &config.input.limits,
-    )?;
-    let output_peak = true_peak_of(&encoded.planes, output_rate).max_dbtp;
+    // --- Output facts. -----------------------------------------------------------------------
+    // The output's true peak is the peak before gain, plus the gain, plus what quantization adds
+    // (at most `headroom`, which the gain cap already left free). Within VERIFY_MARGIN_DB of the
+    // ceiling it is measured on the encoded bytes as well; further below, the bound alone proves
+    // the ceiling holds and the second true-peak pass is skipped.
+    let predicted_peak = peak_before_gain.map(|p| p + gain.gain_db);
+    let verify =
+        predicted_peak.is_some_and(|p| p + headroom > config.ceiling_dbtp - VERIFY_MARGIN_DB);
+    let output_peak = if verify {
+        let encoded = crate::decode::decode(
+            &AudioSource::from_bytes(audio.clone()),
+            &config.input.limits,
+        )?;
+        true_peak_of(&encoded.planes, output_rate).max_dbtp
+    } else {
+        predicted_peak
+    };
+    let out_frames = out.first().map_or(0, Vec::len);
     let out_digests = Digests::compute(&audio);
     let output = OutputFacts {
         format: config.format,
         content_type: config.format.content_type().to_string(),
-        codec: encoded.info.codec.clone(),
+        codec: config.format.codec_name().to_string(),
         sample_rate: output_rate,
-        channels: encoded.planes.len() as u16,
-        frames: encoded.frames() as u64,
-        duration_ms: encoded.frames() as f64 * 1000.0 / output_rate as f64,
+        channels: out.len() as u16,
+        frames: out_frames as u64,
+        duration_ms: out_frames as f64 * 1000.0 / output_rate as f64,
         bytes: audio.len() as u64,
         sha256: out_digests.sha256_hex(),
         crc32c: out_digests.crc32c_base64(),
         true_peak_dbtp: output_peak,
+        true_peak_measured: verify,
     };
     let decisions = Decisions {
         gain,

@@ -14,6 +14,9 @@ const HANGOVER_S: f64 = 0.2;
 pub const MARGIN_DB: f64 = 15.9;
 /// Thresholds c_j = 2^(j − 16), j = 0..=16: −96.3 dBov to 0 dBov in 6.02 dB steps.
 const THRESHOLDS: usize = 17;
+/// Counters kept per sample: the thresholds padded to a whole number of 8-lane vectors (the
+/// padding lanes sit above full scale and never count).
+const LANES: usize = 24;
 
 /// The P.56 result.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -22,6 +25,14 @@ pub struct SpeechLevel {
     pub active_level_dbov: f64,
     /// Fraction (0–1) of the time speech is active.
     pub activity: f64,
+}
+
+/// How many thresholds c_j = 2^(j − 16) the envelope `q` reaches (0..=17): from the exponent of
+/// `q`, since ⌊log2 q⌋ = exponent for every normal positive f64 (zero and subnormals reach none).
+#[inline(always)]
+fn thresholds_reached(q: f64) -> u32 {
+    let exponent = ((q.to_bits() >> 52) & 0x7FF) as i32 - 1023;
+    (exponent + 17).clamp(0, THRESHOLDS as i32) as u32
 }
 
 /// A streaming P.56 meter for one channel.
@@ -34,7 +45,11 @@ pub struct SpeechLevelMeter {
     squares: f64,
     samples: u64,
     active: [u64; THRESHOLDS],
-    hang: [u64; THRESHOLDS],
+    /// Samples since the envelope was last at or above each threshold (hangover: counted while
+    /// this is at most the hangover length).
+    /// u16 is enough (the hangover is at most 0.2 s × 192 kHz = 38,400) and has a saturating
+    /// add in SSE2.
+    since: [u16; LANES],
     thresholds: [f64; THRESHOLDS],
 }
 
@@ -54,29 +69,45 @@ impl SpeechLevelMeter {
             samples: 0,
             active: [0; THRESHOLDS],
             // Start with the hangover spent: nothing is active before the first speech.
-            hang: [hangover; THRESHOLDS],
+            since: [u16::try_from(hangover + 1).unwrap_or(u16::MAX); LANES],
             thresholds,
         }
     }
 
     pub fn push(&mut self, samples: &[f32]) {
         let g = self.g;
-        for &x in samples {
-            let x = x as f64;
-            self.squares += x * x;
-            self.p = g * self.p + (1.0 - g) * x.abs();
-            self.q = g * self.q + (1.0 - g) * self.p;
-            for j in 0..THRESHOLDS {
-                if self.q >= self.thresholds[j] {
-                    self.active[j] += 1;
-                    self.hang[j] = 0;
-                } else if self.hang[j] < self.hangover {
-                    self.active[j] += 1;
-                    self.hang[j] += 1;
+        let hangover = u16::try_from(self.hangover).unwrap_or(u16::MAX - 1);
+        let lane_index: [u16; LANES] = std::array::from_fn(|j| j as u16);
+        // Per-call counters in u32 lanes (a call never holds 2³² samples), flushed below.
+        let mut active = [0u32; LANES];
+        for chunk in samples.chunks(1 << 30) {
+            for &x in chunk {
+                let x = x as f64;
+                self.squares += x * x;
+                self.p = g * self.p + (1.0 - g) * x.abs();
+                self.q = g * self.q + (1.0 - g) * self.p;
+                let above = thresholds_reached(self.q) as u16;
+                for lane in 0..LANES {
+                    let reached = lane_index[lane] < above;
+                    self.since[lane] = if reached {
+                        0
+                    } else {
+                        self.since[lane].saturating_add(1)
+                    };
+                    active[lane] += (self.since[lane] <= hangover) as u32;
                 }
             }
+            for (total, &count) in self.active.iter_mut().zip(&active) {
+                *total += count as u64;
+            }
+            active = [0; LANES];
         }
         self.samples += samples.len() as u64;
+    }
+
+    #[cfg(test)]
+    fn counts(&self) -> [u64; THRESHOLDS] {
+        self.active
     }
 
     /// `None` for silence (nothing ever crosses the margin).
@@ -180,6 +211,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The counting as P.56 / sv56 write it, per threshold with branches: the reference the
+    /// lane form must equal.
+    fn reference_counts(samples: &[f32], rate: u32) -> [u64; THRESHOLDS] {
+        let g = (-1.0 / (rate as f64 * TIME_CONSTANT_S)).exp();
+        let hangover = (HANGOVER_S * rate as f64).round() as u64;
+        let (mut p, mut q) = (0.0f64, 0.0f64);
+        let mut active = [0u64; THRESHOLDS];
+        let mut hang = [hangover; THRESHOLDS];
+        for &x in samples {
+            p = g * p + (1.0 - g) * (x as f64).abs();
+            q = g * q + (1.0 - g) * p;
+            for j in 0..THRESHOLDS {
+                if q >= 2f64.powi(j as i32 - 16) {
+                    active[j] += 1;
+                    hang[j] = 0;
+                } else if hang[j] < hangover {
+                    active[j] += 1;
+                    hang[j] += 1;
+                }
+            }
+        }
+        active
+    }
+
+    #[test]
+    fn lane_counting_equals_the_reference() {
+        for (level, floor) in [(-20.0, None), (-45.0, Some(-80.0)), (-3.0, Some(-60.0))] {
+            let signal = bursts(8000, level, 1.3, 0.9, 4, floor);
+            let mut meter = SpeechLevelMeter::new(8000);
+            for chunk in signal.chunks(777) {
+                meter.push(chunk);
+            }
+            assert_eq!(
+                meter.counts(),
+                reference_counts(&signal, 8000),
+                "level {level}"
+            );
+        }
+        assert_eq!(thresholds_reached(0.0), 0);
+        assert_eq!(thresholds_reached(1.0), 17);
+        assert_eq!(thresholds_reached(0.5), 16);
+        assert_eq!(thresholds_reached(2f64.powi(-16)), 1);
+        assert_eq!(thresholds_reached(2f64.powi(-16) * 0.999), 0);
     }
 
     #[test]
