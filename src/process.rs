@@ -167,6 +167,32 @@ fn finish_job(
     Ok(processed.report)
 }
 
+/// The line printed for a processed file: its report as JSON with `--json`, else a summary.
+fn summary_line(job: &Job, report: &ProcessReport, json: bool) -> String {
+    if json {
+        return serde_json::to_string(report).expect("reports serialize");
+    }
+    let d = &report.decisions;
+    let level = report
+        .analysis
+        .speech
+        .level_dbov
+        .map_or("no speech".into(), |l| format!("{l:.1} dBov"));
+    format!(
+        "{} -> {}  {}  gain {:+.1} dB{}  trim {:.2}/{:.2} s  {}",
+        job.input.display(),
+        job.audio_out.display(),
+        level,
+        d.gain.gain_db,
+        d.gain
+            .limited_by
+            .map_or(String::new(), |l| format!(" (limited by {l:?})")),
+        d.trim_start_ms / 1000.0,
+        d.trim_end_ms / 1000.0,
+        &report.output.sha256[..12],
+    )
+}
+
 pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
     let files = crate::files::collect(&args.inputs)?;
@@ -233,64 +259,43 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         ..EngineConfig::default()
     })
     .context("starting the engine")?;
-    let mut results: Vec<Option<Result<ProcessReport, JobError>>> =
-        (0..jobs.len()).map(|_| None).collect();
-    let inputs = jobs
+    // Results are printed as they complete and dropped: memory does not grow with the batch.
+    let inputs: Vec<(usize, JobInput)> = jobs
         .iter()
         .enumerate()
-        .map(|(i, job)| (i, JobInput::File(job.input.clone())));
+        .map(|(i, job)| (i, JobInput::File(job.input.clone())))
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0;
+    let mut write_error: Option<std::io::Error> = None;
     engine.process_batch(
-        inputs.collect::<Vec<_>>(),
+        inputs,
         &config,
         |&i, outcome| {
-            let result = finish_job(&jobs[i], outcome);
+            // Reduce the report to what is printed before it leaves the worker.
+            let result = finish_job(&jobs[i], outcome)
+                .map(|report| summary_line(&jobs[i], &report, args.json));
             let ok = result.is_ok();
             (result, ok)
         },
         |i, result| {
-            results[i] = Some(result);
             progress.inc(1);
+            let printed = progress.suspend(|| match result {
+                Ok(line) => writeln!(out, "{line}").and_then(|()| out.flush()),
+                Err(err) => {
+                    failed += 1;
+                    writeln!(std::io::stderr(), "{}: {err}", jobs[i].input.display())
+                }
+            });
+            if let Err(err) = printed {
+                write_error.get_or_insert(err);
+            }
         },
     );
     progress.finish_and_clear();
-    let results: Vec<Result<ProcessReport, JobError>> = results
-        .into_iter()
-        .map(|r| r.expect("the engine answers every job"))
-        .collect();
-
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failed = 0;
-    for (job, result) in jobs.iter().zip(&results) {
-        match result {
-            Ok(report) if args.json => writeln!(out, "{}", serde_json::to_string(report)?)?,
-            Ok(report) => {
-                let d = &report.decisions;
-                let level = report
-                    .analysis
-                    .speech
-                    .level_dbov
-                    .map_or("no speech".into(), |l| format!("{l:.1} dBov"));
-                writeln!(
-                    out,
-                    "{} -> {}  {}  gain {:+.1} dB{}  trim {:.2}/{:.2} s  {}",
-                    job.input.display(),
-                    job.audio_out.display(),
-                    level,
-                    d.gain.gain_db,
-                    d.gain
-                        .limited_by
-                        .map_or(String::new(), |l| format!(" (limited by {l:?})")),
-                    d.trim_start_ms / 1000.0,
-                    d.trim_end_ms / 1000.0,
-                    &report.output.sha256[..12],
-                )?;
-            }
-            Err(err) => {
-                failed += 1;
-                eprintln!("{}: {err}", job.input.display());
-            }
-        }
+    if let Some(err) = write_error {
+        return Err(err).context("writing to stdout");
     }
     if !args.json {
         writeln!(
