@@ -30,6 +30,25 @@ fn kernels(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("fir_peak_x4", "scalar_twin"), |b| {
         b.iter(|| scalar::fir_peak(black_box(&samples), &phases))
     });
+    let ulaw: Vec<u8> = bytes.iter().step_by(2).copied().collect();
+    let table = &callrec_engine::decode::g711::ULAW_TO_F32;
+    let (mut ms, mut pk) = (
+        Vec::with_capacity(n / 80 + 1),
+        Vec::with_capacity(n / 80 + 1),
+    );
+    group.bench_function(BenchmarkId::new("level_sums", "scalar_twin"), |b| {
+        b.iter(|| scalar::level_sums(black_box(&samples), 32767.0 / 32768.0))
+    });
+    group.bench_function(BenchmarkId::new("frame_stats", "scalar_twin"), |b| {
+        b.iter(|| {
+            ms.clear();
+            pk.clear();
+            scalar::frame_stats(black_box(&samples), 80, &mut ms, &mut pk)
+        })
+    });
+    group.bench_function(BenchmarkId::new("expand_ulaw", "scalar_twin"), |b| {
+        b.iter(|| scalar::expand_g711(black_box(&ulaw), table, &mut out_f32))
+    });
     for level in simd::available() {
         let k = kernels_at(level).unwrap();
         group.bench_function(BenchmarkId::new("pcm16_to_f32", level.name()), |b| {
@@ -40,6 +59,19 @@ fn kernels(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("fir_peak_x4", level.name()), |b| {
             b.iter(|| (k.fir_peak)(black_box(&samples), &phases))
+        });
+        group.bench_function(BenchmarkId::new("level_sums", level.name()), |b| {
+            b.iter(|| (k.level_sums)(black_box(&samples), 32767.0 / 32768.0))
+        });
+        group.bench_function(BenchmarkId::new("frame_stats", level.name()), |b| {
+            b.iter(|| {
+                ms.clear();
+                pk.clear();
+                (k.frame_stats)(black_box(&samples), 80, &mut ms, &mut pk)
+            })
+        });
+        group.bench_function(BenchmarkId::new("expand_ulaw", level.name()), |b| {
+            b.iter(|| (k.expand_g711)(black_box(&ulaw), table, &mut out_f32))
         });
     }
     group.finish();

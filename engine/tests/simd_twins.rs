@@ -85,3 +85,83 @@ fn a_missing_level_is_a_typed_error() {
     }
     assert!(kernels_at(Level::Baseline).is_ok());
 }
+
+#[test]
+fn level_sums_match_their_twin() {
+    let mut rng = Rng::new(4);
+    for len in [0, 1, 7, 8, 9, 100, 4096, 4103] {
+        let mut samples = random_f32(&mut rng, len, 1.2);
+        samples
+            .iter_mut()
+            .step_by(11)
+            .for_each(|s| *s = s.clamp(-1.0, 1.0));
+        let want = scalar::level_sums(&samples, 32767.0 / 32768.0);
+        for level in levels() {
+            let got = (kernels_at(level).unwrap().level_sums)(&samples, 32767.0 / 32768.0);
+            assert_eq!(
+                (
+                    got.peak.to_bits(),
+                    got.sum.to_bits(),
+                    got.squares.to_bits(),
+                    got.clipped
+                ),
+                (
+                    want.peak.to_bits(),
+                    want.sum.to_bits(),
+                    want.squares.to_bits(),
+                    want.clipped
+                ),
+                "{level:?} len {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn frame_stats_match_their_twin() {
+    let mut rng = Rng::new(5);
+    for (len, frame) in [
+        (0, 80),
+        (79, 80),
+        (80, 80),
+        (1000, 80),
+        (4410, 441),
+        (999, 7),
+    ] {
+        let samples = random_f32(&mut rng, len, 0.7);
+        let (mut want_ms, mut want_pk) = (Vec::new(), Vec::new());
+        scalar::frame_stats(&samples, frame, &mut want_ms, &mut want_pk);
+        for level in levels() {
+            let (mut ms, mut pk) = (Vec::new(), Vec::new());
+            (kernels_at(level).unwrap().frame_stats)(&samples, frame, &mut ms, &mut pk);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                (bits(&ms), bits(&pk)),
+                (bits(&want_ms), bits(&want_pk)),
+                "{level:?} len {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn g711_expansion_matches_its_twin() {
+    use callrec_engine::decode::g711::{ALAW_TO_F32, ULAW_TO_F32};
+    let mut rng = Rng::new(6);
+    let mut bytes = vec![0u8; 5003];
+    rng.fill_bytes(&mut bytes);
+    for table in [&ULAW_TO_F32, &ALAW_TO_F32] {
+        let mut want = vec![0f32; bytes.len()];
+        scalar::expand_g711(&bytes, table, &mut want);
+        for level in levels() {
+            let mut got = vec![f32::NAN; bytes.len()];
+            (kernels_at(level).unwrap().expand_g711)(&bytes, table, &mut got);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{level:?}"
+            );
+        }
+    }
+}

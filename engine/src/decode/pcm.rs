@@ -76,6 +76,12 @@ pub fn convert(encoding: SampleEncoding, src: &[u8], dst: &mut [&mut [f32]]) {
         }
         SampleEncoding::F32 => convert_with::<4>(src, dst, f32::from_le_bytes),
         SampleEncoding::F64 => convert_with::<8>(src, dst, |b| f64::from_le_bytes(b) as f32),
+        SampleEncoding::ALaw if dst.len() == 1 => {
+            (crate::simd::kernels().expand_g711)(src, &ALAW_TO_F32, dst[0])
+        }
+        SampleEncoding::MuLaw if dst.len() == 1 => {
+            (crate::simd::kernels().expand_g711)(src, &ULAW_TO_F32, dst[0])
+        }
         SampleEncoding::ALaw => convert_with::<1>(src, dst, |b| ALAW_TO_F32[b[0] as usize]),
         SampleEncoding::MuLaw => convert_with::<1>(src, dst, |b| ULAW_TO_F32[b[0] as usize]),
     }

@@ -24,13 +24,7 @@ impl FrameStats {
         for plane in planes {
             let mut ms = Vec::with_capacity(plane.len() / frame_len + 1);
             let mut pk = Vec::with_capacity(plane.len() / frame_len + 1);
-            for frame in plane.chunks(frame_len) {
-                let (squares, max) = frame
-                    .iter()
-                    .fold((0f32, 0f32), |(s, m), &x| (s + x * x, m.max(x.abs())));
-                ms.push(squares / frame.len() as f32);
-                pk.push(max);
-            }
+            (crate::simd::kernels().frame_stats)(plane, frame_len, &mut ms, &mut pk);
             mean_square.push(ms);
             peak.push(pk);
         }

@@ -49,10 +49,6 @@ pub struct LevelMeter {
     min_run: u64,
 }
 
-/// Lanes of the partial sums: eight independent accumulators let the compiler keep one vector
-/// register per statistic and keep the per-block rounding error small.
-const LANES: usize = 8;
-
 impl LevelMeter {
     /// `full_scale` is the magnitude of the format's largest code as f32 (32767/32768 for 16-bit
     /// PCM, 32124/32768 for μ-law, 1.0 for float and lossy codecs): samples at or above it count
@@ -68,31 +64,11 @@ impl LevelMeter {
     /// Adds one block: a slice per channel, all the same length.
     pub fn push(&mut self, planes: &[&[f32]]) {
         for (acc, plane) in self.channels.iter_mut().zip(planes) {
-            let mut peak = [0f32; LANES];
-            let mut sum = [0f32; LANES];
-            let mut squares = [0f32; LANES];
-            let mut clipped = [0u32; LANES];
-            let chunks = plane.chunks_exact(LANES);
-            let tail = chunks.remainder();
-            for chunk in chunks {
-                for lane in 0..LANES {
-                    let s = chunk[lane];
-                    peak[lane] = peak[lane].max(s.abs());
-                    sum[lane] += s;
-                    squares[lane] += s * s;
-                    clipped[lane] += (s.abs() >= self.full_scale) as u32;
-                }
-            }
-            for &s in tail {
-                peak[0] = peak[0].max(s.abs());
-                sum[0] += s;
-                squares[0] += s * s;
-                clipped[0] += (s.abs() >= self.full_scale) as u32;
-            }
-            acc.peak = peak.iter().fold(acc.peak, |m, &p| m.max(p));
-            acc.sum += sum.iter().map(|&v| v as f64).sum::<f64>();
-            acc.sum_squares += squares.iter().map(|&v| v as f64).sum::<f64>();
-            acc.clipped += clipped.iter().map(|&v| v as u64).sum::<u64>();
+            let sums = (crate::simd::kernels().level_sums)(plane, self.full_scale);
+            acc.peak = acc.peak.max(sums.peak);
+            acc.sum += sums.sum;
+            acc.sum_squares += sums.squares;
+            acc.clipped += sums.clipped;
             acc.samples += plane.len() as u64;
 
             // Near-zero runs, carried across blocks.

@@ -64,3 +64,84 @@ pub fn fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32 {
     }
     max
 }
+
+/// Sums of one block of samples for the level meter, reduced in a fixed lane order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelSums {
+    pub peak: f32,
+    pub sum: f64,
+    pub squares: f64,
+    pub clipped: u64,
+}
+
+/// Lanes of the statistics kernels: sample i goes to lane i mod 8, the tail to lane 0, and the
+/// lanes are added in order 0..8.
+const STAT_LANES: usize = 8;
+
+#[inline(always)]
+pub fn level_sums(samples: &[f32], full_scale: f32) -> LevelSums {
+    let mut peak = [0f32; STAT_LANES];
+    let mut sum = [0f32; STAT_LANES];
+    let mut squares = [0f32; STAT_LANES];
+    let mut clipped = [0u32; STAT_LANES];
+    let chunks = samples.chunks_exact(STAT_LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..STAT_LANES {
+            let s = chunk[lane];
+            peak[lane] = peak[lane].max(s.abs());
+            sum[lane] += s;
+            squares[lane] += s * s;
+            clipped[lane] += (s.abs() >= full_scale) as u32;
+        }
+    }
+    for &s in tail {
+        peak[0] = peak[0].max(s.abs());
+        sum[0] += s;
+        squares[0] += s * s;
+        clipped[0] += (s.abs() >= full_scale) as u32;
+    }
+    LevelSums {
+        peak: peak.iter().fold(0f32, |m, &p| m.max(p)),
+        sum: sum.iter().map(|&v| v as f64).sum(),
+        squares: squares.iter().map(|&v| v as f64).sum(),
+        clipped: clipped.iter().map(|&v| v as u64).sum(),
+    }
+}
+
+/// Mean square and peak of each `frame_len`-sample frame (the last may be shorter), appended.
+#[inline(always)]
+pub fn frame_stats(
+    samples: &[f32],
+    frame_len: usize,
+    mean_square: &mut Vec<f32>,
+    peak: &mut Vec<f32>,
+) {
+    for frame in samples.chunks(frame_len.max(1)) {
+        let mut squares = [0f32; STAT_LANES];
+        let mut max = [0f32; STAT_LANES];
+        let chunks = frame.chunks_exact(STAT_LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for lane in 0..STAT_LANES {
+                squares[lane] += chunk[lane] * chunk[lane];
+                max[lane] = max[lane].max(chunk[lane].abs());
+            }
+        }
+        for &s in tail {
+            squares[0] += s * s;
+            max[0] = max[0].max(s.abs());
+        }
+        let total: f32 = squares.iter().sum();
+        mean_square.push(total / frame.len() as f32);
+        peak.push(max.iter().fold(0f32, |m, &p| m.max(p)));
+    }
+}
+
+/// G.711 bytes → f32 through a 256-entry table.
+#[inline(always)]
+pub fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
+    for (out, &code) in dst.iter_mut().zip(src) {
+        *out = table[code as usize];
+    }
+}

@@ -47,6 +47,12 @@ pub struct Kernels {
     /// The largest |y| of a polyphase FIR over `x`: y_p[i] = Σ_k x[i + k] · phases[p][k], for
     /// every branch p and every i with a full window; `phases` are [`kernels::FIR_TAPS`] long.
     pub fir_peak: fn(&[f32], &[[f32; kernels::FIR_TAPS]]) -> f32,
+    /// Peak, sum, sum of squares and clipped count of a block (the level meter).
+    pub level_sums: fn(&[f32], f32) -> kernels::LevelSums,
+    /// Mean square and peak per frame (the 10 ms frame statistics).
+    pub frame_stats: fn(&[f32], usize, &mut Vec<f32>, &mut Vec<f32>),
+    /// G.711 bytes through a 256-entry f32 table.
+    pub expand_g711: fn(&[u8], &[f32; 256], &mut [f32]),
 }
 
 const BASELINE: Kernels = Kernels {
@@ -54,6 +60,9 @@ const BASELINE: Kernels = Kernels {
     pcm16_to_f32: kernels::pcm16_to_f32,
     quantize_i16: kernels::quantize_i16,
     fir_peak: kernels::fir_peak,
+    level_sums: kernels::level_sums,
+    frame_stats: kernels::frame_stats,
+    expand_g711: kernels::expand_g711,
 };
 
 /// The levels this CPU can run, baseline first.

@@ -1,7 +1,7 @@
 //! Scalar twins: the plainest correct form of each kernel, for the tests to compare every
 //! dispatched level with. Not used on any hot path.
 
-use super::kernels::FIR_TAPS;
+use super::kernels::{FIR_TAPS, LevelSums};
 
 pub fn pcm16_to_f32(src: &[u8], dst: &mut [f32]) {
     for i in 0..dst.len().min(src.len() / 2) {
@@ -32,4 +32,64 @@ pub fn fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32 {
         }
     }
     max
+}
+
+pub fn level_sums(samples: &[f32], full_scale: f32) -> LevelSums {
+    let full = samples.len() / 8 * 8;
+    let (mut peak, mut sum, mut squares, mut clipped) =
+        ([0f32; 8], [0f32; 8], [0f32; 8], [0u32; 8]);
+    for (i, &s) in samples.iter().enumerate() {
+        let lane = if i < full { i % 8 } else { 0 };
+        peak[lane] = peak[lane].max(s.abs());
+        sum[lane] += s;
+        squares[lane] += s * s;
+        if s.abs() >= full_scale {
+            clipped[lane] += 1;
+        }
+    }
+    let mut out = LevelSums {
+        peak: 0.0,
+        sum: 0.0,
+        squares: 0.0,
+        clipped: 0,
+    };
+    for lane in 0..8 {
+        out.peak = out.peak.max(peak[lane]);
+        out.sum += sum[lane] as f64;
+        out.squares += squares[lane] as f64;
+        out.clipped += clipped[lane] as u64;
+    }
+    out
+}
+
+pub fn frame_stats(
+    samples: &[f32],
+    frame_len: usize,
+    mean_square: &mut Vec<f32>,
+    peak: &mut Vec<f32>,
+) {
+    let mut start = 0;
+    while start < samples.len() {
+        let frame = &samples[start..(start + frame_len).min(samples.len())];
+        let full = frame.len() / 8 * 8;
+        let (mut squares, mut max) = ([0f32; 8], [0f32; 8]);
+        for (i, &s) in frame.iter().enumerate() {
+            let lane = if i < full { i % 8 } else { 0 };
+            squares[lane] += s * s;
+            max[lane] = max[lane].max(s.abs());
+        }
+        let mut total = 0f32;
+        for lane in squares {
+            total += lane;
+        }
+        mean_square.push(total / frame.len() as f32);
+        peak.push(max.iter().fold(0f32, |m, &p| m.max(p)));
+        start += frame_len;
+    }
+}
+
+pub fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
+    for i in 0..dst.len().min(src.len()) {
+        dst[i] = table[src[i] as usize];
+    }
 }

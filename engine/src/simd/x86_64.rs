@@ -1,6 +1,6 @@
 //! The AVX2 build of the kernels.
 
-use super::kernels::{self, FIR_TAPS};
+use super::kernels::{self, FIR_TAPS, LevelSums};
 use super::{Kernels, Level};
 
 pub fn has_avx2() -> bool {
@@ -12,6 +12,9 @@ pub const AVX2: Kernels = Kernels {
     pcm16_to_f32,
     quantize_i16,
     fir_peak,
+    level_sums,
+    frame_stats,
+    expand_g711,
 };
 
 #[target_feature(enable = "avx2")]
@@ -42,4 +45,39 @@ fn quantize_i16(samples: &[f32], gain: f32, out: &mut [i16]) {
 fn fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32 {
     // SAFETY: as above, only reachable when the CPU has AVX2.
     unsafe { fir_peak_avx2(x, phases) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn level_sums_avx2(samples: &[f32], full_scale: f32) -> LevelSums {
+    kernels::level_sums(samples, full_scale)
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn frame_stats_avx2(
+    samples: &[f32],
+    frame_len: usize,
+    mean_square: &mut Vec<f32>,
+    peak: &mut Vec<f32>,
+) {
+    kernels::frame_stats(samples, frame_len, mean_square, peak)
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn expand_g711_avx2(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
+    kernels::expand_g711(src, table, dst)
+}
+
+fn level_sums(samples: &[f32], full_scale: f32) -> LevelSums {
+    // SAFETY: only reachable when the CPU has AVX2 (see `pcm16_to_f32`).
+    unsafe { level_sums_avx2(samples, full_scale) }
+}
+
+fn frame_stats(samples: &[f32], frame_len: usize, mean_square: &mut Vec<f32>, peak: &mut Vec<f32>) {
+    // SAFETY: only reachable when the CPU has AVX2.
+    unsafe { frame_stats_avx2(samples, frame_len, mean_square, peak) }
+}
+
+fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
+    // SAFETY: only reachable when the CPU has AVX2.
+    unsafe { expand_g711_avx2(src, table, dst) }
 }
