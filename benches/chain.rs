@@ -98,9 +98,53 @@ fn chain(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole chain on the other inputs the engine meets: a stereo call, a 48 kHz stereo file,
+/// and an MP3 (the committed 10-second fixture, through symphonia).
+fn inputs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chain/inputs");
+    let wav = |ms: u64, rate: u32, channels: u16| {
+        let shape = CallShape::telephone(ms, 7)
+            .with_rate(rate)
+            .with_channels(channels);
+        AudioSource::from_bytes(write_wav(
+            &synth_call(&shape),
+            rate,
+            &WavOptions::new(WavEncoding::I16),
+        ))
+    };
+    let mp3_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/audio/speech_16k_mono.mp3"
+    );
+    let inputs = [
+        (
+            "pcm16_8k_stereo_5min",
+            wav(300_000, 8000, 2),
+            300 * 8000 * 2,
+        ),
+        (
+            "pcm16_48k_stereo_1min",
+            wav(60_000, 48_000, 2),
+            60 * 48_000 * 2,
+        ),
+        (
+            "mp3_16k_mono_10s",
+            AudioSource::map_file(mp3_path.as_ref(), &Limits::default()).unwrap(),
+            10 * 16_000,
+        ),
+    ];
+    for (name, source, samples) in inputs {
+        group.throughput(Throughput::Elements(samples));
+        group.bench_function(name, |b| {
+            b.iter(|| process(black_box(&source), &ProcessConfig::default()).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = chain
+    targets = chain, inputs
 }
 criterion_main!(benches);
