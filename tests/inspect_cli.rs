@@ -1,21 +1,12 @@
 //! `callrec inspect` end to end: the real binary on the committed fixtures, checked against the
 //! expectations the generator wrote to fixtures/manifest.json.
 
+mod common;
+
+use common::{callrec, root};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn callrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callrec"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run callrec")
-}
+use std::path::Path;
+use std::process::Output;
 
 fn manifest() -> Vec<Value> {
     let text = std::fs::read_to_string(root().join("fixtures/manifest.json")).expect("manifest");

@@ -1,20 +1,11 @@
 //! `callrec process` end to end: the real binary on the committed fixtures.
 
+mod common;
+
+use common::{callrec, root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn callrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callrec"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run callrec")
-}
+use std::process::Command;
 
 /// A fresh output folder under the target directory (removed first).
 fn out_dir(name: &str) -> PathBuf {
