@@ -2,6 +2,7 @@
 //! the scalar twin for reference. Run: `cargo bench --bench kernels`.
 
 use callrec_engine::dsp::true_peak::design_phases;
+use callrec_engine::simd::kernels::{KW_LANES, KwState};
 use callrec_engine::simd::{self, kernels_at, scalar};
 use callrec_fixtures::{CallShape, synth_call};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -16,6 +17,23 @@ fn kernels(c: &mut Criterion) {
         .collect();
     let phases = design_phases(4);
     let n = samples.len();
+    // K-weighting: the call cut into KW_LANES segments run in lockstep (serially for the twin).
+    let kw = callrec_engine::dsp::kfilter::coefficients(8000);
+    let seg = n / KW_LANES;
+    let starts: [usize; KW_LANES] = std::array::from_fn(|l| l * seg);
+    let kweight = |f: simd::KweightLanes| {
+        let mut states = [KwState::default(); KW_LANES];
+        let mut sums = [0f64; KW_LANES];
+        f(
+            black_box(&samples),
+            &starts,
+            seg,
+            &kw,
+            &mut states,
+            &mut sums,
+        );
+        sums
+    };
 
     let mut group = c.benchmark_group("kernels/5min_8k");
     group.throughput(Throughput::Elements(n as u64));
@@ -49,8 +67,14 @@ fn kernels(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("expand_ulaw", "scalar_twin"), |b| {
         b.iter(|| scalar::expand_g711(black_box(&ulaw), table, &mut out_f32))
     });
+    group.bench_function(BenchmarkId::new("kweight_8_lanes", "scalar_twin"), |b| {
+        b.iter(|| kweight(scalar::kweight_lanes))
+    });
     for level in simd::available() {
         let k = kernels_at(level).unwrap();
+        group.bench_function(BenchmarkId::new("kweight_8_lanes", level.name()), |b| {
+            b.iter(|| kweight(k.kweight_lanes))
+        });
         group.bench_function(BenchmarkId::new("pcm16_to_f32", level.name()), |b| {
             b.iter(|| (k.pcm16_to_f32)(black_box(&bytes), &mut out_f32))
         });

@@ -165,3 +165,46 @@ fn g711_expansion_matches_its_twin() {
         }
     }
 }
+
+#[test]
+fn kweight_lanes_match_their_twin() {
+    use callrec_engine::dsp::kfilter::coefficients;
+    use callrec_engine::simd::kernels::{KW_LANES, KwState};
+    let mut rng = Rng::new(8);
+    let x = random_f32(&mut rng, 20_000, 0.9);
+    for rate in [8000, 44_100] {
+        let c = coefficients(rate);
+        for len in [0, 1, 7, 800, 2047] {
+            // Lanes at scattered, overlapping positions, from assorted non-zero states.
+            let starts: [usize; KW_LANES] = std::array::from_fn(|l| (l * 2311) % (x.len() - len));
+            let states: [KwState; KW_LANES] = std::array::from_fn(|l| {
+                std::array::from_fn(|k| ((l * 6 + k) as f64 * 0.013).sin())
+            });
+            let sums: [f64; KW_LANES] = std::array::from_fn(|l| l as f64 * 0.5);
+            let (mut want_states, mut want_sums) = (states, sums);
+            scalar::kweight_lanes(&x, &starts, len, &c, &mut want_states, &mut want_sums);
+            for level in levels() {
+                let (mut got_states, mut got_sums) = (states, sums);
+                (kernels_at(level).unwrap().kweight_lanes)(
+                    &x,
+                    &starts,
+                    len,
+                    &c,
+                    &mut got_states,
+                    &mut got_sums,
+                );
+                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got_sums),
+                    bits(&want_sums),
+                    "{level:?} {rate} Hz len {len}"
+                );
+                assert_eq!(
+                    bits(got_states.as_flattened()),
+                    bits(want_states.as_flattened()),
+                    "{level:?} {rate} Hz len {len}"
+                );
+            }
+        }
+    }
+}

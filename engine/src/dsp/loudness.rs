@@ -5,8 +5,8 @@
 //!
 //! Memory is one 16-byte record per 100 ms (58 KB per hour), so a call of any length streams.
 
-use super::biquad::{Biquad, BiquadState};
-use super::kweight::k_weighting;
+use super::kfilter::{KChannel, coefficients};
+use crate::simd::kernels::KwCoeffs;
 use serde::Serialize;
 
 /// The BS.1770 offset: a 997 Hz sine at 0 dBFS in one channel reads −3.01 LUFS.
@@ -50,76 +50,77 @@ struct SubBlock {
     frames: u32,
 }
 
-/// A streaming BS.1770 meter.
+/// A streaming BS.1770 meter. Blocks of any size may be pushed; a whole recording pushed at
+/// once is filtered in segments side by side (SIMD lanes, and threads for a long one) with the
+/// exact result of the serial filter ([`super::kfilter`]).
 #[derive(Debug, Clone)]
 pub struct LoudnessMeter {
     rate: u32,
-    /// K-weighting is always two sections (shelf, high-pass): fixed-size so the per-sample
-    /// recursion unrolls.
-    filter: [Biquad; 2],
-    states: Vec<[BiquadState; 2]>,
+    coefficients: KwCoeffs,
+    channels: Vec<KChannel>,
     weights: Vec<f64>,
     frames_seen: u64,
+    /// Sub-blocks completed so far.
     subblock_index: u64,
-    next_boundary: u64,
-    current: f64,
-    current_frames: u32,
     subblocks: Vec<SubBlock>,
+    /// Scratch: sub-block ends within the current push, and one channel's energies.
+    ends: Vec<usize>,
+    energies: Vec<f64>,
 }
 
 impl LoudnessMeter {
     pub fn new(channels: usize, rate: u32) -> Self {
-        let sections = k_weighting(rate);
-        let filter = [sections[0], sections[1]];
         LoudnessMeter {
             rate,
-            states: vec![[BiquadState::default(); 2]; channels],
-            filter,
+            coefficients: coefficients(rate),
+            channels: vec![KChannel::default(); channels],
             weights: channel_weights(channels),
             frames_seen: 0,
             subblock_index: 0,
-            next_boundary: boundary(1, rate),
-            current: 0.0,
-            current_frames: 0,
             subblocks: Vec::new(),
+            ends: Vec::new(),
+            energies: Vec::new(),
         }
     }
 
     /// Adds one block of planar samples (all channels the same length).
     pub fn push(&mut self, planes: &[&[f32]]) {
         let len = planes.first().map_or(0, |p| p.len());
-        let mut offset = 0;
-        while offset < len {
-            let take = ((self.next_boundary - self.frames_seen) as usize).min(len - offset);
-            let end = offset + take;
-            for ((plane, states), &weight) in planes.iter().zip(&mut self.states).zip(&self.weights)
-            {
-                if weight == 0.0 {
-                    continue;
-                }
-                let mut squares = 0.0;
-                let [shelf, highpass] = &self.filter;
-                let [shelf_state, highpass_state] = states;
-                for &x in &plane[offset..end] {
-                    let y = highpass_state.step(highpass, shelf_state.step(shelf, x as f64));
-                    squares += y * y;
-                }
-                self.current += weight * squares;
+        let end = self.frames_seen + len as u64;
+        self.ends.clear();
+        let mut k = self.subblock_index + 1;
+        while boundary(k, self.rate) <= end {
+            self.ends
+                .push((boundary(k, self.rate) - self.frames_seen) as usize);
+            k += 1;
+        }
+        let mut totals = vec![0.0f64; self.ends.len()];
+        for ((plane, channel), &weight) in planes.iter().zip(&mut self.channels).zip(&self.weights)
+        {
+            if weight == 0.0 {
+                continue;
             }
-            self.current_frames += take as u32;
-            self.frames_seen += take as u64;
-            offset = end;
-            if self.frames_seen == self.next_boundary {
-                self.subblocks.push(SubBlock {
-                    weighted_squares: self.current,
-                    frames: self.current_frames,
-                });
-                self.current = 0.0;
-                self.current_frames = 0;
-                self.subblock_index += 1;
-                self.next_boundary = boundary(self.subblock_index + 1, self.rate);
+            self.energies.clear();
+            channel.push(
+                &self.coefficients,
+                &plane[..len],
+                &self.ends,
+                &mut self.energies,
+            );
+            for (total, &energy) in totals.iter_mut().zip(&self.energies) {
+                *total += weight * energy;
             }
         }
+        for total in totals {
+            let index = self.subblock_index;
+            let frames = boundary(index + 1, self.rate) - boundary(index, self.rate);
+            self.subblocks.push(SubBlock {
+                weighted_squares: total,
+                frames: frames as u32,
+            });
+            self.subblock_index += 1;
+        }
+        self.frames_seen = end;
     }
 
     /// Mean-square power of the window of `n` sub-blocks starting at `start`.

@@ -4,6 +4,7 @@ pub mod biquad;
 pub mod design;
 pub mod frames;
 pub mod gain;
+pub mod kfilter;
 pub mod kweight;
 pub mod levels;
 pub mod loudness;

@@ -145,3 +145,71 @@ pub fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
         *out = table[code as usize];
     }
 }
+
+/// Segments of one channel run through the K-weighting cascade together: one lane per segment.
+/// Eight lanes are two AVX2 vectors (four SSE2 ones) of f64, enough independent recursions to
+/// hide the multiply-add latency of each.
+pub const KW_LANES: usize = 8;
+
+/// The K-weighting cascade (two direct-form-I biquads) as one recursion: b0, b1, b2, a1, a2 of
+/// the first section, then of the second.
+pub type KwCoeffs = [f64; 10];
+
+/// The cascade's state: x[n−1], x[n−2] (input), y[n−1], y[n−2] (first section, which are also the
+/// second section's inputs), z[n−1], z[n−2] (output).
+pub type KwState = [f64; 6];
+
+/// One sample through the cascade; returns z[n]. The arithmetic order is the one every lane, every
+/// level and the serial path use, so a state reached either way continues identically.
+#[inline(always)]
+pub fn kweight_step(c: &KwCoeffs, s: &mut KwState, x: f64) -> f64 {
+    let y = c[0] * x + c[1] * s[0] + c[2] * s[1] - c[3] * s[2] - c[4] * s[3];
+    let z = c[5] * y + c[6] * s[2] + c[7] * s[3] - c[8] * s[4] - c[9] * s[5];
+    *s = [x, s[0], y, s[2], z, s[4]];
+    z
+}
+
+/// Runs [`KW_LANES`] segments of `x` in lockstep for `len` samples: lane l reads
+/// `x[starts[l]..starts[l] + len]`, continues from `states[l]` and adds each squared output to
+/// `sums[l]` in order. Each lane computes exactly what [`kweight_step`] computes serially.
+#[inline(always)]
+pub fn kweight_lanes(
+    x: &[f32],
+    starts: &[usize; KW_LANES],
+    len: usize,
+    c: &KwCoeffs,
+    states: &mut [KwState; KW_LANES],
+    sums: &mut [f64; KW_LANES],
+) {
+    let lanes: [&[f32]; KW_LANES] = std::array::from_fn(|l| &x[starts[l]..starts[l] + len]);
+    // Structure of arrays, so each state variable of all lanes is one or two vectors.
+    let mut s: [[f64; KW_LANES]; 6] =
+        std::array::from_fn(|k| std::array::from_fn(|l| states[l][k]));
+    let mut acc = *sums;
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "one index across all lanes vectorizes"
+    )]
+    for n in 0..len {
+        let mut xs = [0f64; KW_LANES];
+        for l in 0..KW_LANES {
+            xs[l] = lanes[l][n] as f64;
+        }
+        for l in 0..KW_LANES {
+            let x = xs[l];
+            let y = c[0] * x + c[1] * s[0][l] + c[2] * s[1][l] - c[3] * s[2][l] - c[4] * s[3][l];
+            let z = c[5] * y + c[6] * s[2][l] + c[7] * s[3][l] - c[8] * s[4][l] - c[9] * s[5][l];
+            s[1][l] = s[0][l];
+            s[0][l] = x;
+            s[3][l] = s[2][l];
+            s[2][l] = y;
+            s[5][l] = s[4][l];
+            s[4][l] = z;
+            acc[l] += z * z;
+        }
+    }
+    for l in 0..KW_LANES {
+        states[l] = std::array::from_fn(|k| s[k][l]);
+    }
+    *sums = acc;
+}

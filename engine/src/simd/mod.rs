@@ -53,7 +53,20 @@ pub struct Kernels {
     pub frame_stats: fn(&[f32], usize, &mut Vec<f32>, &mut Vec<f32>),
     /// G.711 bytes through a 256-entry f32 table.
     pub expand_g711: fn(&[u8], &[f32; 256], &mut [f32]),
+    /// [`kernels::KW_LANES`] segments of one channel through the K-weighting cascade in
+    /// lockstep (see [`kernels::kweight_lanes`]).
+    pub kweight_lanes: KweightLanes,
 }
+
+/// The signature of [`kernels::kweight_lanes`].
+pub type KweightLanes = fn(
+    &[f32],
+    &[usize; kernels::KW_LANES],
+    usize,
+    &kernels::KwCoeffs,
+    &mut [kernels::KwState; kernels::KW_LANES],
+    &mut [f64; kernels::KW_LANES],
+);
 
 const BASELINE: Kernels = Kernels {
     level: Level::Baseline,
@@ -63,6 +76,7 @@ const BASELINE: Kernels = Kernels {
     level_sums: kernels::level_sums,
     frame_stats: kernels::frame_stats,
     expand_g711: kernels::expand_g711,
+    kweight_lanes: kernels::kweight_lanes,
 };
 
 /// The levels this CPU can run, baseline first.

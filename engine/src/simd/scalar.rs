@@ -1,7 +1,7 @@
 //! Scalar twins: the plainest correct form of each kernel, for the tests to compare every
 //! dispatched level with. Not used on any hot path.
 
-use super::kernels::{FIR_TAPS, LevelSums};
+use super::kernels::{FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, kweight_step};
 
 pub fn pcm16_to_f32(src: &[u8], dst: &mut [f32]) {
     for i in 0..dst.len().min(src.len() / 2) {
@@ -91,5 +91,22 @@ pub fn frame_stats(
 pub fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
     for i in 0..dst.len().min(src.len()) {
         dst[i] = table[src[i] as usize];
+    }
+}
+
+/// Each lane on its own, one sample at a time.
+pub fn kweight_lanes(
+    x: &[f32],
+    starts: &[usize; KW_LANES],
+    len: usize,
+    c: &KwCoeffs,
+    states: &mut [KwState; KW_LANES],
+    sums: &mut [f64; KW_LANES],
+) {
+    for l in 0..KW_LANES {
+        for n in 0..len {
+            let z = kweight_step(c, &mut states[l], x[starts[l] + n] as f64);
+            sums[l] += z * z;
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The AVX2 build of the kernels.
 
-use super::kernels::{self, FIR_TAPS, LevelSums};
+use super::kernels::{self, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums};
 use super::{Kernels, Level};
 
 pub fn has_avx2() -> bool {
@@ -15,6 +15,7 @@ pub const AVX2: Kernels = Kernels {
     level_sums,
     frame_stats,
     expand_g711,
+    kweight_lanes,
 };
 
 #[target_feature(enable = "avx2")]
@@ -80,4 +81,28 @@ fn frame_stats(samples: &[f32], frame_len: usize, mean_square: &mut Vec<f32>, pe
 fn expand_g711(src: &[u8], table: &[f32; 256], dst: &mut [f32]) {
     // SAFETY: only reachable when the CPU has AVX2.
     unsafe { expand_g711_avx2(src, table, dst) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn kweight_lanes_avx2(
+    x: &[f32],
+    starts: &[usize; KW_LANES],
+    len: usize,
+    c: &KwCoeffs,
+    states: &mut [KwState; KW_LANES],
+    sums: &mut [f64; KW_LANES],
+) {
+    kernels::kweight_lanes(x, starts, len, c, states, sums)
+}
+
+fn kweight_lanes(
+    x: &[f32],
+    starts: &[usize; KW_LANES],
+    len: usize,
+    c: &KwCoeffs,
+    states: &mut [KwState; KW_LANES],
+    sums: &mut [f64; KW_LANES],
+) {
+    // SAFETY: only reachable when the CPU has AVX2.
+    unsafe { kweight_lanes_avx2(x, starts, len, c, states, sums) }
 }
