@@ -14,9 +14,6 @@ const HANGOVER_S: f64 = 0.2;
 pub const MARGIN_DB: f64 = 15.9;
 /// Thresholds c_j = 2^(j − 16), j = 0..=16: −96.3 dBov to 0 dBov in 6.02 dB steps.
 const THRESHOLDS: usize = 17;
-/// Counters kept per sample: the thresholds padded to a whole number of 8-lane vectors (the
-/// padding lanes sit above full scale and never count).
-const LANES: usize = 24;
 
 /// The P.56 result.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -30,32 +27,41 @@ pub struct SpeechLevel {
 /// How many thresholds c_j = 2^(j − 16) the envelope `q` reaches (0..=17): from the exponent of
 /// `q`, since ⌊log2 q⌋ = exponent for every normal positive f64 (zero and subnormals reach none).
 #[inline(always)]
-fn thresholds_reached(q: f64) -> u32 {
+fn thresholds_reached(q: f64) -> u8 {
     let exponent = ((q.to_bits() >> 52) & 0x7FF) as i32 - 1023;
-    (exponent + 17).clamp(0, THRESHOLDS as i32) as u32
+    (exponent + 17).clamp(0, THRESHOLDS as i32) as u8
 }
 
 /// A streaming P.56 meter for one channel.
+///
+/// Counting, as sv56 writes it, keeps a hangover counter per threshold and tests all 17 each
+/// sample. The same counts follow from one number per sample: a sample is active for threshold
+/// j exactly when, within the hangover window ending at it, the envelope reached a threshold above
+/// j. So each sample's reach e(n) (from the envelope's exponent) goes through a sliding maximum
+/// over hangover + 1 samples (van Herk / Gil–Werman: three comparisons a sample, whatever the
+/// window), and one histogram of that maximum gives all 17 counts (`tests` hold it to the
+/// per-threshold reference).
 #[derive(Debug, Clone)]
 pub struct SpeechLevelMeter {
     g: f64,
-    hangover: u64,
+    hangover: usize,
     p: f64,
     q: f64,
     squares: f64,
     samples: u64,
-    active: [u64; THRESHOLDS],
-    /// Samples since the envelope was last at or above each threshold (hangover: counted while
-    /// this is at most the hangover length).
-    /// u16 is enough (the hangover is at most 0.2 s × 192 kHz = 38,400) and has a saturating
-    /// add in SSE2.
-    since: [u16; LANES],
+    /// Samples whose windowed reach was m, m = 0..=17.
+    histogram: [u64; THRESHOLDS + 1],
+    /// The reaches of the last `hangover` samples (zeros before the first: nothing is active
+    /// before the first speech), then the current push's; and the van Herk scratch.
+    reach: Vec<u8>,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
     thresholds: [f64; THRESHOLDS],
 }
 
 impl SpeechLevelMeter {
     pub fn new(rate: u32) -> Self {
-        let hangover = (HANGOVER_S * rate as f64).round() as u64;
+        let hangover = (HANGOVER_S * rate as f64).round() as usize;
         let mut thresholds = [0.0; THRESHOLDS];
         for (j, c) in thresholds.iter_mut().enumerate() {
             *c = 2f64.powi(j as i32 - 16);
@@ -67,47 +73,101 @@ impl SpeechLevelMeter {
             q: 0.0,
             squares: 0.0,
             samples: 0,
-            active: [0; THRESHOLDS],
-            // Start with the hangover spent: nothing is active before the first speech.
-            since: [u16::try_from(hangover + 1).unwrap_or(u16::MAX); LANES],
+            histogram: [0; THRESHOLDS + 1],
+            reach: vec![0; hangover],
+            prefix: Vec::new(),
+            suffix: Vec::new(),
             thresholds,
         }
     }
 
     pub fn push(&mut self, samples: &[f32]) {
-        let g = self.g;
-        let hangover = u16::try_from(self.hangover).unwrap_or(u16::MAX - 1);
-        let lane_index: [u16; LANES] = std::array::from_fn(|j| j as u16);
-        // Per-call counters in u32 lanes (a call never holds 2³² samples), flushed below.
-        let mut active = [0u32; LANES];
-        for chunk in samples.chunks(1 << 30) {
-            for &x in chunk {
-                let x = x as f64;
-                self.squares += x * x;
-                self.p = g * self.p + (1.0 - g) * x.abs();
-                self.q = g * self.q + (1.0 - g) * self.p;
-                let above = thresholds_reached(self.q) as u16;
-                for lane in 0..LANES {
-                    let reached = lane_index[lane] < above;
-                    self.since[lane] = if reached {
-                        0
-                    } else {
-                        self.since[lane].saturating_add(1)
-                    };
-                    active[lane] += (self.since[lane] <= hangover) as u32;
-                }
-            }
-            for (total, &count) in self.active.iter_mut().zip(&active) {
-                *total += count as u64;
-            }
-            active = [0; LANES];
+        let (g, h) = (self.g, 1.0 - self.g);
+        // The envelope: a serial recursion, one reach per sample.
+        let (mut p, mut q) = (self.p, self.q);
+        self.reach.reserve(samples.len());
+        for &x in samples {
+            let x = x as f64;
+            p = g * p + h * x.abs();
+            q = g * q + h * p;
+            self.reach.push(thresholds_reached(q));
         }
+        (self.p, self.q) = (p, q);
+        // Σx² in four lanes (the envelope's chain is the latency that matters; this is not).
+        let mut lanes = [0f64; 4];
+        let chunks = samples.chunks_exact(4);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for l in 0..4 {
+                lanes[l] += chunk[l] as f64 * chunk[l] as f64;
+            }
+        }
+        for &x in tail {
+            lanes[0] += x as f64 * x as f64;
+        }
+        self.squares += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         self.samples += samples.len() as u64;
+        // Small pushes are gathered first, so the window pass always has more new samples than
+        // carried ones (the cost stays linear however the input is cut).
+        if self.reach.len() >= 2 * self.hangover + 4096 {
+            self.count_windows();
+        }
+    }
+
+    /// Histograms the maximum reach over each window of `hangover + 1` samples ending at a new
+    /// sample, and keeps the last `hangover` reaches for the next push.
+    fn count_windows(&mut self) {
+        let window = self.hangover + 1;
+        let a = &self.reach;
+        let len = a.len();
+        // Blocks of `window` from the start of `a`: prefix and suffix maxima within each.
+        self.prefix.clear();
+        self.prefix.resize(len, 0);
+        self.suffix.clear();
+        self.suffix.resize(len, 0);
+        for (block, (pre, suf)) in a.chunks(window).zip(
+            self.prefix
+                .chunks_mut(window)
+                .zip(self.suffix.chunks_mut(window)),
+        ) {
+            let mut m = 0u8;
+            for (v, out) in block.iter().zip(pre.iter_mut()) {
+                m = m.max(*v);
+                *out = m;
+            }
+            let mut m = 0u8;
+            for (v, out) in block.iter().zip(suf.iter_mut()).rev() {
+                m = m.max(*v);
+                *out = m;
+            }
+        }
+        // max(a[i − hangover ..= i]) = max(suffix[i − hangover], prefix[i]): the two ends lie in
+        // the same block or in neighbouring ones.
+        let mut histogram = [0u64; THRESHOLDS + 1];
+        for (s, p) in self.suffix[..len - self.hangover]
+            .iter()
+            .zip(&self.prefix[self.hangover..])
+        {
+            histogram[(*s).max(*p) as usize] += 1;
+        }
+        for (total, count) in self.histogram.iter_mut().zip(histogram) {
+            *total += count;
+        }
+        self.reach.drain(..len - self.hangover);
+    }
+
+    /// Samples active at each threshold: those whose windowed reach is above it.
+    fn active(&self) -> [u64; THRESHOLDS] {
+        let mut done = self.clone();
+        if done.reach.len() > done.hangover {
+            done.count_windows();
+        }
+        std::array::from_fn(|j| done.histogram[j + 1..].iter().sum())
     }
 
     #[cfg(test)]
     fn counts(&self) -> [u64; THRESHOLDS] {
-        self.active
+        self.active()
     }
 
     /// `None` for silence (nothing ever crosses the margin).
@@ -115,11 +175,16 @@ impl SpeechLevelMeter {
         if self.squares <= 0.0 || self.samples == 0 {
             return None;
         }
-        let level_db = |j: usize| 10.0 * (self.squares / self.active[j] as f64).log10();
+        let active = self.active();
+        let level_db = |j: usize| 10.0 * (self.squares / active[j] as f64).log10();
         let threshold_db = |j: usize| 20.0 * self.thresholds[j].log10();
         let mut previous: Option<(f64, f64)> = None; // (A, delta) at the last threshold with activity
+        #[allow(
+            clippy::needless_range_loop,
+            reason = "j indexes two tables and is a formula input"
+        )]
         for j in 0..THRESHOLDS {
-            if self.active[j] == 0 {
+            if active[j] == 0 {
                 break;
             }
             let a = level_db(j);
@@ -238,18 +303,23 @@ mod tests {
     }
 
     #[test]
-    fn lane_counting_equals_the_reference() {
-        for (level, floor) in [(-20.0, None), (-45.0, Some(-80.0)), (-3.0, Some(-60.0))] {
-            let signal = bursts(8000, level, 1.3, 0.9, 4, floor);
-            let mut meter = SpeechLevelMeter::new(8000);
-            for chunk in signal.chunks(777) {
-                meter.push(chunk);
+    fn windowed_counting_equals_the_reference() {
+        for rate in [8000, 48_000] {
+            for (level, floor) in [(-20.0, None), (-45.0, Some(-80.0)), (-3.0, Some(-60.0))] {
+                let signal = bursts(rate, level, 1.3, 0.9, 4, floor);
+                let want = reference_counts(&signal, rate);
+                for chunk in [1, 777, 5000, signal.len()] {
+                    let mut meter = SpeechLevelMeter::new(rate);
+                    for piece in signal.chunks(chunk) {
+                        meter.push(piece);
+                    }
+                    assert_eq!(
+                        meter.counts(),
+                        want,
+                        "{rate} Hz, level {level}, chunk {chunk}"
+                    );
+                }
             }
-            assert_eq!(
-                meter.counts(),
-                reference_counts(&signal, 8000),
-                "level {level}"
-            );
         }
         assert_eq!(thresholds_reached(0.0), 0);
         assert_eq!(thresholds_reached(1.0), 17);
