@@ -16,6 +16,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn chain(c: &mut Criterion) {
+    // One core: the engine splits a long recording across rayon's threads; these figures are
+    // per core, so the global pool gets one thread.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global();
     let planes = synth_call(&CallShape::telephone(5 * 60 * 1000, 42));
     let source =
         AudioSource::from_bytes(write_wav(&planes, 8000, &WavOptions::new(WavEncoding::I16)));

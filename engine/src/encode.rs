@@ -68,17 +68,17 @@ pub fn to_i16(samples: &[f32], gain: f32, out: &mut [i16]) {
 }
 
 /// Interleaves planar channels into 16-bit samples with `gain` applied.
-pub fn interleave_i16(planes: &[Vec<f32>], gain: f32) -> Vec<i16> {
+pub fn interleave_i16<P: AsRef<[f32]>>(planes: &[P], gain: f32) -> Vec<i16> {
     let channels = planes.len();
-    let frames = planes.first().map_or(0, Vec::len);
+    let frames = planes.first().map_or(0, |p| p.as_ref().len());
     let mut out = vec![0i16; frames * channels];
     if channels == 1 {
-        to_i16(&planes[0], gain, &mut out);
+        to_i16(planes[0].as_ref(), gain, &mut out);
         return out;
     }
     let mut scratch = vec![0i16; frames];
     for (c, plane) in planes.iter().enumerate() {
-        to_i16(plane, gain, &mut scratch);
+        to_i16(plane.as_ref(), gain, &mut scratch);
         for (frame, &s) in scratch.iter().enumerate() {
             out[frame * channels + c] = s;
         }
@@ -115,7 +115,13 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
 }
 
 /// Encodes planar f32 audio (gain applied) in `format`.
-pub fn encode(planes: &[Vec<f32>], rate: u32, gain: f32, format: OutputFormat) -> Result<Vec<u8>> {
+/// Planes may be owned or borrowed (`Vec<f32>`, `&[f32]`), so trimmed input is encoded in place.
+pub fn encode<P: AsRef<[f32]>>(
+    planes: &[P],
+    rate: u32,
+    gain: f32,
+    format: OutputFormat,
+) -> Result<Vec<u8>> {
     let channels = planes.len();
     if channels == 0 || channels > u16::MAX as usize {
         return Err(EngineError::Unsupported(format!(
@@ -124,27 +130,37 @@ pub fn encode(planes: &[Vec<f32>], rate: u32, gain: f32, format: OutputFormat) -
     }
     let samples = interleave_i16(planes, gain);
     match format {
-        OutputFormat::Wav => {
-            let mut data = Vec::with_capacity(samples.len() * 2);
-            for s in &samples {
-                data.extend_from_slice(&s.to_le_bytes());
-            }
-            wav_file(1, 16, channels as u16, rate, &data, None)
-        }
+        OutputFormat::Wav => wav_file(
+            1,
+            16,
+            channels as u16,
+            rate,
+            samples.len() * 2,
+            None,
+            |out| {
+                for (bytes, s) in out.chunks_exact_mut(2).zip(&samples) {
+                    bytes.copy_from_slice(&s.to_le_bytes());
+                }
+            },
+        ),
         OutputFormat::Ulaw | OutputFormat::Alaw => {
             let (tag, law): (u16, fn(i16) -> u8) = if format == OutputFormat::Ulaw {
                 (7, linear_to_ulaw)
             } else {
                 (6, linear_to_alaw)
             };
-            let data: Vec<u8> = samples.iter().map(|&s| law(s)).collect();
             wav_file(
                 tag,
                 8,
                 channels as u16,
                 rate,
-                &data,
+                samples.len(),
                 Some((samples.len() / channels) as u32),
+                |out| {
+                    for (byte, &s) in out.iter_mut().zip(&samples) {
+                        *byte = law(s);
+                    }
+                },
             )
         }
         OutputFormat::Flac => flac(&samples, channels, rate),
@@ -152,16 +168,17 @@ pub fn encode(planes: &[Vec<f32>], rate: u32, gain: f32, format: OutputFormat) -
 }
 
 /// A canonical RIFF/WAVE file: fmt (16 bytes for PCM, 18 with cbSize = 0 otherwise), a fact
-/// chunk for non-PCM formats, data.
+/// chunk for non-PCM formats, data (`data_bytes` long, written in place by `write_data`).
 fn wav_file(
     tag: u16,
     bits: u16,
     channels: u16,
     rate: u32,
-    data: &[u8],
+    data_bytes: usize,
     fact_frames: Option<u32>,
+    write_data: impl FnOnce(&mut [u8]),
 ) -> Result<Vec<u8>> {
-    let data_len = u32::try_from(data.len())
+    let data_len = u32::try_from(data_bytes)
         .ok()
         .filter(|&n| n <= u32::MAX - 64)
         .ok_or_else(|| EngineError::Unsupported("output over 4 GiB does not fit in RIFF".into()))?;
@@ -190,7 +207,9 @@ fn wav_file(
     }
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    out.extend_from_slice(data);
+    let start = out.len();
+    out.resize(start + data_bytes, 0);
+    write_data(&mut out[start..]);
     if data_len & 1 == 1 {
         out.push(0);
     }

@@ -156,9 +156,10 @@ fn for_each_block(planes: &[Vec<f32>], mut f: impl FnMut(&[&[f32]])) {
     }
 }
 
-fn true_peak_of(planes: &[Vec<f32>], rate: u32) -> TruePeak {
+fn true_peak_of<P: AsRef<[f32]>>(planes: &[P], rate: u32) -> TruePeak {
     let mut meter = TruePeakMeter::new(planes.len(), rate);
-    for_each_block(planes, |block| meter.push(block));
+    let whole: Vec<&[f32]> = planes.iter().map(AsRef::as_ref).collect();
+    meter.push(&whole);
     meter.finish()
 }
 
@@ -196,14 +197,15 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     let mut peak_meter = TruePeakMeter::new(channels, rate);
     let mut speech_meters: Vec<SpeechLevelMeter> =
         (0..channels).map(|_| SpeechLevelMeter::new(rate)).collect();
-    for_each_block(&planes, |block| {
-        level_meter.push(block);
-        loudness_meter.push(block);
-        peak_meter.push(block);
-        for (meter, samples) in speech_meters.iter_mut().zip(block) {
-            meter.push(samples);
-        }
-    });
+    // The loudness, true-peak and speech meters take the whole recording at once: the first two
+    // split it across SIMD lanes and rayon's threads (a long call uses every core).
+    let whole: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+    loudness_meter.push(&whole);
+    peak_meter.push(&whole);
+    for (meter, samples) in speech_meters.iter_mut().zip(&whole) {
+        meter.push(samples);
+    }
+    for_each_block(&planes, |block| level_meter.push(block));
     let speech_channels: Vec<Option<SpeechLevel>> =
         speech_meters.iter().map(SpeechLevelMeter::finish).collect();
     let speech_level = speech_channels
@@ -263,16 +265,23 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
 
     // --- Transform. ---------------------------------------------------------------------------
     let end = frames.saturating_sub(trim_end).max(trim_start);
-    let mut out: Vec<Vec<f32>> = if config.downmix && channels > 1 {
-        let mix = mono.unwrap_or_else(|| downmix(&planes));
-        vec![mix[trim_start..end].to_vec()]
-    } else {
-        planes.iter().map(|p| p[trim_start..end].to_vec()).collect()
+    // Trimming borrows the decoded planes; only a downmix or a resampling makes new ones.
+    let mix: Option<Vec<f32>> =
+        (config.downmix && channels > 1).then(|| mono.unwrap_or_else(|| downmix(&planes)));
+    let trimmed: Vec<&[f32]> = match &mix {
+        Some(mix) => vec![&mix[trim_start..end]],
+        None => planes.iter().map(|p| &p[trim_start..end]).collect(),
     };
-    drop(planes);
-    if output_rate != rate {
-        out = resample::resample(&out, rate, output_rate)?;
-    }
+    let resampled = if output_rate != rate {
+        let owned: Vec<Vec<f32>> = trimmed.iter().map(|p| p.to_vec()).collect();
+        Some(resample::resample(&owned, rate, output_rate)?)
+    } else {
+        None
+    };
+    let out: Vec<&[f32]> = match &resampled {
+        Some(planes) => planes.iter().map(Vec::as_slice).collect(),
+        None => trimmed,
+    };
     // The ceiling applies to what is written: re-measure when the signal changed shape.
     let changed_shape = output_rate != rate || (config.downmix && channels > 1);
     let peak_before_gain = if changed_shape {
@@ -308,7 +317,7 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     } else {
         predicted_peak
     };
-    let out_frames = out.first().map_or(0, Vec::len);
+    let out_frames = out.first().map_or(0, |p| p.len());
     let out_digests = Digests::compute(&audio);
     let output = OutputFacts {
         format: config.format,

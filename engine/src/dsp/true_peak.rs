@@ -68,6 +68,33 @@ pub fn design_phases(factor: usize) -> Vec<[f32; TAPS_PER_PHASE]> {
         .collect()
 }
 
+/// Samples per rayon task of a long block (about 33 s at 8 kHz).
+const SAMPLES_PER_TASK: usize = 1 << 18;
+
+/// The FIR peak over every full window of `x`, on rayon's threads when `x` is long.
+fn fir_peak_split(x: &[f32], phases: &[[f32; TAPS_PER_PHASE]]) -> f32 {
+    use rayon::prelude::*;
+    let fir = crate::simd::kernels().fir_peak;
+    let tasks = (x.len() / SAMPLES_PER_TASK).min(rayon::current_num_threads());
+    if tasks <= 1 {
+        return fir(x, phases);
+    }
+    // Pieces overlap by the window length less one, so every window lies in exactly one piece.
+    let step = x.len().div_ceil(tasks);
+    (0..tasks)
+        .into_par_iter()
+        .map(|t| {
+            let start = t * step;
+            let end = ((t + 1) * step + TAPS_PER_PHASE - 1).min(x.len());
+            if start >= end {
+                0.0
+            } else {
+                fir(&x[start..end], phases)
+            }
+        })
+        .reduce(|| 0.0, f32::max)
+}
+
 /// Per-channel true peak, as reported.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TruePeak {
@@ -101,13 +128,25 @@ impl TruePeakMeter {
         }
     }
 
+    /// Adds one block of planar samples. A long block is measured in pieces on rayon's threads
+    /// (the maximum does not depend on the order), with no copy of the samples.
     pub fn push(&mut self, planes: &[&[f32]]) {
+        const HISTORY: usize = TAPS_PER_PHASE - 1;
         for ((plane, history), peak) in planes.iter().zip(&mut self.history).zip(&mut self.peaks) {
             let mut max = plane.iter().fold(*peak, |m, &s| m.max(s.abs()));
             if !self.phases.is_empty() {
-                history.extend_from_slice(plane);
-                max = max.max((crate::simd::kernels().fir_peak)(history, &self.phases));
-                let keep = history.len() - (TAPS_PER_PHASE - 1);
+                if plane.len() < 4 * TAPS_PER_PHASE {
+                    history.extend_from_slice(plane);
+                    max = max.max((crate::simd::kernels().fir_peak)(history, &self.phases));
+                } else {
+                    // Windows that start in the previous samples, then those inside `plane`.
+                    history.extend_from_slice(&plane[..HISTORY]);
+                    max = max.max((crate::simd::kernels().fir_peak)(history, &self.phases));
+                    max = max.max(fir_peak_split(plane, &self.phases));
+                    history.clear();
+                    history.extend_from_slice(&plane[plane.len() - HISTORY..]);
+                }
+                let keep = history.len() - HISTORY;
                 history.drain(..keep);
             }
             *peak = max;
@@ -136,6 +175,31 @@ impl TruePeakMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_cut_of_the_input_gives_the_same_peak() {
+        // Long enough to be split across threads; the peak sits right where pieces meet.
+        let len = 5 * SAMPLES_PER_TASK + 123;
+        let mut x: Vec<f32> = (0..len)
+            .map(|i| 0.3 * ((i as f32 * 0.37).sin() + (i as f32 * 1.91).sin()))
+            .collect();
+        let step = len.div_ceil(2);
+        for (k, v) in x[step - 3..step + 3].iter_mut().enumerate() {
+            *v = if k % 2 == 0 { 0.9 } else { -0.9 };
+        }
+        let measure = |block: usize| {
+            let mut meter = TruePeakMeter::new(1, 8000);
+            for piece in x.chunks(block) {
+                meter.push(&[piece]);
+            }
+            meter.peaks()[0]
+        };
+        let whole = measure(len);
+        assert!(whole > 0.9, "{whole}");
+        for block in [1, 31, 32, 127, 4096, 1 << 20] {
+            assert_eq!(measure(block).to_bits(), whole.to_bits(), "block {block}");
+        }
+    }
 
     fn tone_peak_db(rate: u32, freq: f64, phase_deg: f64) -> f64 {
         let mut meter = TruePeakMeter::new(1, rate);
