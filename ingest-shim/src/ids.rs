@@ -58,6 +58,14 @@ macro_rules! id_type {
             }
         }
 
+        /// Deserializing validates too: a stored or received id is never trusted unchecked.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <String as serde::Deserialize>::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = IdError;
             fn from_str(raw: &str) -> Result<Self, IdError> {

@@ -2,10 +2,18 @@
 //!
 //! The service around the engine: CDR events and streamed audio in, per-call flags in a state
 //! store, processed audio out to the line of business's bucket, and the export-job
-//! reconciliation loop (see `../shared/DESIGN.md`). So far it holds the validated identifiers
-//! every later part builds on: ids arrive from outside and must be checked before they touch a
-//! path, an object key or a query.
+//! reconciliation loop (see `../shared/DESIGN.md`).
+//!
+//! - [`ids`]: identifiers from outside, validated before they touch a path, a key or a query;
+//! - [`store`]: the call state store ([`store::CallStore`]: SQLite, DynamoDB) — flags, export
+//!   jobs, leases, the funnel;
+//! - [`objects`]: the object store ([`objects::ObjectStore`]: a folder, S3) — create-only,
+//!   checksummed writes;
+//! - [`routing`]: line of business, bucket and key of each call.
 
 pub mod ids;
+pub mod objects;
+pub mod routing;
+pub mod store;
 
 pub use ids::{CallId, ClientId, IdError};

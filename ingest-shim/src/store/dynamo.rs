@@ -1,0 +1,615 @@
+//! The production state store: one DynamoDB table.
+//!
+//! Single-table design (all keys strings):
+//!
+//! | item | `pk` | `sk` | index attributes, present only while the item needs work |
+//! | --- | --- | --- | --- |
+//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms` |
+//! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN`, `open_sk` = `{created_ms:013}#{job_id}` |
+//! | funnel counters | `COUNTERS` | `FUNNEL` | — |
+//!
+//! The three global secondary indexes (`pending`, `due`, `open`) are sparse: an item leaves an
+//! index when its attributes are removed (a call once stored, a job once finished), so the
+//! scanner and the timer loop query only what still needs something and never scan the table.
+//! Each index has one partition key value, which keeps the queries simple and ordered; it also
+//! caps index writes at DynamoDB's per-partition rate (about 1,000 a second), far above a
+//! contact center's call rate.
+//!
+//! Every write is a compare-and-swap on `version` (a condition expression); a call write and its
+//! counter increments go in one `TransactWriteItems`. Throttling and transient errors are retried
+//! by the SDK's standard retry strategy (exponential backoff with full jitter), configured here
+//! with more attempts than its default. Index queries are eventually consistent in DynamoDB: the
+//! scanner's grace period is far longer than the index lag.
+
+use super::{
+    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, Result,
+    StoreError,
+};
+use crate::ids::CallId;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus, TransactWriteItem,
+    Update,
+};
+use base64::Engine as _;
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const BACKEND: &str = "dynamodb";
+/// Attempts per request for throttling and transient errors (the SDK's default is 3).
+pub const MAX_ATTEMPTS: u32 = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Where the table is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoConfig {
+    pub table: String,
+    /// An endpoint other than AWS's (a local emulator, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Overrides the region from the standard AWS chain.
+    pub region: Option<String>,
+}
+
+/// The DynamoDB [`CallStore`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    let message = match e.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("")
+        ),
+        None => format!("{e:?}"),
+    };
+    StoreError::Unavailable {
+        backend: BACKEND,
+        message,
+    }
+}
+
+fn corrupt(key: &str, message: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        backend: BACKEND,
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A key-sortable rendering of a time (ms since 1970, 13 digits: good until the year 2286).
+fn sortable(t: Timestamp) -> String {
+    format!("{:013}", ms(t).max(0))
+}
+
+fn call_key(id: &str) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(format!("CALL#{id}"))),
+        ("sk".to_string(), s("CALL")),
+    ])
+}
+
+fn job_key(id: &str) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(format!("JOB#{id}"))),
+        ("sk".to_string(), s("JOB")),
+    ])
+}
+
+fn counters_key() -> Item {
+    HashMap::from([
+        ("pk".to_string(), s("COUNTERS")),
+        ("sk".to_string(), s("FUNNEL")),
+    ])
+}
+
+fn record_of<T: serde::de::DeserializeOwned>(key: &str, item: &Item) -> Result<T> {
+    let json = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt(key, "no record attribute"))?;
+    serde_json::from_str(json).map_err(|e| corrupt(key, e))
+}
+
+/// The version condition of a compare-and-swap put.
+fn condition(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+    expected: Option<u64>,
+) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    match expected {
+        None => put.condition_expression("attribute_not_exists(pk)"),
+        Some(v) => put
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(v)),
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+fn transaction_condition_failed<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+/// Cursor: the query's LastEvaluatedKey (string attributes only), as URL-safe base64 JSON.
+fn encode_cursor(key: &Item) -> Result<String> {
+    let mut plain = std::collections::BTreeMap::new();
+    for (name, value) in key {
+        let value = value
+            .as_s()
+            .map_err(|_| corrupt(name, "non-string key attribute in a cursor"))?;
+        plain.insert(name.clone(), value.clone());
+    }
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&plain).expect("a map of strings serializes")))
+}
+
+fn decode_cursor(raw: &str, allowed: &[&str]) -> Result<Item> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    let plain: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    if plain.len() != allowed.len() || !plain.keys().all(|k| allowed.contains(&k.as_str())) {
+        return Err(StoreError::BadCursor);
+    }
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+impl DynamoStore {
+    /// Connects with the standard AWS chain (environment, profile, instance or task role), the
+    /// configured region and endpoint, and [`MAX_ATTEMPTS`] retries.
+    pub async fn connect(config: &DynamoConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(&shared).retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+        );
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        DynamoStore::from_client(Client::from_conf(builder.build()), &config.table)
+    }
+
+    /// Uses a client configured elsewhere.
+    pub fn from_client(client: Client, table: &str) -> Self {
+        DynamoStore {
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table and its indexes when missing (on-demand billing) and waits until it is
+    /// active. Returns what it created, for `callrec init` to say.
+    pub async fn ensure_table(&self) -> Result<Vec<String>> {
+        let setup = |message: String| StoreError::Setup {
+            backend: BACKEND,
+            message,
+        };
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("name and type are set")
+        };
+        let index = |name: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(&format!("{name}_pk"), KeyType::Hash))
+                .key_schema(key(&format!("{name}_sk"), KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("name, keys and projection are set")
+        };
+        let mut create = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range));
+        for name in ["pk", "sk"] {
+            create = create.attribute_definitions(attribute(name));
+        }
+        for name in ["pending", "due", "open"] {
+            create = create
+                .attribute_definitions(attribute(&format!("{name}_pk")))
+                .attribute_definitions(attribute(&format!("{name}_sk")))
+                .global_secondary_indexes(index(name));
+        }
+        match create.send().await {
+            Ok(_) => {}
+            // Another replica created it first: fine.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(vec![
+                    format!("table {}", self.table),
+                    "index pending (calls ended and not stored)".into(),
+                    "index due (export jobs by next poll time)".into(),
+                    "index open (export jobs not finished)".into(),
+                ]);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(setup(format!(
+            "table {} did not become active in 60 s",
+            self.table
+        )))
+    }
+
+    fn call_item(record: &CallRecord) -> Result<Item> {
+        let json =
+            serde_json::to_string(record).map_err(|e| corrupt(record.call_id.as_str(), e))?;
+        let mut item = call_key(record.call_id.as_str());
+        item.insert("version".into(), n(record.version));
+        item.insert("record".into(), s(json));
+        if let Some(ended) = record.pending_since() {
+            let group = record.cdr.group_id.clone().unwrap_or_default();
+            item.insert("pending_pk".into(), s("PENDING"));
+            item.insert(
+                "pending_sk".into(),
+                s(format!("{group}#{}#{}", sortable(ended), record.call_id)),
+            );
+            item.insert("pending_ms".into(), n(ms(ended)));
+        }
+        Ok(item)
+    }
+
+    fn job_item(job: &ExportJob) -> Result<Item> {
+        let json = serde_json::to_string(job).map_err(|e| corrupt(job.id.as_str(), e))?;
+        let mut item = job_key(job.id.as_str());
+        item.insert("version".into(), n(job.version));
+        item.insert("record".into(), s(json));
+        if let Some(due) = job.due_at() {
+            item.insert("due_pk".into(), s("DUE"));
+            item.insert("due_sk".into(), s(format!("{}#{}", sortable(due), job.id)));
+        }
+        if job.state.is_open() {
+            item.insert("open_pk".into(), s("OPEN"));
+            item.insert(
+                "open_sk".into(),
+                s(format!("{}#{}", sortable(job.created_at), job.id)),
+            );
+        }
+        Ok(item)
+    }
+
+    /// Pages through `index` until `limit` items are collected or the index ends.
+    async fn query_jobs(
+        &self,
+        index: &str,
+        upper: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ExportJob>> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .expression_attribute_names("#pk", format!("{index}_pk"))
+                .expression_attribute_values(":pk", s(if index == "due" { "DUE" } else { "OPEN" }))
+                .limit((limit as usize - jobs.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            query = match &upper {
+                Some(upper) => query
+                    .key_condition_expression("#pk = :pk AND #sk <= :upper")
+                    .expression_attribute_names("#sk", format!("{index}_sk"))
+                    .expression_attribute_values(":upper", s(upper.clone())),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            let page = query.send().await.map_err(unavailable)?;
+            for item in page.items() {
+                let key = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                jobs.push(record_of(&key, item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(last) if jobs.len() < limit as usize => start = Some(last.clone()),
+                _ => return Ok(jobs),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CallStore for DynamoStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(call_key(call_id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        got.item()
+            .map(|item| record_of(call_id.as_str(), item))
+            .transpose()
+    }
+
+    async fn put_if(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        counters: &CounterDelta,
+    ) -> Result<bool> {
+        let item = Self::call_item(record)?;
+        let put = condition(
+            Put::builder().table_name(&self.table).set_item(Some(item)),
+            expected,
+        )
+        .build()
+        .map_err(|e| corrupt(record.call_id.as_str(), e))?;
+        if counters.0.is_empty() {
+            let mut request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(put.item().clone()))
+                .condition_expression(put.condition_expression().unwrap_or_default());
+            if let Some(values) = put.expression_attribute_values() {
+                request = request.set_expression_attribute_values(Some(values.clone()));
+            }
+            return match request.send().await {
+                Ok(_) => Ok(true),
+                Err(e) if is_condition_failure(&e) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            };
+        }
+        let mut expression = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(counters_key()));
+        for (i, (name, delta)) in counters.0.iter().enumerate() {
+            expression.push(format!("#c{i} :d{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), *name)
+                .expression_attribute_values(format!(":d{i}"), n(delta));
+        }
+        let update = update
+            .update_expression(format!("ADD {}", expression.join(", ")))
+            .build()
+            .map_err(|e| corrupt("COUNTERS", e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if transaction_condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>> {
+        let limit = query.limit.clamp(1, 1000);
+        let from = query.ended_from.map_or(0, ms).max(0);
+        let before = ms(query.ended_before);
+        let mut start = query
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c, &["pk", "sk", "pending_pk", "pending_sk"]))
+            .transpose()?;
+        if let (Some(group), Some(key)) = (&query.group_id, &start) {
+            let in_group = key
+                .get("pending_sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(&format!("{group}#")));
+            if !in_group {
+                return Err(StoreError::BadCursor);
+            }
+        }
+        let mut items = Vec::new();
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("pending")
+                .expression_attribute_values(":pk", s("PENDING"))
+                .limit((limit as usize - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            request = match &query.group_id {
+                // One group: the window is a range of the sort key.
+                Some(group) => request
+                    .key_condition_expression("pending_pk = :pk AND pending_sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(format!("{group}#{:013}#", from)))
+                    .expression_attribute_values(
+                        ":hi",
+                        s(format!("{group}#{:013}#", before.max(0))),
+                    ),
+                // Every group: ordered by group, the window a filter.
+                None => request
+                    .key_condition_expression("pending_pk = :pk")
+                    .filter_expression("pending_ms >= :from AND pending_ms < :before")
+                    .expression_attribute_values(":from", n(from))
+                    .expression_attribute_values(":before", n(before)),
+            };
+            let page = request.send().await.map_err(unavailable)?;
+            for item in page.items() {
+                let key = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let record: CallRecord = record_of(&key, item)?;
+                // BETWEEN is inclusive at `hi`: leave out calls that ended exactly at `before`.
+                if record.flags.ended.is_some_and(|e| ms(e) < before) {
+                    items.push(record);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
+                Some(last) => {
+                    return Ok(Page {
+                        items,
+                        next: Some(encode_cursor(last)?),
+                    });
+                }
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    async fn funnel(&self) -> Result<Funnel> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(counters_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut funnel = Funnel::default();
+        for (name, value) in got.item().into_iter().flatten() {
+            if let Ok(number) = value.as_n() {
+                let parsed: i64 = number.parse().map_err(|_| corrupt("COUNTERS", name))?;
+                funnel.set(name, parsed);
+            }
+        }
+        Ok(funnel)
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        got.item()
+            .map(|item| record_of(id.as_str(), item))
+            .transpose()
+    }
+
+    async fn put_job_if(&self, job: &ExportJob, expected: Option<u64>) -> Result<bool> {
+        let item = Self::job_item(job)?;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => request
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>> {
+        // Every key for a time ≤ now sorts below "{now}#~" ('~' is above every id character).
+        self.query_jobs(
+            "due",
+            Some(format!("{}#~", sortable(now))),
+            limit.clamp(1, 1000),
+        )
+        .await
+    }
+
+    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>> {
+        self.query_jobs("open", None, limit.clamp(1, 10_000)).await
+    }
+}

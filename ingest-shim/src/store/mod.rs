@@ -1,0 +1,284 @@
+//! The call state store: per-call flags and export-job records.
+//!
+//! [`CallStore`] is deliberately small: read a record, write it **if its version is still the
+//! one read** (compare-and-swap), and two indexed queries. Everything a flag means lives in
+//! [`record`] and [`jobs`], written once and shared by every backend; the provided methods
+//! ([`CallStore::update`], [`CallStore::try_lease`], …) retry the compare-and-swap, so concurrent
+//! writers never lose each other's updates.
+//!
+//! Backends: [`sqlite::SqliteStore`] (the embedded default) and [`dynamo::DynamoStore`]
+//! (production). `ingest-shim/tests/call_store.rs` runs one conformance suite against both.
+
+pub mod dynamo;
+pub mod jobs;
+pub mod record;
+pub mod sqlite;
+
+pub use jobs::{ExportJob, JobId, JobState, LeaseError};
+pub use record::{
+    Applied, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags, Outcome, ProcessedFacts,
+    StagedAudio, StoredObject,
+};
+
+use crate::ids::CallId;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or refused (after retries).
+    #[error("{backend} is unavailable: {message}")]
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
+    /// Stored data could not be read back (a bug or tampering: never silently skipped).
+    #[error("corrupt record {key} in {backend}: {message}")]
+    Corrupt {
+        backend: &'static str,
+        key: String,
+        message: String,
+    },
+    /// A pagination cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// Too many writers raced on one record for too long.
+    #[error("gave up after {attempts} contended writes to {key}")]
+    Contended { key: String, attempts: u32 },
+    /// Setting the store up (schema, table) failed.
+    #[error("{backend} setup failed: {message}")]
+    Setup {
+        backend: &'static str,
+        message: String,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Counter deltas that go with a write, applied in the same transaction: the funnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterDelta(pub Vec<(&'static str, i64)>);
+
+impl CounterDelta {
+    /// What changed between `before` (None: a new record) and `after`.
+    pub fn between(before: Option<&CallRecord>, after: &CallRecord) -> Self {
+        let mut deltas = Vec::new();
+        if before.is_none() {
+            deltas.push(("calls", 1));
+        }
+        for flag in Flag::ALL {
+            let was = before.is_some_and(|b| b.flags.get(flag).is_some());
+            if !was && after.flags.get(flag).is_some() {
+                deltas.push((flag.name(), 1));
+            }
+        }
+        let old_status = before.map_or(CallStatus::Pending, |b| b.status);
+        if before.is_none() || old_status != after.status {
+            if before.is_some() {
+                deltas.push((old_status.name(), -1));
+            }
+            deltas.push((after.status.name(), 1));
+        }
+        CounterDelta(deltas)
+    }
+}
+
+/// Counts of calls per flag and per status: where calls are in their life.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Funnel {
+    pub calls: u64,
+    pub started: u64,
+    pub ended: u64,
+    pub received: u64,
+    pub processed: u64,
+    pub stored: u64,
+    pub pending: u64,
+    pub complete: u64,
+    pub conflict: u64,
+    pub lost: u64,
+}
+
+impl Funnel {
+    /// Sets the counter called `name` (unknown names are ignored: a newer version may count
+    /// more).
+    pub fn set(&mut self, name: &str, value: i64) {
+        let value = value.max(0) as u64;
+        match name {
+            "calls" => self.calls = value,
+            "started" => self.started = value,
+            "ended" => self.ended = value,
+            "received" => self.received = value,
+            "processed" => self.processed = value,
+            "stored" => self.stored = value,
+            "pending" => self.pending = value,
+            "complete" => self.complete = value,
+            "conflict" => self.conflict = value,
+            "lost" => self.lost = value,
+            _ => {}
+        }
+    }
+}
+
+/// The reconciliation scanner's question: calls that ended in `[ended_from, ended_before)` and
+/// are not stored (nor given up on), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingQuery {
+    /// Only this OCP group; `None`: every group (ordered by group, then End time).
+    pub group_id: Option<String>,
+    pub ended_from: Option<Timestamp>,
+    pub ended_before: Timestamp,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// From a previous page's [`Page::next`].
+    pub cursor: Option<String>,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// How often a contended compare-and-swap is retried before giving up.
+const MAX_CAS_ATTEMPTS: u32 = 64;
+
+/// A call state store. Implementations provide the versioned reads, compare-and-swap writes and
+/// indexed queries; the semantics are the provided methods'.
+#[async_trait]
+pub trait CallStore: Send + Sync + 'static {
+    /// "sqlite", "dynamodb": for logs and errors.
+    fn backend(&self) -> &'static str;
+
+    /// One call, with its version.
+    async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>>;
+
+    /// Writes `record` (whose `version` is already the new one) only if the stored version is
+    /// `expected` (`None`: only if absent), applying `counters` in the same transaction. `false`
+    /// when another writer got there first.
+    async fn put_if(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        counters: &CounterDelta,
+    ) -> Result<bool>;
+
+    /// See [`PendingQuery`].
+    async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>>;
+
+    /// The counters.
+    async fn funnel(&self) -> Result<Funnel>;
+
+    /// One export job.
+    async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>>;
+
+    /// Compare-and-swap of a job, as [`CallStore::put_if`].
+    async fn put_job_if(&self, job: &ExportJob, expected: Option<u64>) -> Result<bool>;
+
+    /// Active jobs whose `next_poll_at` is at or before `now`, earliest first.
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>>;
+
+    /// Jobs not yet finished (done, failed), oldest first: for `callrec status`.
+    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>>;
+
+    /// Applies `change` to the call (creating its record if needed), retrying on contention.
+    /// Returns the record as stored afterwards and what the change did.
+    async fn update(
+        &self,
+        call_id: &CallId,
+        change: &CallChange,
+        now: Timestamp,
+    ) -> Result<(CallRecord, Applied)> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let current = self.get(call_id).await?;
+            let mut record = current
+                .clone()
+                .unwrap_or_else(|| CallRecord::new(call_id.clone(), now));
+            let applied = record.apply(change, now);
+            let write = matches!(applied.outcome, Outcome::Changed | Outcome::Conflict);
+            if !write {
+                return Ok((current.unwrap_or(record), applied));
+            }
+            let expected = current.as_ref().map(|r| r.version);
+            record.version = expected.map_or(1, |v| v + 1);
+            let counters = CounterDelta::between(current.as_ref(), &record);
+            if self.put_if(&record, expected, &counters).await? {
+                return Ok((record, applied));
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(StoreError::Contended {
+            key: call_id.to_string(),
+            attempts: MAX_CAS_ATTEMPTS,
+        })
+    }
+
+    /// Records `job` unless a job with its id exists. True if it was created now (the id is the
+    /// idempotency key: creating twice is harmless).
+    async fn create_job(&self, job: &ExportJob) -> Result<bool> {
+        let mut job = job.clone();
+        job.version = 1;
+        self.put_job_if(&job, None).await
+    }
+
+    /// Takes (or renews) the lease of job `id` for `owner` until `now + ttl`, if no one else
+    /// holds an unexpired one. Returns the leased job.
+    async fn try_lease(
+        &self,
+        id: &JobId,
+        owner: &str,
+        now: Timestamp,
+        ttl: jiff::SignedDuration,
+    ) -> Result<Result<ExportJob, LeaseError>> {
+        modify_job(self, id, now, &|job: &mut ExportJob| {
+            job.lease(owner, now, ttl)
+        })
+        .await
+    }
+
+    /// Gives the lease back (only the holder can).
+    async fn release_lease(
+        &self,
+        id: &JobId,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Result<ExportJob, LeaseError>> {
+        modify_job(self, id, now, &|job: &mut ExportJob| job.release(owner)).await
+    }
+}
+
+/// Applies `f` to job `id` under compare-and-swap, retrying on contention. `f` decides from the
+/// current job; an `Err` from it is returned without writing, and a job `f` leaves as it was is
+/// not written.
+pub async fn modify_job<S: CallStore + ?Sized>(
+    store: &S,
+    id: &JobId,
+    now: Timestamp,
+    f: &(dyn Fn(&mut ExportJob) -> Result<(), LeaseError> + Send + Sync),
+) -> Result<Result<ExportJob, LeaseError>> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(current) = store.get_job(id).await? else {
+            return Ok(Err(LeaseError::NoSuchJob));
+        };
+        let mut job = current.clone();
+        if let Err(e) = f(&mut job) {
+            return Ok(Err(e));
+        }
+        if job == current {
+            return Ok(Ok(current));
+        }
+        job.version = current.version + 1;
+        job.updated_at = now;
+        if store.put_job_if(&job, Some(current.version)).await? {
+            return Ok(Ok(job));
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(StoreError::Contended {
+        key: id.to_string(),
+        attempts: MAX_CAS_ATTEMPTS,
+    })
+}

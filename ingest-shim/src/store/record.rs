@@ -1,0 +1,512 @@
+//! The call record and the rules by which it changes.
+//!
+//! The rules are written once, here, as a pure function ([`CallRecord::apply`]); every backend
+//! only provides an atomic compare-and-swap on a versioned record. So the backends cannot
+//! disagree on what an event means, and a change that would move a flag backwards, or repeat one,
+//! is decided before any write.
+
+use crate::ids::{CallId, ClientId};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The five steps of a call's life, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// CDR Start seen.
+    Started,
+    /// CDR End seen: the call now expects a recording.
+    Ended,
+    /// The recording is staged durably (the upload was acknowledged after this).
+    Received,
+    /// The engine processed it; the report is stored.
+    Processed,
+    /// The processed audio is in its line of business's bucket.
+    Stored,
+}
+
+impl Flag {
+    pub const ALL: [Flag; 5] = [
+        Flag::Started,
+        Flag::Ended,
+        Flag::Received,
+        Flag::Processed,
+        Flag::Stored,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Started => "started",
+            Flag::Ended => "ended",
+            Flag::Received => "received",
+            Flag::Processed => "processed",
+            Flag::Stored => "stored",
+        }
+    }
+}
+
+/// When each flag was set (`None`: not yet). Started/ended carry the CDR's event time; the
+/// others the time callrec reached the step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags {
+    pub started: Option<Timestamp>,
+    pub ended: Option<Timestamp>,
+    pub received: Option<Timestamp>,
+    pub processed: Option<Timestamp>,
+    pub stored: Option<Timestamp>,
+}
+
+impl Flags {
+    pub fn get(&self, flag: Flag) -> Option<Timestamp> {
+        match flag {
+            Flag::Started => self.started,
+            Flag::Ended => self.ended,
+            Flag::Received => self.received,
+            Flag::Processed => self.processed,
+            Flag::Stored => self.stored,
+        }
+    }
+
+    fn slot(&mut self, flag: Flag) -> &mut Option<Timestamp> {
+        match flag {
+            Flag::Started => &mut self.started,
+            Flag::Ended => &mut self.ended,
+            Flag::Received => &mut self.received,
+            Flag::Processed => &mut self.processed,
+            Flag::Stored => &mut self.stored,
+        }
+    }
+
+    /// Sets `flag` at `at` unless it is set already (a flag never moves). True if it was set now.
+    fn set(&mut self, flag: Flag, at: Timestamp) -> bool {
+        let slot = self.slot(flag);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(at);
+        true
+    }
+
+    /// The latest step reached, if any.
+    pub fn last(&self) -> Option<Flag> {
+        Flag::ALL.into_iter().rev().find(|&f| self.get(f).is_some())
+    }
+}
+
+/// Where a call stands as a whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// Still needs something.
+    #[default]
+    Pending,
+    /// Stored and verified.
+    Complete,
+    /// Different bytes arrived for a call that already had some: kept for review, never
+    /// overwritten. Sticky until a person clears it.
+    Conflict,
+    /// Reconciliation gave up: past OCP's retention or out of attempts. Counted and logged.
+    Lost,
+}
+
+impl CallStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallStatus::Pending => "pending",
+            CallStatus::Complete => "complete",
+            CallStatus::Conflict => "conflict",
+            CallStatus::Lost => "lost",
+        }
+    }
+}
+
+/// Facts a CDR event carries. Empty fields are filled by later events, never overwritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrFacts {
+    /// OCP group id (the unit OCP exports by).
+    pub group_id: Option<String>,
+    pub account_id: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub ivr_channel: Option<String>,
+    pub application: Option<String>,
+    /// Duration the CDR reports, ms (End events).
+    pub duration_ms: Option<u64>,
+    /// Correlation metadata (keys are kept; a later event adds keys, never replaces values).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl CdrFacts {
+    /// Fills what is missing from `other`; true if anything changed.
+    fn fill_from(&mut self, other: &CdrFacts) -> bool {
+        fn fill<T: Clone>(slot: &mut Option<T>, value: &Option<T>) -> bool {
+            if slot.is_none() && value.is_some() {
+                *slot = value.clone();
+                return true;
+            }
+            false
+        }
+        let mut changed = fill(&mut self.group_id, &other.group_id);
+        changed |= fill(&mut self.account_id, &other.account_id);
+        changed |= fill(&mut self.client_id, &other.client_id);
+        changed |= fill(&mut self.ivr_channel, &other.ivr_channel);
+        changed |= fill(&mut self.application, &other.application);
+        changed |= fill(&mut self.duration_ms, &other.duration_ms);
+        for (key, value) in &other.metadata {
+            if !self.metadata.contains_key(key) {
+                self.metadata.insert(key.clone(), value.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// The raw upload, staged until the call is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedAudio {
+    /// Object-store key (or path under the staging root) of the raw bytes.
+    pub location: String,
+    pub bytes: u64,
+    /// Hex SHA-256 of the raw bytes: what tells the same upload from a different one.
+    pub sha256: String,
+    /// Base64 big-endian CRC32C, as S3 reports it.
+    pub crc32c: String,
+}
+
+/// What processing established (the key figures; the full report lives beside the audio).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessedFacts {
+    pub duration_ms: f64,
+    pub integrated_lufs: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub speech_level_dbov: Option<f64>,
+    pub gain_db: f64,
+    /// Output checksums: a replay must reproduce them exactly.
+    pub output_sha256: String,
+    pub output_crc32c: String,
+    pub output_bytes: u64,
+    /// The engine's decisions and report, as JSON, for replay and for `GET /v1/calls/{id}`.
+    pub report: serde_json::Value,
+}
+
+/// Where the processed audio is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub line_of_business: String,
+    pub bucket: String,
+    pub key: String,
+    pub crc32c: String,
+    pub sha256: String,
+}
+
+/// Everything callrec knows about one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub call_id: CallId,
+    #[serde(flatten)]
+    pub cdr: CdrFacts,
+    pub flags: Flags,
+    pub status: CallStatus,
+    pub line_of_business: Option<String>,
+    pub staged: Option<StagedAudio>,
+    pub processed: Option<ProcessedFacts>,
+    pub object: Option<StoredObject>,
+    /// Processing or reconciliation attempts that failed or found nothing.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Different uploads refused for this call (kept under the conflict prefix).
+    pub conflicts: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Bumped by every write: the compare-and-swap token.
+    pub version: u64,
+}
+
+impl CallRecord {
+    /// A record that exists only because something arrived for `call_id`.
+    pub fn new(call_id: CallId, now: Timestamp) -> Self {
+        CallRecord {
+            call_id,
+            cdr: CdrFacts::default(),
+            flags: Flags::default(),
+            status: CallStatus::Pending,
+            line_of_business: None,
+            staged: None,
+            processed: None,
+            object: None,
+            attempts: 0,
+            last_error: None,
+            conflicts: 0,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// Whether the reconciliation scanner should look at this call: ended, not stored, and not
+    /// given up on. (A conflicting call that was stored is not pending; one that never was
+    /// still is.)
+    pub fn is_pending(&self) -> bool {
+        self.flags.ended.is_some() && self.flags.stored.is_none() && self.status != CallStatus::Lost
+    }
+
+    /// The pending index key: the End time, only while pending.
+    pub fn pending_since(&self) -> Option<Timestamp> {
+        if self.is_pending() {
+            self.flags.ended
+        } else {
+            None
+        }
+    }
+
+    /// Applies `change` at time `now`. Returns what happened; the record is modified only when
+    /// the outcome says it changed.
+    pub fn apply(&mut self, change: &CallChange, now: Timestamp) -> Applied {
+        let before = self.flags.clone();
+        let outcome = match change {
+            CallChange::Start { at, facts } => {
+                let set = self.flags.set(Flag::Started, *at);
+                let filled = self.cdr.fill_from(facts);
+                changed_if(set || filled)
+            }
+            CallChange::End { at, facts } => {
+                let set = self.flags.set(Flag::Ended, *at);
+                let filled = self.cdr.fill_from(facts);
+                changed_if(set || filled)
+            }
+            CallChange::Received(staged) => match &self.staged {
+                Some(existing) if existing.sha256 == staged.sha256 => Outcome::Unchanged,
+                Some(_) => {
+                    self.conflicts += 1;
+                    self.status = CallStatus::Conflict;
+                    Outcome::Conflict
+                }
+                None => {
+                    self.staged = Some(staged.clone());
+                    self.flags.set(Flag::Received, now);
+                    Outcome::Changed
+                }
+            },
+            CallChange::Processed(facts) => {
+                if self.flags.received.is_none() {
+                    Outcome::Refused("not received yet")
+                } else {
+                    match &self.processed {
+                        Some(existing) if existing.output_sha256 == facts.output_sha256 => {
+                            Outcome::Unchanged
+                        }
+                        Some(_) => Outcome::Refused("processed already, with a different output"),
+                        None => {
+                            self.processed = Some(facts.clone());
+                            self.flags.set(Flag::Processed, now);
+                            Outcome::Changed
+                        }
+                    }
+                }
+            }
+            CallChange::Stored(object) => {
+                if self.flags.processed.is_none() {
+                    Outcome::Refused("not processed yet")
+                } else {
+                    match &self.object {
+                        Some(existing) if existing == object => Outcome::Unchanged,
+                        Some(_) => Outcome::Refused("stored already, elsewhere"),
+                        None => {
+                            self.object = Some(object.clone());
+                            self.line_of_business = Some(object.line_of_business.clone());
+                            self.flags.set(Flag::Stored, now);
+                            if self.status == CallStatus::Pending || self.status == CallStatus::Lost
+                            {
+                                self.status = CallStatus::Complete;
+                            }
+                            Outcome::Changed
+                        }
+                    }
+                }
+            }
+            CallChange::Routed { line_of_business } => match &self.line_of_business {
+                Some(existing) if existing == line_of_business => Outcome::Unchanged,
+                Some(_) if self.flags.stored.is_some() => {
+                    Outcome::Refused("stored already under another line of business")
+                }
+                _ => {
+                    self.line_of_business = Some(line_of_business.clone());
+                    Outcome::Changed
+                }
+            },
+            CallChange::Failed { error } => {
+                self.attempts = self.attempts.saturating_add(1);
+                self.last_error = Some(truncate(error, 2000));
+                Outcome::Changed
+            }
+            CallChange::Lost { reason } => {
+                if self.flags.stored.is_some() {
+                    Outcome::Refused("stored: cannot be lost")
+                } else if self.status == CallStatus::Lost {
+                    Outcome::Unchanged
+                } else {
+                    self.status = CallStatus::Lost;
+                    self.last_error = Some(truncate(reason, 2000));
+                    Outcome::Changed
+                }
+            }
+        };
+        let newly_set: Vec<Flag> = Flag::ALL
+            .into_iter()
+            .filter(|&f| before.get(f).is_none() && self.flags.get(f).is_some())
+            .collect();
+        if matches!(outcome, Outcome::Changed | Outcome::Conflict) {
+            self.updated_at = now;
+        }
+        Applied { outcome, newly_set }
+    }
+}
+
+fn changed_if(changed: bool) -> Outcome {
+    if changed {
+        Outcome::Changed
+    } else {
+        Outcome::Unchanged
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// One thing that happened to a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallChange {
+    /// CDR Start at `at`.
+    Start { at: Timestamp, facts: CdrFacts },
+    /// CDR End at `at`.
+    End { at: Timestamp, facts: CdrFacts },
+    /// The raw recording is staged.
+    Received(StagedAudio),
+    /// The engine's result.
+    Processed(ProcessedFacts),
+    /// The processed audio is stored.
+    Stored(StoredObject),
+    /// Routing decided the line of business (before storing).
+    Routed { line_of_business: String },
+    /// An attempt failed.
+    Failed { error: String },
+    /// Reconciliation gave up on the call.
+    Lost { reason: String },
+}
+
+/// What a change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record changed and was written.
+    Changed,
+    /// Nothing to do: the same event again, or a flag already set.
+    Unchanged,
+    /// Different bytes for a call that already had some: counted, status `conflict`, the
+    /// staged bytes untouched.
+    Conflict,
+    /// The change does not fit the record's state (e.g. stored before processed).
+    Refused(&'static str),
+}
+
+/// The outcome of [`CallRecord::apply`], with the flags it set (for the funnel counters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub newly_set: Vec<Flag>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    fn staged(sha: &str) -> StagedAudio {
+        StagedAudio {
+            location: format!("staging/{sha}"),
+            bytes: 10,
+            sha256: sha.into(),
+            crc32c: "AAAAAA==".into(),
+        }
+    }
+
+    #[test]
+    fn flags_never_move_and_repeats_change_nothing() {
+        let mut r = CallRecord::new(CallId::parse("c1").unwrap(), t(0));
+        let end = CallChange::End {
+            at: t(60),
+            facts: CdrFacts {
+                duration_ms: Some(60_000),
+                ..CdrFacts::default()
+            },
+        };
+        assert_eq!(r.apply(&end, t(61)).outcome, Outcome::Changed);
+        assert_eq!(r.apply(&end, t(62)).outcome, Outcome::Unchanged);
+        let later_end = CallChange::End {
+            at: t(90),
+            facts: CdrFacts::default(),
+        };
+        assert_eq!(r.apply(&later_end, t(91)).outcome, Outcome::Unchanged);
+        assert_eq!(r.flags.ended, Some(t(60)));
+        // Start after End: fills in, End stays.
+        let start = CallChange::Start {
+            at: t(0),
+            facts: CdrFacts {
+                group_id: Some("g1".into()),
+                ..CdrFacts::default()
+            },
+        };
+        let applied = r.apply(&start, t(92));
+        assert_eq!(applied.newly_set, vec![Flag::Started]);
+        assert_eq!(r.cdr.group_id.as_deref(), Some("g1"));
+        assert_eq!(r.cdr.duration_ms, Some(60_000));
+    }
+
+    #[test]
+    fn same_bytes_are_a_no_op_and_different_bytes_a_conflict() {
+        let mut r = CallRecord::new(CallId::parse("c2").unwrap(), t(0));
+        assert_eq!(
+            r.apply(&CallChange::Received(staged("aa")), t(1)).outcome,
+            Outcome::Changed
+        );
+        assert_eq!(
+            r.apply(&CallChange::Received(staged("aa")), t(2)).outcome,
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            r.apply(&CallChange::Received(staged("bb")), t(3)).outcome,
+            Outcome::Conflict
+        );
+        assert_eq!(r.staged.as_ref().unwrap().sha256, "aa");
+        assert_eq!(r.status, CallStatus::Conflict);
+        assert_eq!(r.conflicts, 1);
+    }
+
+    #[test]
+    fn steps_out_of_order_are_refused() {
+        let mut r = CallRecord::new(CallId::parse("c3").unwrap(), t(0));
+        let object = StoredObject {
+            line_of_business: "sales".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            crc32c: "x".into(),
+            sha256: "y".into(),
+        };
+        assert!(matches!(
+            r.apply(&CallChange::Stored(object), t(1)).outcome,
+            Outcome::Refused(_)
+        ));
+        assert_eq!(r.flags, Flags::default());
+    }
+}

@@ -1,0 +1,444 @@
+//! The embedded state store: one SQLite file (bundled SQLite, WAL mode).
+//!
+//! Each record is a JSON document plus the few columns its indexes need; the pending and due
+//! columns are set only while a call is pending or a job is open, and partial indexes cover
+//! only those rows, so the scanner's and the timer's queries never read finished work. Writes
+//! are `BEGIN IMMEDIATE` transactions that check the version, so several processes on one file
+//! are as safe as several tasks in one. SQLite calls block: they run on tokio's blocking pool.
+
+use super::{
+    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, Result,
+    StoreError,
+};
+use crate::ids::CallId;
+use async_trait::async_trait;
+use base64::Engine as _;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BACKEND: &str = "sqlite";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: calls, jobs, counters.
+    "CREATE TABLE calls (
+         call_id TEXT PRIMARY KEY,
+         version INTEGER NOT NULL,
+         pending_group TEXT,
+         pending_ended_ms INTEGER,
+         record TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX calls_pending ON calls (pending_group, pending_ended_ms, call_id)
+         WHERE pending_ended_ms IS NOT NULL;
+     CREATE TABLE jobs (
+         job_id TEXT PRIMARY KEY,
+         version INTEGER NOT NULL,
+         due_ms INTEGER,
+         open_created_ms INTEGER,
+         record TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX jobs_due ON jobs (due_ms, job_id) WHERE due_ms IS NOT NULL;
+     CREATE INDEX jobs_open ON jobs (open_created_ms, job_id) WHERE open_created_ms IS NOT NULL;
+     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+/// The SQLite [`CallStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        backend: BACKEND,
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs any pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Setup {
+                backend: BACKEND,
+                message: format!("creating {}: {e}", parent.display()),
+            })?;
+        }
+        let setup = |e: rusqlite::Error| StoreError::Setup {
+            backend: BACKEND,
+            message: format!("{}: {e}", path.display()),
+        };
+        let mut connection = Connection::open(&path).map_err(setup)?;
+        connection
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(setup)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(setup)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(setup)?;
+        migrate(&mut connection).map_err(setup)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction half-done (SQLite rolls
+            // back an unfinished one), so a poisoned lock is still usable.
+            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()
+}
+
+/// The pagination cursor: the last row's index key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor(String, i64, String);
+
+fn encode_cursor(c: &Cursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).expect("a cursor serializes"))
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
+}
+
+fn parse_call(key: &str, json: &str) -> Result<CallRecord> {
+    serde_json::from_str(json).map_err(|e| corrupt(key, e))
+}
+
+fn parse_job(key: &str, json: &str) -> Result<ExportJob> {
+    serde_json::from_str(json).map_err(|e| corrupt(key, e))
+}
+
+#[async_trait]
+impl CallStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>> {
+        let id = call_id.to_string();
+        self.with(move |c| {
+            let json: Option<String> = c
+                .query_row(
+                    "SELECT record FROM calls WHERE call_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            json.map(|j| parse_call(&id, &j)).transpose()
+        })
+        .await
+    }
+
+    async fn put_if(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        counters: &CounterDelta,
+    ) -> Result<bool> {
+        let json =
+            serde_json::to_string(record).map_err(|e| corrupt(record.call_id.as_str(), e))?;
+        let id = record.call_id.to_string();
+        let version = record.version as i64;
+        let pending = record.pending_since().map(millis);
+        let group = pending.map(|_| record.cdr.group_id.clone().unwrap_or_default());
+        let counters = counters.clone();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM calls WHERE call_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if stored.map(|v| v as u64) != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (call_id) DO UPDATE SET version = excluded.version,
+                     pending_group = excluded.pending_group,
+                     pending_ended_ms = excluded.pending_ended_ms, record = excluded.record",
+                params![id, version, group, pending, json],
+            )
+            .map_err(unavailable)?;
+            for (name, delta) in &counters.0 {
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    params![name, delta],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>> {
+        let limit = query.limit.clamp(1, 1000) as i64;
+        let from = query.ended_from.map_or(i64::MIN, millis);
+        let before = millis(query.ended_before);
+        let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let group = query.group_id.clone();
+        if let (Some(g), Some(c)) = (&group, &cursor)
+            && *g != c.0
+        {
+            return Err(StoreError::BadCursor);
+        }
+        self.with(move |c| {
+            let (after_group, after_ms, after_id) = match &cursor {
+                Some(Cursor(g, ms, id)) => (g.clone(), *ms, id.clone()),
+                None => (String::new(), i64::MIN, String::new()),
+            };
+            let first = cursor.is_none();
+            let mut rows: Vec<(String, i64, String, String)> = Vec::new();
+            let mut collect = |row: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+                rows.push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+                Ok(())
+            };
+            match &group {
+                Some(g) => {
+                    let mut statement = c
+                        .prepare_cached(
+                            "SELECT pending_group, pending_ended_ms, call_id, record FROM calls
+                             WHERE pending_ended_ms IS NOT NULL AND pending_group = ?1
+                               AND pending_ended_ms >= ?2 AND pending_ended_ms < ?3
+                               AND (?4 OR (pending_ended_ms, call_id) > (?5, ?6))
+                             ORDER BY pending_ended_ms, call_id LIMIT ?7",
+                        )
+                        .map_err(unavailable)?;
+                    let mut q = statement
+                        .query(params![
+                            g,
+                            from,
+                            before,
+                            first,
+                            after_ms,
+                            after_id,
+                            limit + 1
+                        ])
+                        .map_err(unavailable)?;
+                    while let Some(row) = q.next().map_err(unavailable)? {
+                        collect(row).map_err(unavailable)?;
+                    }
+                }
+                None => {
+                    let mut statement = c
+                        .prepare_cached(
+                            "SELECT pending_group, pending_ended_ms, call_id, record FROM calls
+                             WHERE pending_ended_ms IS NOT NULL
+                               AND pending_ended_ms >= ?1 AND pending_ended_ms < ?2
+                               AND (?3 OR (pending_group, pending_ended_ms, call_id) > (?4, ?5, ?6))
+                             ORDER BY pending_group, pending_ended_ms, call_id LIMIT ?7",
+                        )
+                        .map_err(unavailable)?;
+                    let mut q = statement
+                        .query(params![
+                            from,
+                            before,
+                            first,
+                            after_group,
+                            after_ms,
+                            after_id,
+                            limit + 1
+                        ])
+                        .map_err(unavailable)?;
+                    while let Some(row) = q.next().map_err(unavailable)? {
+                        collect(row).map_err(unavailable)?;
+                    }
+                }
+            }
+            let more = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            let next = if more {
+                rows.last()
+                    .map(|(g, ms, id, _)| encode_cursor(&Cursor(g.clone(), *ms, id.clone())))
+            } else {
+                None
+            };
+            let items = rows
+                .iter()
+                .map(|(_, _, id, json)| parse_call(id, json))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn funnel(&self) -> Result<Funnel> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare_cached("SELECT name, value FROM counters")
+                .map_err(unavailable)?;
+            let mut funnel = Funnel::default();
+            let mut rows = statement.query([]).map_err(unavailable)?;
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let name: String = row.get(0).map_err(unavailable)?;
+                let value: i64 = row.get(1).map_err(unavailable)?;
+                funnel.set(&name, value);
+            }
+            Ok(funnel)
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let json: Option<String> = c
+                .query_row(
+                    "SELECT record FROM jobs WHERE job_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            json.map(|j| parse_job(&id, &j)).transpose()
+        })
+        .await
+    }
+
+    async fn put_job_if(&self, job: &ExportJob, expected: Option<u64>) -> Result<bool> {
+        let json = serde_json::to_string(job).map_err(|e| corrupt(job.id.as_str(), e))?;
+        let id = job.id.to_string();
+        let version = job.version as i64;
+        let due = job.due_at().map(millis);
+        let open = job.state.is_open().then(|| millis(job.created_at));
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM jobs WHERE job_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if stored.map(|v| v as u64) != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO jobs (job_id, version, due_ms, open_created_ms, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (job_id) DO UPDATE SET version = excluded.version,
+                     due_ms = excluded.due_ms, open_created_ms = excluded.open_created_ms,
+                     record = excluded.record",
+                params![id, version, due, open, json],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>> {
+        let now = millis(now);
+        let limit = limit.clamp(1, 1000) as i64;
+        self.with(move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT job_id, record FROM jobs WHERE due_ms IS NOT NULL AND due_ms <= ?1
+                     ORDER BY due_ms, job_id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let mut rows = statement.query(params![now, limit]).map_err(unavailable)?;
+            let mut jobs = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let id: String = row.get(0).map_err(unavailable)?;
+                let json: String = row.get(1).map_err(unavailable)?;
+                jobs.push(parse_job(&id, &json)?);
+            }
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>> {
+        let limit = limit.clamp(1, 10_000) as i64;
+        self.with(move |c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT job_id, record FROM jobs WHERE open_created_ms IS NOT NULL
+                     ORDER BY open_created_ms, job_id LIMIT ?1",
+                )
+                .map_err(unavailable)?;
+            let mut rows = statement.query(params![limit]).map_err(unavailable)?;
+            let mut jobs = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let id: String = row.get(0).map_err(unavailable)?;
+                let json: String = row.get(1).map_err(unavailable)?;
+                jobs.push(parse_job(&id, &json)?);
+            }
+            Ok(jobs)
+        })
+        .await
+    }
+}

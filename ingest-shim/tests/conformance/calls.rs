@@ -1,0 +1,524 @@
+//! The `CallStore` conformance suite: every backend must pass all of it.
+
+use callrec_ingest::CallId;
+use callrec_ingest::store::{
+    CallChange, CallStatus, CallStore, CdrFacts, ExportJob, Flag, JobId, JobState, LeaseError,
+    Outcome, PendingQuery, ProcessedFacts, StagedAudio, StoreError, StoredObject,
+};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub type Store = Arc<dyn CallStore>;
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_750_000_000 + s).unwrap()
+}
+
+fn id(s: &str) -> CallId {
+    CallId::parse(s).unwrap()
+}
+
+fn facts(group: &str) -> CdrFacts {
+    CdrFacts {
+        group_id: Some(group.into()),
+        account_id: Some("acct-1".into()),
+        ivr_channel: Some("voice".into()),
+        ..CdrFacts::default()
+    }
+}
+
+fn staged(sha: &str) -> StagedAudio {
+    StagedAudio {
+        location: format!("staging/{sha}.wav"),
+        bytes: 1234,
+        sha256: sha.into(),
+        crc32c: "AAAAAA==".into(),
+    }
+}
+
+fn processed(sha: &str) -> ProcessedFacts {
+    ProcessedFacts {
+        duration_ms: 60_000.0,
+        integrated_lufs: Some(-23.0),
+        true_peak_dbtp: Some(-3.0),
+        speech_level_dbov: Some(-26.0),
+        gain_db: 1.5,
+        output_sha256: sha.into(),
+        output_crc32c: "BBBBBB==".into(),
+        output_bytes: 999,
+        report: serde_json::json!({"engine_version": "test"}),
+    }
+}
+
+fn object(key: &str) -> StoredObject {
+    StoredObject {
+        line_of_business: "sales".into(),
+        bucket: "calls-sales".into(),
+        key: key.into(),
+        crc32c: "BBBBBB==".into(),
+        sha256: "out".into(),
+    }
+}
+
+/// Start, End, audio, processed, stored: each flag once; repeats change nothing; the funnel
+/// counts each call once per flag.
+pub async fn lifecycle_and_idempotency(store: Store) {
+    let c = id("life-1");
+    let start = CallChange::Start {
+        at: t(0),
+        facts: facts("g1"),
+    };
+    let (record, applied) = store.update(&c, &start, t(1)).await.unwrap();
+    assert_eq!(applied.outcome, Outcome::Changed);
+    assert_eq!(record.flags.started, Some(t(0)));
+    assert_eq!(record.version, 1);
+    let (again, applied) = store.update(&c, &start, t(2)).await.unwrap();
+    assert_eq!(applied.outcome, Outcome::Unchanged);
+    assert_eq!(again.version, 1, "a repeated event writes nothing");
+
+    let end = CallChange::End {
+        at: t(60),
+        facts: CdrFacts {
+            duration_ms: Some(60_000),
+            ..CdrFacts::default()
+        },
+    };
+    store.update(&c, &end, t(61)).await.unwrap();
+    store
+        .update(&c, &CallChange::Received(staged("aaa")), t(62))
+        .await
+        .unwrap();
+    store
+        .update(&c, &CallChange::Processed(processed("out")), t(63))
+        .await
+        .unwrap();
+    let (done, applied) = store
+        .update(&c, &CallChange::Stored(object("sales/life-1.wav")), t(64))
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome, Outcome::Changed);
+    assert_eq!(done.status, CallStatus::Complete);
+    for flag in Flag::ALL {
+        assert!(done.flags.get(flag).is_some(), "{flag:?}");
+    }
+    // Everything again: nothing changes.
+    for change in [
+        start,
+        end,
+        CallChange::Received(staged("aaa")),
+        CallChange::Processed(processed("out")),
+        CallChange::Stored(object("sales/life-1.wav")),
+    ] {
+        let (r, applied) = store.update(&c, &change, t(100)).await.unwrap();
+        assert_eq!(applied.outcome, Outcome::Unchanged, "{change:?}");
+        assert_eq!(r, done);
+    }
+    let read = store.get(&c).await.unwrap().unwrap();
+    assert_eq!(read, done);
+    assert_eq!(read.cdr.group_id.as_deref(), Some("g1"));
+    assert_eq!(read.cdr.duration_ms, Some(60_000));
+    assert_eq!(store.get(&id("nobody")).await.unwrap(), None);
+
+    let funnel = store.funnel().await.unwrap();
+    assert_eq!(
+        (
+            funnel.calls,
+            funnel.started,
+            funnel.ended,
+            funnel.received,
+            funnel.processed,
+            funnel.stored
+        ),
+        (1, 1, 1, 1, 1, 1)
+    );
+    assert_eq!((funnel.pending, funnel.complete), (0, 1));
+}
+
+/// End before Start, audio before End: the same final record as in order.
+pub async fn any_order(store: Store) {
+    let c = id("order-1");
+    store
+        .update(&c, &CallChange::Received(staged("bbb")), t(5))
+        .await
+        .unwrap();
+    store
+        .update(
+            &c,
+            &CallChange::End {
+                at: t(60),
+                facts: CdrFacts {
+                    duration_ms: Some(60_000),
+                    ..CdrFacts::default()
+                },
+            },
+            t(6),
+        )
+        .await
+        .unwrap();
+    let (r, _) = store
+        .update(
+            &c,
+            &CallChange::Start {
+                at: t(0),
+                facts: facts("g2"),
+            },
+            t(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.flags.started, Some(t(0)));
+    assert_eq!(r.flags.ended, Some(t(60)));
+    assert_eq!(r.flags.received, Some(t(5)));
+    assert_eq!(r.cdr.group_id.as_deref(), Some("g2"));
+    // Stored before processed is refused, and nothing moves.
+    let (r2, applied) = store
+        .update(&c, &CallChange::Stored(object("k")), t(8))
+        .await
+        .unwrap();
+    assert!(matches!(applied.outcome, Outcome::Refused(_)));
+    assert_eq!(r2, r);
+}
+
+/// Different bytes for a received call: a conflict, the first bytes stay.
+pub async fn conflicts(store: Store) {
+    let c = id("conflict-1");
+    store
+        .update(&c, &CallChange::Received(staged("first")), t(1))
+        .await
+        .unwrap();
+    let (r, applied) = store
+        .update(&c, &CallChange::Received(staged("second")), t(2))
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome, Outcome::Conflict);
+    assert_eq!(r.staged.as_ref().unwrap().sha256, "first");
+    assert_eq!(r.status, CallStatus::Conflict);
+    let read = store.get(&c).await.unwrap().unwrap();
+    assert_eq!(read.conflicts, 1);
+    assert_eq!(store.funnel().await.unwrap().conflict, 1);
+}
+
+/// Many tasks racing on one call, each with different changes: none is lost.
+pub async fn concurrent_writers(store: Store) {
+    let c = id("race-1");
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let store = Arc::clone(&store);
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut metadata = std::collections::BTreeMap::new();
+            metadata.insert(format!("k{i}"), format!("v{i}"));
+            let change = if i % 2 == 0 {
+                CallChange::Start {
+                    at: t(0),
+                    facts: CdrFacts {
+                        metadata,
+                        ..CdrFacts::default()
+                    },
+                }
+            } else {
+                CallChange::End {
+                    at: t(60),
+                    facts: CdrFacts {
+                        metadata,
+                        ..CdrFacts::default()
+                    },
+                }
+            };
+            store.update(&c, &change, t(i as i64)).await.unwrap();
+            store
+                .update(
+                    &c,
+                    &CallChange::Failed {
+                        error: format!("attempt {i}"),
+                    },
+                    t(100),
+                )
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let r = store.get(&c).await.unwrap().unwrap();
+    assert_eq!(
+        r.cdr.metadata.len(),
+        16,
+        "every writer's metadata key landed"
+    );
+    assert_eq!(r.attempts, 16, "every failure was counted");
+    assert!(r.flags.started.is_some() && r.flags.ended.is_some());
+    let funnel = store.funnel().await.unwrap();
+    assert_eq!((funnel.calls, funnel.started, funnel.ended), (1, 1, 1));
+}
+
+/// The scanner's query: ended before a time, not stored, by group and window, across pages.
+pub async fn pending_pages(store: Store) {
+    // 25 calls in group A ending at t(i·10), 5 in group B; some stored, one lost, one not ended.
+    for i in 0..25 {
+        let c = id(&format!("pa-{i:02}"));
+        store
+            .update(
+                &c,
+                &CallChange::End {
+                    at: t(i * 10),
+                    facts: facts("A"),
+                },
+                t(1000),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        let c = id(&format!("pb-{i}"));
+        store
+            .update(
+                &c,
+                &CallChange::End {
+                    at: t(i * 10),
+                    facts: facts("B"),
+                },
+                t(1000),
+            )
+            .await
+            .unwrap();
+    }
+    // pa-03 is stored, pa-04 lost, pz-1 only started.
+    let stored = id("pa-03");
+    store
+        .update(&stored, &CallChange::Received(staged("x")), t(1001))
+        .await
+        .unwrap();
+    store
+        .update(&stored, &CallChange::Processed(processed("y")), t(1002))
+        .await
+        .unwrap();
+    store
+        .update(&stored, &CallChange::Stored(object("k3")), t(1003))
+        .await
+        .unwrap();
+    store
+        .update(
+            &id("pa-04"),
+            &CallChange::Lost {
+                reason: "past retention".into(),
+            },
+            t(1004),
+        )
+        .await
+        .unwrap();
+    store
+        .update(
+            &id("pz-1"),
+            &CallChange::Start {
+                at: t(0),
+                facts: facts("A"),
+            },
+            t(1005),
+        )
+        .await
+        .unwrap();
+
+    let collect = |group: Option<&str>, from: Option<i64>, before: i64, limit: u32| {
+        let store = Arc::clone(&store);
+        let group = group.map(str::to_string);
+        async move {
+            let mut ids = Vec::new();
+            let mut cursor = None;
+            let mut pages = 0;
+            loop {
+                let page = store
+                    .pending(&PendingQuery {
+                        group_id: group.clone(),
+                        ended_from: from.map(t),
+                        ended_before: t(before),
+                        limit,
+                        cursor: cursor.take(),
+                    })
+                    .await
+                    .unwrap();
+                pages += 1;
+                assert!(page.items.len() <= limit as usize);
+                ids.extend(page.items.iter().map(|r| r.call_id.to_string()));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+                assert!(pages < 100, "pagination does not end");
+            }
+            (ids, pages)
+        }
+    };
+    let (a, pages) = collect(Some("A"), None, 1000, 7).await;
+    let want: Vec<String> = (0..25)
+        .filter(|i| *i != 3 && *i != 4)
+        .map(|i| format!("pa-{i:02}"))
+        .collect();
+    assert_eq!(a, want, "oldest first, stored and lost left out");
+    assert!(pages >= 4, "23 results in pages of 7: {pages} pages");
+    // A window: ended in [t(50), t(120)).
+    let (window, _) = collect(Some("A"), Some(50), 120, 3).await;
+    assert_eq!(
+        window,
+        [
+            "pa-05", "pa-06", "pa-07", "pa-08", "pa-09", "pa-10", "pa-11"
+        ]
+    );
+    // Every group at once: grouped, each oldest first.
+    let (all, _) = collect(None, None, 1000, 4).await;
+    assert_eq!(all.len(), 23 + 5);
+    let groups: BTreeSet<&str> = all.iter().map(|s| &s[..2]).collect();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(all.iter().filter(|s| s.starts_with("pb")).count(), 5);
+    // A cursor from nowhere is refused.
+    let bad = store
+        .pending(&PendingQuery {
+            group_id: Some("A".into()),
+            ended_from: None,
+            ended_before: t(1000),
+            limit: 5,
+            cursor: Some("not-a-cursor!".into()),
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::BadCursor)), "{bad:?}");
+}
+
+fn job(name: &str, due: i64) -> ExportJob {
+    let mut j = ExportJob::new(
+        JobId::parse(name).unwrap(),
+        "A",
+        (t(0), t(3600)),
+        "reconcile",
+        t(0),
+        t(86_400),
+    );
+    j.next_poll_at = Some(t(due));
+    j
+}
+
+/// Export jobs: idempotent create, due query, leases with expiry and takeover, transitions.
+pub async fn jobs_and_leases(store: Store) {
+    assert!(store.create_job(&job("job-1", 100)).await.unwrap());
+    assert!(
+        !store.create_job(&job("job-1", 5)).await.unwrap(),
+        "created once"
+    );
+    assert!(store.create_job(&job("job-2", 50)).await.unwrap());
+    assert!(store.create_job(&job("job-3", 500)).await.unwrap());
+    let due: Vec<String> = store
+        .due_jobs(t(200), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    assert_eq!(
+        due,
+        ["job-2", "job-1"],
+        "earliest first, not-yet-due left out"
+    );
+
+    let ttl = SignedDuration::from_secs(30);
+    let j1 = JobId::parse("job-1").unwrap();
+    let leased = store
+        .try_lease(&j1, "replica-a", t(200), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.lease_owner.as_deref(), Some("replica-a"));
+    let refused = store
+        .try_lease(&j1, "replica-b", t(210), ttl)
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(LeaseError::HeldBy { .. })),
+        "{refused:?}"
+    );
+    // Renewal by the holder, then expiry and takeover.
+    store
+        .try_lease(&j1, "replica-a", t(220), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .try_lease(&j1, "replica-b", t(249), ttl)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    let taken = store
+        .try_lease(&j1, "replica-b", t(250), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.lease_owner.as_deref(), Some("replica-b"));
+    assert_eq!(
+        store.release_lease(&j1, "replica-a", t(251)).await.unwrap(),
+        Err(LeaseError::NotHolder)
+    );
+    let missing = JobId::parse("job-404").unwrap();
+    assert_eq!(
+        store
+            .try_lease(&missing, "replica-a", t(0), ttl)
+            .await
+            .unwrap(),
+        Err(LeaseError::NoSuchJob)
+    );
+
+    // Two replicas racing for a lease: exactly one wins.
+    let j3 = JobId::parse("job-3").unwrap();
+    let mut racers = Vec::new();
+    for r in 0..8 {
+        let store = Arc::clone(&store);
+        let j3 = j3.clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .try_lease(&j3, &format!("racer-{r}"), t(600), ttl)
+                .await
+                .unwrap()
+                .is_ok()
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        winners += racer.await.unwrap() as u32;
+    }
+    assert_eq!(winners, 1);
+
+    // A finished job leaves the due and open indexes.
+    let finish = |job: &mut ExportJob| {
+        job.transition("replica-b", t(260), JobState::Polling)?;
+        job.transition("replica-b", t(260), JobState::Completed)?;
+        job.transition("replica-b", t(260), JobState::Fetching)?;
+        job.transition("replica-b", t(260), JobState::Done)
+    };
+    let done = callrec_ingest::store::modify_job(store.as_ref(), &j1, t(260), &finish)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, JobState::Done);
+    let due: Vec<String> = store
+        .due_jobs(t(10_000), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    assert_eq!(due, ["job-2", "job-3"]);
+    let open: Vec<String> = store
+        .open_jobs(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    assert_eq!(open.len(), 2);
+    assert!(!open.contains(&"job-1".to_string()));
+    assert_eq!(
+        store.get_job(&j1).await.unwrap().unwrap().state,
+        JobState::Done
+    );
+}

@@ -1,0 +1,136 @@
+//! The `ObjectStore` conformance suite against the folder store and S3 (moto, started by this
+//! test on a free loopback port and stopped afterwards).
+
+mod conformance;
+mod support;
+
+use callrec_ingest::objects::folder::FolderStore;
+use callrec_ingest::objects::s3::{S3Config, S3Store};
+use callrec_ingest::objects::{Body, ObjectStore, PutOutcome};
+use conformance::objects::{self, BUCKET, Objects, meta_for};
+use std::sync::Arc;
+use support::Moto;
+
+fn folder() -> (tempfile::TempDir, Objects) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path().join("objects")).unwrap();
+    (dir, Arc::new(store))
+}
+
+async fn s3(moto: &Moto) -> S3Store {
+    let store = S3Store::from_sdk_config(
+        &moto.sdk_config(),
+        &S3Config {
+            force_path_style: true,
+            ..S3Config::default()
+        },
+    );
+    assert!(store.ensure_bucket(BUCKET).await.unwrap());
+    assert!(!store.ensure_bucket(BUCKET).await.unwrap());
+    store
+}
+
+#[tokio::test]
+async fn folder_create_only() {
+    let (_dir, store) = folder();
+    objects::create_only(store).await;
+}
+
+#[tokio::test]
+async fn folder_checksum_is_verified() {
+    let (_dir, store) = folder();
+    objects::checksum_is_verified(store).await;
+}
+
+#[tokio::test]
+async fn folder_files_ranges_lists_deletes() {
+    let (dir, store) = folder();
+    objects::files_ranges_lists_deletes(store, dir.path()).await;
+}
+
+#[tokio::test]
+async fn folder_bad_keys() {
+    let (_dir, store) = folder();
+    objects::bad_keys(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn folder_racing_writers() {
+    let (_dir, store) = folder();
+    objects::racing_writers(store).await;
+}
+
+#[tokio::test]
+async fn folder_never_writes_outside_its_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path().join("objects")).unwrap();
+    let _ = store.object_path(BUCKET, "../../etc/passwd").unwrap_err();
+    // Everything the suite wrote is under the root.
+    objects::create_only(Arc::new(store.clone())).await;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        assert_eq!(entry.unwrap().file_name(), "objects");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_conformance() {
+    let moto = Moto::start();
+    let store: Objects = Arc::new(s3(&moto).await);
+    objects::create_only(Arc::clone(&store)).await;
+    objects::checksum_is_verified(Arc::clone(&store)).await;
+    let dir = tempfile::tempdir().unwrap();
+    objects::files_ranges_lists_deletes(Arc::clone(&store), dir.path()).await;
+    objects::bad_keys(Arc::clone(&store)).await;
+    objects::racing_writers(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_multipart_with_part_checksums_is_create_only_too() {
+    let moto = Moto::start();
+    let store = s3(&moto).await.with_multipart(8 << 20, 5 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.wav");
+    let data: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let meta = meta_for(&data);
+    let key = "sales/long.wav";
+    assert_eq!(
+        store
+            .put_new(BUCKET, key, Body::File(path.clone()), &meta)
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        store
+            .put_new(BUCKET, key, Body::File(path.clone()), &meta)
+            .await
+            .unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    let info = store.head(BUCKET, key).await.unwrap().unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(info.sha256.as_deref(), Some(meta.sha256.as_str()));
+    let middle = store
+        .get(BUCKET, key, Some(6_000_000..6_000_100))
+        .await
+        .unwrap();
+    assert_eq!(&middle[..], &data[6_000_000..6_000_100]);
+    // Different bytes under the same key: a conflict, the object untouched.
+    let other: Vec<u8> = data.iter().map(|b| b.wrapping_add(1)).collect();
+    std::fs::write(&path, &other).unwrap();
+    let got = store
+        .put_new(BUCKET, key, Body::File(path), &meta_for(&other))
+        .await;
+    assert!(
+        matches!(
+            got,
+            Err(callrec_ingest::objects::ObjectError::Conflict { .. })
+        ),
+        "{got:?}"
+    );
+    assert_eq!(
+        store.head(BUCKET, key).await.unwrap().unwrap().sha256,
+        Some(meta.sha256)
+    );
+}
