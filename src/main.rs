@@ -1,6 +1,7 @@
 //! `callrec`: brings OCP call recordings into S3, processed and verified.
 
 mod files;
+mod init;
 mod inspect;
 mod process;
 
@@ -20,6 +21,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Normalize, trim, resample and encode recordings, with a JSON report beside each.
     Process(process::ProcessArgs),
+    /// Create the state store's table or schema, and check (or create) the buckets; says what
+    /// it created.
+    Init(init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Process(args) => process::run(args),
+        Command::Init(args) => init::run(args),
     };
     match result {
         Ok(code) => code,

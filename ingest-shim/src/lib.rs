@@ -9,11 +9,15 @@
 //!   jobs, leases, the funnel;
 //! - [`objects`]: the object store ([`objects::ObjectStore`]: a folder, S3) — create-only,
 //!   checksummed writes;
-//! - [`routing`]: line of business, bucket and key of each call.
+//! - [`routing`]: line of business, bucket and key of each call;
+//! - [`config`]: one TOML file + `CALLREC_*` overrides, embedded defaults;
+//! - [`setup`]: opening the configured stores, and `callrec init`.
 
+pub mod config;
 pub mod ids;
 pub mod objects;
 pub mod routing;
+pub mod setup;
 pub mod store;
 
 pub use ids::{CallId, ClientId, IdError};

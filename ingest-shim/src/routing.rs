@@ -63,7 +63,7 @@ fn config_error(key: impl Into<String>, message: impl Into<String>) -> ConfigErr
 }
 
 /// `[routing]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
     /// The line of business of calls no rule matches.
@@ -74,7 +74,7 @@ pub struct RoutingConfig {
 }
 
 /// Where raw uploads wait until their call is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StagingConfig {
     pub bucket: String,
@@ -87,7 +87,7 @@ fn default_staging_prefix() -> String {
 }
 
 /// One `[[routing.rules]]` entry: every field given must match.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub line_of_business: String,
@@ -97,7 +97,7 @@ pub struct RuleConfig {
 }
 
 /// `[lines_of_business.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineOfBusinessConfig {
     pub bucket: String,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use support::Moto;
 
 async fn dynamo(moto: &Moto) -> Store {
-    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
+    let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(moto));
     let store = DynamoStore::from_client(client, "callrec-test");
     let created = store.ensure_table().await.unwrap();
     assert!(
@@ -50,7 +50,7 @@ dynamo_suite!(
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_typed_error() {
     let moto = Moto::start();
-    let mut config = moto.sdk_config().to_builder();
+    let mut config = support::sdk_config(&moto).to_builder();
     config.set_endpoint_url(Some("http://127.0.0.1:9".into()));
     let sdk = config.build();
     let client = aws_sdk_dynamodb::Client::from_conf(

@@ -19,7 +19,7 @@ fn folder() -> (tempfile::TempDir, Objects) {
 
 async fn s3(moto: &Moto) -> S3Store {
     let store = S3Store::from_sdk_config(
-        &moto.sdk_config(),
+        &support::sdk_config(moto),
         &S3Config {
             force_path_style: true,
             ..S3Config::default()

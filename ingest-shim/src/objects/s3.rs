@@ -121,6 +121,16 @@ impl S3Store {
         &self.client
     }
 
+    /// Whether `bucket` exists (and these credentials may see it).
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        validate_bucket(bucket)?;
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Creates `bucket` when missing (for `callrec init` and tests). True if created now.
     pub async fn ensure_bucket(&self, bucket: &str) -> Result<bool> {
         validate_bucket(bucket)?;

@@ -442,3 +442,39 @@ impl CallStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scanner's and the timer's queries read their partial indexes, not the table.
+    #[test]
+    fn queries_use_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("plan.db")).unwrap();
+        let connection = store.connection.lock().unwrap();
+        let plan = |sql: &str| -> String {
+            let mut statement = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = statement
+                .query_map([], |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let pending = plan(
+            "SELECT record FROM calls WHERE pending_ended_ms IS NOT NULL AND pending_group = 'g'
+             AND pending_ended_ms >= 0 AND pending_ended_ms < 10 ORDER BY pending_ended_ms, call_id",
+        );
+        assert!(pending.contains("calls_pending"), "{pending}");
+        assert!(
+            !pending.contains("TEMP B-TREE"),
+            "sorted by the index: {pending}"
+        );
+        let due = plan(
+            "SELECT record FROM jobs WHERE due_ms IS NOT NULL AND due_ms <= 10 ORDER BY due_ms, job_id",
+        );
+        assert!(due.contains("jobs_due"), "{due}");
+        assert!(!due.contains("TEMP B-TREE"), "{due}");
+    }
+}

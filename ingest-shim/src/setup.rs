@@ -1,0 +1,138 @@
+//! Opening the configured stores, and `callrec init`: create what is missing and say what was
+//! created.
+
+use crate::config::{Loaded, ObjectsBackend, ObjectsConfig, StateBackend, StateConfig};
+use crate::objects::folder::FolderStore;
+use crate::objects::s3::{S3Config, S3Store};
+use crate::objects::{ObjectError, ObjectStore};
+use crate::store::dynamo::{DynamoConfig, DynamoStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{CallStore, StoreError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Why setting up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    State(#[from] StoreError),
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
+    #[error("bucket {0} does not exist (create it, or run `callrec init --create-buckets`)")]
+    MissingBucket(String),
+}
+
+/// The configured state store (SQLite migrations run on open).
+pub async fn open_state(config: &StateConfig) -> Result<Arc<dyn CallStore>, StoreError> {
+    Ok(match config.backend {
+        StateBackend::Sqlite => Arc::new(SqliteStore::open(&config.sqlite_path)?),
+        StateBackend::Dynamodb => Arc::new(DynamoStore::connect(&dynamo_config(config)).await),
+    })
+}
+
+fn dynamo_config(config: &StateConfig) -> DynamoConfig {
+    DynamoConfig {
+        table: config.dynamodb_table.clone(),
+        endpoint_url: config.endpoint_url.clone(),
+        region: config.region.clone(),
+    }
+}
+
+fn s3_config(config: &ObjectsConfig) -> S3Config {
+    S3Config {
+        endpoint_url: config.endpoint_url.clone(),
+        region: config.region.clone(),
+        force_path_style: config.force_path_style,
+    }
+}
+
+/// The configured object store.
+pub async fn open_objects(config: &ObjectsConfig) -> Result<Arc<dyn ObjectStore>, ObjectError> {
+    Ok(match config.backend {
+        ObjectsBackend::Folder => Arc::new(FolderStore::open(&config.folder_root)?),
+        ObjectsBackend::S3 => Arc::new(S3Store::connect(&s3_config(config)).await),
+    })
+}
+
+/// Every bucket the configuration writes to: each line of business's and staging's.
+pub fn buckets(loaded: &Loaded) -> BTreeSet<String> {
+    let mut buckets: BTreeSet<String> = loaded
+        .routing
+        .lines()
+        .iter()
+        .map(|l| l.bucket.clone())
+        .collect();
+    buckets.insert(loaded.routing.staging.bucket.clone());
+    buckets
+}
+
+/// Creates the state store's table/schema and checks (or, with `create_buckets`, creates) the
+/// buckets. Returns one line per thing, saying what was created and what was there already.
+pub async fn init(loaded: &Loaded, create_buckets: bool) -> Result<Vec<String>, SetupError> {
+    let config = &loaded.config;
+    let mut report = vec![format!("configuration: {}", loaded.source)];
+    match config.state.backend {
+        StateBackend::Sqlite => {
+            let existed = config.state.sqlite_path.is_file();
+            SqliteStore::open(&config.state.sqlite_path)?;
+            report.push(format!(
+                "state: SQLite {} {}",
+                config.state.sqlite_path.display(),
+                if existed {
+                    "already there; schema up to date"
+                } else {
+                    "created, schema applied"
+                }
+            ));
+        }
+        StateBackend::Dynamodb => {
+            let store = DynamoStore::connect(&dynamo_config(&config.state)).await;
+            let created = store.ensure_table().await?;
+            if created.is_empty() {
+                report.push(format!(
+                    "state: DynamoDB table {} already there",
+                    store.table()
+                ));
+            } else {
+                for thing in created {
+                    report.push(format!("state: DynamoDB created {thing}"));
+                }
+            }
+        }
+    }
+    match config.objects.backend {
+        ObjectsBackend::Folder => {
+            let store = FolderStore::open(&config.objects.folder_root)?;
+            for bucket in buckets(loaded) {
+                let dir = store.root().join(&bucket);
+                let existed = dir.is_dir();
+                std::fs::create_dir_all(&dir).map_err(|source| ObjectError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                report.push(format!(
+                    "objects: folder {} {}",
+                    dir.display(),
+                    if existed { "already there" } else { "created" }
+                ));
+            }
+        }
+        ObjectsBackend::S3 => {
+            let store = S3Store::connect(&s3_config(&config.objects)).await;
+            for bucket in buckets(loaded) {
+                if create_buckets {
+                    let created = store.ensure_bucket(&bucket).await?;
+                    report.push(format!(
+                        "objects: S3 bucket {bucket} {}",
+                        if created { "created" } else { "already there" }
+                    ));
+                } else if store.bucket_exists(&bucket).await? {
+                    report.push(format!("objects: S3 bucket {bucket} already there"));
+                } else {
+                    return Err(SetupError::MissingBucket(bucket));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
