@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the AWS emulator the tests use (moto's server: DynamoDB and S3 on one port) is
-# installed, and prints the path of its `moto_server` program.
+# Makes sure the AWS emulator the tests use (moto: DynamoDB and S3 on one port) is installed,
+# and prints the path of the virtual environment's python (run scripts/moto_serve.py with it).
 #
 # It lives in a virtual environment outside the checkout (CALLREC_TOOLS, default
 # ~/.cache/callrec/tools), created on first use from PyPI with a pinned version. Safe to run
@@ -20,4 +20,4 @@ if [ ! -f "$VENV/.installed" ]; then
         "moto[server,dynamodb,s3]==$MOTO_VERSION" >&2
     touch "$VENV/.installed"
 fi
-echo "$VENV/bin/moto_server"
+echo "$VENV/bin/python"
