@@ -4,6 +4,7 @@ mod files;
 mod init;
 mod inspect;
 mod process;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     /// Create the state store's table or schema, and check (or create) the buckets; says what
     /// it created.
     Init(init::InitArgs),
+    /// Run the ingest service: CDR events and recordings in, processed audio out.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Process(args) => process::run(args),
         Command::Init(args) => init::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

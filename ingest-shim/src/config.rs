@@ -58,10 +58,55 @@ pub enum ObjectsBackend {
     S3,
 }
 
+/// `[server]`: `callrec serve`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default 127.0.0.1:8080 (put a load balancer in front for more).
+    pub listen: String,
+    /// Accepted bearer tokens for the write endpoints. Secrets: set them through the
+    /// environment (`CALLREC_SERVER__BEARER_TOKENS='["…"]'`), never in a committed file.
+    pub bearer_tokens: Vec<String>,
+    /// Largest accepted recording, bytes (413 above). Default 512 MiB (OCP's are ~1 MB/min).
+    pub max_body_bytes: u64,
+    /// Whole-request time limit, seconds (an upload slower than this is cut off).
+    pub request_timeout_s: u64,
+    /// Where uploads are spooled while their checksums are computed.
+    pub spool_dir: PathBuf,
+    /// Recordings staged and waiting for (or in) the engine at most; beyond, uploads get 503.
+    pub queue_depth: usize,
+    /// The `Retry-After` of a 503, seconds.
+    pub retry_after_s: u64,
+    /// Engine worker threads (0: one per core).
+    pub engine_threads: usize,
+    /// Keep the raw upload in staging after the call is stored (default: remove it).
+    pub keep_staged: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field(
+                "bearer_tokens",
+                &format_args!("[{} redacted]", self.bearer_tokens.len()),
+            )
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_s", &self.request_timeout_s)
+            .field("spool_dir", &self.spool_dir)
+            .field("queue_depth", &self.queue_depth)
+            .field("retry_after_s", &self.retry_after_s)
+            .field("engine_threads", &self.engine_threads)
+            .field("keep_staged", &self.keep_staged)
+            .finish()
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    pub server: ServerConfig,
     pub state: StateConfig,
     pub objects: ObjectsConfig,
     pub routing: RoutingConfig,
@@ -72,6 +117,17 @@ impl Default for Config {
     fn default() -> Self {
         let data = Path::new(DEFAULT_DATA_DIR);
         Config {
+            server: ServerConfig {
+                listen: "127.0.0.1:8080".into(),
+                bearer_tokens: Vec::new(),
+                max_body_bytes: 512 << 20,
+                request_timeout_s: 300,
+                spool_dir: data.join("spool"),
+                queue_depth: 64,
+                retry_after_s: 5,
+                engine_threads: 0,
+                keep_staged: false,
+            },
             state: StateConfig {
                 backend: StateBackend::Sqlite,
                 sqlite_path: data.join("callrec.db"),
@@ -107,6 +163,22 @@ impl Default for Config {
     }
 }
 
+/// The file's sections: only `CALLREC_{SECTION}__…` variables are configuration (others, like
+/// `CALLREC_LOG` or `CALLREC_SIMD`, belong to the logger and the engine).
+const SECTIONS: &[&str] = &["server", "state", "objects", "routing", "lines_of_business"];
+
+fn config_env() -> Env {
+    Env::prefixed("CALLREC_")
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            SECTIONS.iter().any(|s| {
+                key.strip_prefix(s)
+                    .is_some_and(|rest| rest.starts_with("__"))
+            })
+        })
+        .split("__")
+}
+
 /// A configuration that was loaded and checked.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -121,7 +193,7 @@ impl Config {
     /// environment, and validates the result. A file that sets `lines_of_business` replaces the
     /// default line of business rather than adding to it.
     pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
-        Self::load_with_env(file, Env::prefixed("CALLREC_").split("__"))
+        Self::load_with_env(file, config_env())
     }
 
     fn load_with_env(file: Option<&Path>, env: Env) -> Result<Loaded, ConfigError> {
@@ -201,6 +273,32 @@ impl Config {
         {
             return Err(error("state.sqlite_path", "a file path"));
         }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(error(
+                "server.listen",
+                "an address and port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if self
+            .server
+            .bearer_tokens
+            .iter()
+            .any(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+        {
+            return Err(error(
+                "server.bearer_tokens",
+                "each token needs at least 16 characters and no spaces",
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(error("server.max_body_bytes", "must be above 0"));
+        }
+        if self.server.queue_depth == 0 {
+            return Err(error("server.queue_depth", "must be above 0"));
+        }
+        if self.server.request_timeout_s == 0 {
+            return Err(error("server.request_timeout_s", "must be above 0"));
+        }
         if self.objects.backend == ObjectsBackend::Folder
             && self.objects.folder_root.as_os_str().is_empty()
         {
@@ -265,8 +363,10 @@ mod tests {
         reason = "figment::Jail's closure type is figment's"
     )]
     fn the_environment_overrides_the_file() {
-        let env = Env::prefixed("CALLREC_").split("__");
         figment::Jail::expect_with(|jail| {
+            let env = config_env();
+            jail.set_env("CALLREC_LOG", "debug");
+            jail.set_env("CALLREC_SIMD", "baseline");
             jail.set_env("CALLREC_STATE__BACKEND", "dynamodb");
             jail.set_env("CALLREC_STATE__DYNAMODB_TABLE", "from-env");
             let loaded = Config::load_with_env(None, env.clone()).unwrap();

@@ -16,7 +16,9 @@
 pub mod config;
 pub mod ids;
 pub mod objects;
+pub mod pipeline;
 pub mod routing;
+pub mod server;
 pub mod setup;
 pub mod store;
 

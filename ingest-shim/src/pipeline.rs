@@ -1,0 +1,326 @@
+//! From a staged recording to a stored one: engine, `processed`, routed create-only write,
+//! `stored`, staging removed.
+//!
+//! The engine runs on its own rayon pool ([`callrec_engine::Engine`]), fed by a bounded
+//! crossbeam channel from a dedicated thread; each call's result comes back to the async side
+//! through a oneshot. Every step sets its flag only after its effect is durable, so a crash
+//! anywhere leaves a call that the next attempt continues from its last flag: the object write
+//! is create-only and the engine deterministic, so a repeated step finds its own earlier result
+//! ("already exists") instead of writing twice.
+
+use crate::ids::CallId;
+use crate::objects::{Body, ObjectError, ObjectMeta, ObjectStore, PutOutcome};
+use crate::routing::Routing;
+use crate::store::{
+    CallChange, CallRecord, CallStore, Outcome, ProcessedFacts, StoreError, StoredObject,
+};
+use callrec_engine::{AudioSource, Engine, EngineConfig, JobInput, ProcessConfig, Processed};
+use jiff::Timestamp;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// How far the recording's duration may differ from the CDR's, ms.
+pub const DURATION_TOLERANCE_MS: f64 = 1500.0;
+
+/// Why a call could not be taken further (recorded on the call as `last_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
+    #[error("engine: {0}")]
+    Engine(#[from] callrec_engine::EngineError),
+    #[error("routing: {0}")]
+    Route(#[from] crate::routing::RouteError),
+    #[error("the recording lasts {actual_ms:.0} ms, the CDR says {expected_ms} ms")]
+    DurationMismatch { expected_ms: u64, actual_ms: f64 },
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("the engine has stopped")]
+    EngineGone,
+}
+
+impl PipelineError {
+    /// A short stable name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PipelineError::Store(_) => "store",
+            PipelineError::Objects(ObjectError::Conflict { .. }) => "object_conflict",
+            PipelineError::Objects(_) => "objects",
+            PipelineError::Engine(e) => e.kind(),
+            PipelineError::Route(_) => "routing",
+            PipelineError::DurationMismatch { .. } => "duration_mismatch",
+            PipelineError::Refused(_) => "refused",
+            PipelineError::EngineGone => "engine_gone",
+        }
+    }
+}
+
+type Reply = oneshot::Sender<callrec_engine::Result<Processed>>;
+
+/// The engine behind a channel: submit a recording, await its result.
+#[derive(Clone)]
+pub struct EngineRunner {
+    jobs: crossbeam_channel::Sender<(Reply, JobInput)>,
+    threads: usize,
+}
+
+impl EngineRunner {
+    /// Starts the engine's thread and pool. `queue` bounds the recordings waiting for a worker.
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        config: ProcessConfig,
+    ) -> callrec_engine::Result<Self> {
+        let engine = Engine::new(EngineConfig {
+            threads,
+            queue_depth: queue,
+            ..EngineConfig::default()
+        })?;
+        let threads = engine.threads();
+        let (jobs, receiver) = crossbeam_channel::bounded::<(Reply, JobInput)>(queue.max(1));
+        std::thread::Builder::new()
+            .name("callrec-engine-feed".into())
+            .spawn(move || {
+                engine.process_batch(
+                    receiver,
+                    &config,
+                    |_, outcome| {
+                        let ok = outcome.is_ok();
+                        (outcome, ok)
+                    },
+                    |reply: Reply, outcome| {
+                        // The caller may have gone (shutdown): nothing to tell then.
+                        let _ = reply.send(outcome);
+                    },
+                );
+            })
+            .map_err(callrec_engine::EngineError::Io)?;
+        Ok(EngineRunner { jobs, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Processes one recording on the engine's pool.
+    pub async fn process(&self, source: AudioSource) -> Result<Processed, PipelineError> {
+        let (reply, result) = oneshot::channel();
+        let jobs = self.jobs.clone();
+        // The channel is bounded; waiting for room happens off the async threads.
+        tokio::task::spawn_blocking(move || jobs.send((reply, JobInput::Source(source))))
+            .await
+            .map_err(|_| PipelineError::EngineGone)?
+            .map_err(|_| PipelineError::EngineGone)?;
+        Ok(result.await.map_err(|_| PipelineError::EngineGone)??)
+    }
+}
+
+/// Everything a pipeline step needs.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Arc<dyn CallStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub routing: Arc<Routing>,
+    pub engine: EngineRunner,
+    pub keep_staged: bool,
+}
+
+/// What one run of the pipeline did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Stored now.
+    Stored,
+    /// Nothing to do: not received yet, or stored already.
+    NothingToDo,
+}
+
+impl Pipeline {
+    /// Takes the call as far as it can go from its last flag; records a failure on the call.
+    pub async fn run(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
+        let result = self.advance(call_id).await;
+        if let Err(e) = &result {
+            // Best effort: the error is also returned (and logged and counted by the caller).
+            let _ = self
+                .store
+                .update(
+                    call_id,
+                    &CallChange::Failed {
+                        error: e.to_string(),
+                    },
+                    Timestamp::now(),
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn advance(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
+        let Some(record) = self.store.get(call_id).await? else {
+            return Ok(Finished::NothingToDo);
+        };
+        if record.flags.stored.is_some() {
+            return Ok(Finished::NothingToDo);
+        }
+        let Some(staged) = record.staged.clone() else {
+            return Ok(Finished::NothingToDo);
+        };
+        let staging_bucket = &self.routing.staging.bucket;
+        let raw = self
+            .objects
+            .get(staging_bucket, &staged.location, None)
+            .await?;
+        let source = AudioSource::from_bytes(raw).with_name(format!("{call_id}.wav"));
+        let processed = self.engine.process(source).await?;
+        let report = &processed.report;
+        if let Some(expected_ms) = record.cdr.duration_ms {
+            let actual_ms = report.input.duration_ms;
+            if (actual_ms - expected_ms as f64).abs() > DURATION_TOLERANCE_MS {
+                return Err(PipelineError::DurationMismatch {
+                    expected_ms,
+                    actual_ms,
+                });
+            }
+        }
+        let facts = ProcessedFacts {
+            duration_ms: report.output.duration_ms,
+            integrated_lufs: report.analysis.loudness.integrated_lufs,
+            true_peak_dbtp: report.output.true_peak_dbtp,
+            speech_level_dbov: report.analysis.speech.level_dbov,
+            gain_db: report.decisions.gain.gain_db,
+            output_sha256: report.output.sha256.clone(),
+            output_crc32c: report.output.crc32c.clone(),
+            output_bytes: report.output.bytes,
+            // The decisions (enough to replay) and the summary; the full report is the sidecar.
+            report: serde_json::json!({
+                "engine_version": report.engine_version,
+                "decisions": report.decisions,
+                "input": {
+                    "codec": report.input.codec,
+                    "sample_rate": report.input.sample_rate,
+                    "channels": report.input.channels,
+                    "duration_ms": report.input.duration_ms,
+                    "sha256": report.input.checksums.sha256,
+                },
+            }),
+        };
+        let (record, applied) = self
+            .store
+            .update(
+                call_id,
+                &CallChange::Processed(facts.clone()),
+                Timestamp::now(),
+            )
+            .await?;
+        if let Outcome::Refused(why) = applied.outcome {
+            return Err(PipelineError::Refused(why));
+        }
+        let object = self.write_object(&record, &processed).await?;
+        let (_, applied) = self
+            .store
+            .update(call_id, &CallChange::Stored(object), Timestamp::now())
+            .await?;
+        if let Outcome::Refused(why) = applied.outcome {
+            return Err(PipelineError::Refused(why));
+        }
+        if !self.keep_staged {
+            self.objects
+                .delete(staging_bucket, &staged.location)
+                .await?;
+        }
+        Ok(Finished::Stored)
+    }
+
+    /// The processed audio and its JSON sidecar, create-only, in the routed bucket.
+    async fn write_object(
+        &self,
+        record: &CallRecord,
+        processed: &Processed,
+    ) -> Result<StoredObject, PipelineError> {
+        let lob = self.routing.route(&record.cdr);
+        let when = record
+            .flags
+            .started
+            .or(record.flags.ended)
+            .or(record.flags.received)
+            .unwrap_or(record.created_at);
+        let report = &processed.report;
+        let ext = match report.decisions.format {
+            callrec_engine::OutputFormat::Flac => "flac",
+            _ => "wav",
+        };
+        let key = lob.object_key(&record.call_id, &record.cdr, when, ext)?;
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("call-id".to_string(), record.call_id.to_string());
+        metadata.insert("line-of-business".to_string(), lob.name.clone());
+        metadata.insert(
+            "duration-ms".to_string(),
+            format!("{:.0}", report.output.duration_ms),
+        );
+        if let Some(lufs) = report.analysis.loudness.integrated_lufs {
+            metadata.insert("loudness-lufs".to_string(), format!("{lufs:.2}"));
+        }
+        let meta = ObjectMeta {
+            content_type: report.output.content_type.clone(),
+            crc32c: report.output.crc32c.clone(),
+            sha256: report.output.sha256.clone(),
+            metadata: metadata.clone(),
+            storage_class: lob.storage_class.clone(),
+            kms_key_id: lob.kms_key_id.clone(),
+        };
+        let audio = bytes::Bytes::from(processed.audio.clone());
+        match self
+            .objects
+            .put_new(&lob.bucket, &key, Body::Bytes(audio), &meta)
+            .await?
+        {
+            PutOutcome::Created | PutOutcome::AlreadyExists => {}
+        }
+        let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
+            "call_id": record.call_id,
+            "line_of_business": lob.name,
+            "cdr": record.cdr,
+            "flags": record.flags,
+            "report": report,
+        }))
+        .expect("the report serializes");
+        let sidecar_key = format!("{key}.json");
+        let sidecar_meta = ObjectMeta {
+            content_type: "application/json".into(),
+            crc32c: crate::objects::crc32c_base64(crc32c(&sidecar)),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sidecar)),
+            metadata,
+            storage_class: lob.storage_class.clone(),
+            kms_key_id: lob.kms_key_id.clone(),
+        };
+        match self
+            .objects
+            .put_new(
+                &lob.bucket,
+                &sidecar_key,
+                Body::Bytes(sidecar.into()),
+                &sidecar_meta,
+            )
+            .await
+        {
+            // A sidecar from an earlier attempt may differ in its flag times: the audio is what
+            // must not differ, and it did not.
+            Ok(_) | Err(ObjectError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(StoredObject {
+            line_of_business: lob.name.clone(),
+            bucket: lob.bucket.clone(),
+            key,
+            crc32c: report.output.crc32c.clone(),
+            sha256: report.output.sha256.clone(),
+        })
+    }
+}
+
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(bytes);
+    digest.finalize() as u32
+}

@@ -1,0 +1,343 @@
+//! `PUT /v1/calls/{call_id}/audio`: the recording, streamed.
+//!
+//! The body goes to a spool file while SHA-256 and CRC32C (and MD5, only when the sender gave a
+//! `Content-MD5`) are computed on the fly — it is never held whole in memory. The sender's
+//! checksums are checked, the bytes are staged durably (create-only, keyed by their SHA-256),
+//! and only then is `received` set and the upload acknowledged (201). The same bytes again
+//! answer 200 with the call's state; different bytes for a received call answer 409 and are
+//! kept under `conflicts/` in the staging bucket for review, the first upload untouched.
+
+use super::calls::CallView;
+use super::{ApiError, AppState};
+use crate::ids::CallId;
+use crate::objects::{Body, ObjectMeta, crc32c_base64};
+use crate::store::{CallChange, Outcome, StagedAudio};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use jiff::Timestamp;
+use md5::Digest as _;
+use std::path::PathBuf;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt as _;
+
+/// Checksums the sender may give.
+#[derive(Debug, Default)]
+struct SenderChecksums {
+    sha256_hex: Option<String>,
+    crc32c_base64: Option<String>,
+    md5: Option<[u8; 16]>,
+}
+
+fn bad(kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, kind, message)
+}
+
+fn sender_checksums(headers: &HeaderMap) -> Result<SenderChecksums, ApiError> {
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(|s| s.trim().to_string())
+                    .map_err(|_| bad("bad_checksum", format!("{name}: not text")))
+            })
+            .transpose()
+    };
+    let sha256_hex = text("x-checksum-sha256")?
+        .map(|v| {
+            let v = v.to_ascii_lowercase();
+            if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(v)
+            } else {
+                Err(bad("bad_checksum", "x-checksum-sha256: 64 hex digits"))
+            }
+        })
+        .transpose()?;
+    let crc32c_base64 = text("x-checksum-crc32c")?
+        .map(
+            |v| match base64::engine::general_purpose::STANDARD.decode(&v) {
+                Ok(bytes) if bytes.len() == 4 => Ok(v),
+                _ => Err(bad("bad_checksum", "x-checksum-crc32c: base64 of 4 bytes")),
+            },
+        )
+        .transpose()?;
+    let md5 = text("content-md5")?
+        .map(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&v)
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .ok_or_else(|| bad("bad_checksum", "Content-MD5: base64 of 16 bytes"))
+        })
+        .transpose()?;
+    Ok(SenderChecksums {
+        sha256_hex,
+        crc32c_base64,
+        md5,
+    })
+}
+
+/// A spool file that removes itself unless kept.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Spooled {
+    spool: Spool,
+    bytes: u64,
+    sha256_hex: String,
+    crc32c_base64: String,
+}
+
+async fn spool_body(
+    state: &AppState,
+    call_id: &CallId,
+    body: axum::body::Body,
+    checksums: &SenderChecksums,
+) -> Result<Spooled, ApiError> {
+    let dir = &state.config.spool_dir;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let spool = Spool {
+        path: dir.join(format!("{call_id}.{:016x}.part", rand::random::<u64>())),
+    };
+    let mut file = tokio::fs::File::create(&spool.path)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let mut sha = sha2::Sha256::new();
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut md5 = checksums.md5.map(|_| md5::Md5::new());
+    let max = state.config.max_body_bytes;
+    let mut bytes = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| bad("bad_body", format!("reading the body: {e}")))?;
+        bytes += chunk.len() as u64;
+        if bytes > max {
+            state
+                .metrics
+                .uploads
+                .with_label_values(&["too_large"])
+                .inc();
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("recordings are limited to {max} bytes"),
+            ));
+        }
+        sha.update(&chunk);
+        crc.update(&chunk);
+        if let Some(m) = md5.as_mut() {
+            m.update(&chunk);
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(ApiError::unavailable)?;
+    }
+    file.sync_all().await.map_err(ApiError::unavailable)?;
+    if bytes == 0 {
+        return Err(bad("empty_body", "the recording is empty"));
+    }
+    let sha256_hex = hex::encode(sha.finalize());
+    let crc32c_base64 = crc32c_base64(crc.finalize() as u32);
+    let mismatch = |which: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "checksum_mismatch",
+            format!("the body does not match the {which} sent with it"),
+        )
+    };
+    if checksums
+        .sha256_hex
+        .as_ref()
+        .is_some_and(|s| *s != sha256_hex)
+    {
+        return Err(mismatch("x-checksum-sha256"));
+    }
+    if checksums
+        .crc32c_base64
+        .as_ref()
+        .is_some_and(|c| *c != crc32c_base64)
+    {
+        return Err(mismatch("x-checksum-crc32c"));
+    }
+    if let (Some(want), Some(m)) = (checksums.md5, md5)
+        && m.finalize().as_slice() != want
+    {
+        return Err(mismatch("Content-MD5"));
+    }
+    Ok(Spooled {
+        spool,
+        bytes,
+        sha256_hex,
+        crc32c_base64,
+    })
+}
+
+pub async fn put_audio(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<CallView>), ApiError> {
+    let started = Instant::now();
+    let call_id = CallId::parse(&raw).map_err(|e| bad("bad_call_id", e.to_string()))?;
+    let checksums = sender_checksums(&headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.max_body_bytes) {
+        state
+            .metrics
+            .uploads
+            .with_label_values(&["too_large"])
+            .inc();
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "recordings are limited to {} bytes",
+                state.config.max_body_bytes
+            ),
+        ));
+    }
+    // A place in the pipeline first: when it is full, say so before reading the body.
+    let Ok(permit) = state.queue.clone().try_acquire_owned() else {
+        state.metrics.uploads.with_label_values(&["busy"]).inc();
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the processing queue is full; retry later",
+        );
+        error.retry_after_s = Some(state.config.retry_after_s);
+        return Err(error);
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 200)
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let spooled = match spool_body(&state, &call_id, body, &checksums).await {
+        Ok(s) => s,
+        Err(e) => {
+            if e.kind == "checksum_mismatch" {
+                state
+                    .metrics
+                    .uploads
+                    .with_label_values(&["checksum_mismatch"])
+                    .inc();
+            }
+            return Err(e);
+        }
+    };
+    state.metrics.upload_bytes.inc_by(spooled.bytes);
+    let store = &state.pipeline.store;
+    let staging = &state.pipeline.routing.staging;
+    let existing = store.get(&call_id).await.map_err(ApiError::unavailable)?;
+    let conflicting = existing
+        .as_ref()
+        .and_then(|r| r.staged.as_ref())
+        .is_some_and(|s| s.sha256 != spooled.sha256_hex);
+    if let Some(record) = &existing
+        && record
+            .staged
+            .as_ref()
+            .is_some_and(|s| s.sha256 == spooled.sha256_hex)
+    {
+        state.metrics.uploads.with_label_values(&["same"]).inc();
+        return Ok((StatusCode::OK, Json(CallView::of(record))));
+    }
+    // Stage durably (create-only; keyed by content, so a retry finds its own bytes).
+    let location = if conflicting {
+        format!("conflicts/{call_id}/{}.raw", spooled.sha256_hex)
+    } else {
+        format!("{}/{call_id}/{}.raw", staging.prefix, spooled.sha256_hex)
+    };
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("call-id".to_string(), call_id.to_string());
+    let meta = ObjectMeta {
+        content_type,
+        crc32c: spooled.crc32c_base64.clone(),
+        sha256: spooled.sha256_hex.clone(),
+        metadata,
+        storage_class: None,
+        kms_key_id: None,
+    };
+    state
+        .pipeline
+        .objects
+        .put_new(
+            &staging.bucket,
+            &location,
+            Body::File(spooled.spool.path.clone()),
+            &meta,
+        )
+        .await
+        .map_err(ApiError::unavailable)?;
+    drop(spooled.spool);
+    let staged = StagedAudio {
+        location,
+        bytes: spooled.bytes,
+        sha256: spooled.sha256_hex,
+        crc32c: spooled.crc32c_base64,
+    };
+    let (record, applied) = store
+        .update(&call_id, &CallChange::Received(staged), Timestamp::now())
+        .await
+        .map_err(ApiError::unavailable)?;
+    state
+        .metrics
+        .stage_seconds
+        .with_label_values(&["receive"])
+        .observe(started.elapsed().as_secs_f64());
+    match applied.outcome {
+        Outcome::Changed => {
+            state.metrics.uploads.with_label_values(&["created"]).inc();
+            let pipeline = state.pipeline.clone();
+            let metrics = state.metrics.clone();
+            let id = call_id.clone();
+            state.tasks.spawn(async move {
+                let _permit = permit;
+                let started = Instant::now();
+                match pipeline.run(&id).await {
+                    Ok(_) => metrics
+                        .stage_seconds
+                        .with_label_values(&["process_and_store"])
+                        .observe(started.elapsed().as_secs_f64()),
+                    Err(e) => {
+                        metrics.failures.with_label_values(&[e.kind()]).inc();
+                        tracing::error!(call_id = %id, kind = e.kind(), error = %e, "processing failed");
+                    }
+                }
+            });
+            Ok((StatusCode::CREATED, Json(CallView::of(&record))))
+        }
+        Outcome::Unchanged => {
+            state.metrics.uploads.with_label_values(&["same"]).inc();
+            Ok((StatusCode::OK, Json(CallView::of(&record))))
+        }
+        Outcome::Conflict => {
+            state.metrics.uploads.with_label_values(&["conflict"]).inc();
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "call {call_id} already has a different recording; this one is kept for review"
+                ),
+            ))
+        }
+        Outcome::Refused(why) => Err(ApiError::new(StatusCode::CONFLICT, "refused", why)),
+    }
+}

@@ -1,0 +1,45 @@
+//! `/healthz` (the process is up), `/readyz` (the stores answer), `/metrics`.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the state store answers (the funnel read is one item / one small table).
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.pipeline.store.funnel().await {
+        Ok(_) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    m.queue_depth
+        .set((state.config.queue_depth - state.queue.available_permits()) as i64);
+    if let Ok(funnel) = state.pipeline.store.funnel().await {
+        for (name, value) in [
+            ("started", funnel.started),
+            ("ended", funnel.ended),
+            ("received", funnel.received),
+            ("processed", funnel.processed),
+            ("stored", funnel.stored),
+            ("complete", funnel.complete),
+            ("conflict", funnel.conflict),
+            ("lost", funnel.lost),
+        ] {
+            m.calls.with_label_values(&[name]).set(value as i64);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        m.render(),
+    )
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    /// CDR events by type and outcome (changed, unchanged).
+    pub events: IntCounterVec,
+    /// Uploads by outcome (created, same, conflict, checksum_mismatch, too_large, busy, …).
+    pub uploads: IntCounterVec,
+    /// Bytes of recordings received.
+    pub upload_bytes: IntCounter,
+    /// Seconds per stage (receive, process, store).
+    pub stage_seconds: HistogramVec,
+    /// Recordings accepted and not yet stored or failed.
+    pub queue_depth: IntGauge,
+    /// Pipeline failures by kind.
+    pub failures: IntCounterVec,
+    /// Requests refused before any work, by reason.
+    pub rejected: IntCounterVec,
+    /// Calls per flag and status, read from the state store at scrape time.
+    pub calls: prometheus::IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("callrec".into()), None).expect("a valid prefix");
+        let events = IntCounterVec::new(
+            Opts::new("cdr_events_total", "CDR events received"),
+            &["type", "outcome"],
+        )
+        .expect("valid metric");
+        let uploads = IntCounterVec::new(
+            Opts::new("uploads_total", "Recording uploads by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let upload_bytes = IntCounter::new("upload_bytes_total", "Bytes of recordings received")
+            .expect("valid metric");
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new("stage_seconds", "Time per pipeline stage").buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["stage"],
+        )
+        .expect("valid metric");
+        let queue_depth = IntGauge::new(
+            "pipeline_queue_depth",
+            "Recordings accepted and not yet stored or failed",
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new("pipeline_failures_total", "Pipeline failures by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "requests_rejected_total",
+                "Requests refused before any work",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let calls = prometheus::IntGaugeVec::new(
+            Opts::new("calls", "Calls per flag and status (from the state store)"),
+            &["state"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(uploads.clone()),
+            Box::new(upload_bytes.clone()),
+            Box::new(stage_seconds.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(failures.clone()),
+            Box::new(rejected.clone()),
+            Box::new(calls.clone()),
+        ] {
+            registry
+                .register(metric)
+                .expect("each metric registered once");
+        }
+        Metrics {
+            registry,
+            events,
+            uploads,
+            upload_bytes,
+            stage_seconds,
+            queue_depth,
+            failures,
+            rejected,
+            calls,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,124 @@
+//! `callrec serve`: the HTTP interface of DESIGN.md ("The service's HTTP interface (v1)").
+//!
+//! One file per endpoint group: [`cdr`] (`POST /v1/cdr`), [`audio`] (`PUT
+//! /v1/calls/{call_id}/audio`), [`calls`] (`GET /v1/calls/{call_id}`), [`health`] (`/healthz`,
+//! `/readyz`, `/metrics`); [`auth`] guards the writes. Backpressure is a semaphore of
+//! `server.queue_depth` permits: an upload takes one before its body is read and gives it back
+//! when its call is stored (or fails), so a full pipeline answers 503 with `Retry-After` and
+//! memory never grows with the load. Shutdown: stop accepting, finish the requests in flight,
+//! then the calls in the pipeline, then exit.
+
+pub mod audio;
+pub mod auth;
+pub mod calls;
+pub mod cdr;
+pub mod health;
+pub mod metrics;
+
+use crate::config::ServerConfig;
+use crate::pipeline::Pipeline;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pipeline: Pipeline,
+    pub config: Arc<ServerConfig>,
+    /// Permits for recordings between upload and stored.
+    pub queue: Arc<Semaphore>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// The processing tasks, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// An error answer: `{"error": kind, "message": …}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// A store or object-store failure: the service cannot answer now.
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(serde_json::json!({"error": self.kind, "message": self.message}));
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
+    }
+}
+
+/// The router with every route, its limits and its guards.
+pub fn router(state: AppState) -> Router {
+    let writes = Router::new()
+        .route("/v1/cdr", post(cdr::post_cdr))
+        .route("/v1/calls/{call_id}/audio", put(audio::put_audio))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    let reads = Router::new()
+        .route("/v1/calls/{call_id}", get(calls::get_call))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    let timeout = Duration::from_secs(state.config.request_timeout_s);
+    writes
+        .merge(reads)
+        // CDR batches are small; recordings are streamed and limited by the audio handler.
+        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains: requests in flight finish,
+/// then every call already accepted is taken to `stored` (or its failure recorded).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tasks = state.tasks.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! `callrec serve` end to end over real HTTP on loopback, with the embedded defaults (SQLite and
+//! a folder in a temporary directory). Each test starts its own service on a free port and stops
+//! it (SIGTERM) afterwards.
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Service {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(env: &[(&str, &str)]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("CALLREC_SERVER__BEARER_TOKENS", format!("[\"{TOKEN}\"]"))
+            .env("CALLREC_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start callrec serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Service { child, url, dir }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("callrec-data")
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/audio")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn cdr(service: &Service, body: serde_json::Value) -> reqwest::blocking::Response {
+    client()
+        .post(format!("{}/v1/cdr", service.url))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+fn put_audio(service: &Service, call: &str, bytes: Vec<u8>) -> reqwest::blocking::Response {
+    client()
+        .put(format!("{}/v1/calls/{call}/audio", service.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "audio/wav")
+        .body(bytes)
+        .send()
+        .unwrap()
+}
+
+fn get_call(service: &Service, call: &str) -> (StatusCode, serde_json::Value) {
+    let response = client()
+        .get(format!("{}/v1/calls/{call}", service.url))
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap())
+}
+
+/// Polls until the call is stored (the pipeline runs after the upload is acknowledged).
+fn wait_stored(service: &Service, call: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = get_call(service, call);
+        if !view["flags"]["stored"].is_null() {
+            return view;
+        }
+        assert!(
+            view["last_error"].is_null(),
+            "processing failed: {}",
+            view["last_error"]
+        );
+        assert!(Instant::now() < deadline, "not stored in time: {view}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn a_call_goes_from_cdr_to_stored_once() {
+    let mut service = Service::start(&[]);
+    let start = serde_json::json!({"type": "start", "call_id": "dlg-1", "timestamp": "2026-11-24T10:00:00Z",
+        "group_id": "grp-1", "account_id": "acct-1", "client_id": "client-9", "ivr_channel": "voice",
+        "application": "billing", "metadata": {"queue": "q1"}});
+    let response = cdr(&service, start.clone());
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["calls"][0]["flags"]["started"], "2026-11-24T10:00:00Z");
+
+    let audio = fixture("pcm16_8k_stereo.wav");
+    // Audio before End: fine.
+    let response = client()
+        .put(format!("{}/v1/calls/dlg-1/audio", service.url))
+        .bearer_auth(TOKEN)
+        .header("x-checksum-sha256", sha256_hex(&audio))
+        .body(audio.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let end = serde_json::json!({"events": [{"type": "end", "call_id": "dlg-1",
+        "timestamp": "2026-11-24T10:00:10Z", "duration_ms": 10000}]});
+    assert_eq!(cdr(&service, end.clone()).status(), StatusCode::OK);
+
+    let view = wait_stored(&service, "dlg-1");
+    assert_eq!(view["status"], "complete");
+    assert_eq!(view["line_of_business"], "general");
+    assert_eq!(view["object"]["bucket"], "callrec-general");
+    let key = view["object"]["key"].as_str().unwrap();
+    assert_eq!(key, "general/2026/11/24/dlg-1.wav");
+    let stored = std::fs::read(service.data().join("objects/callrec-general").join(key)).unwrap();
+    assert_eq!(
+        sha256_hex(&stored),
+        view["object"]["sha256"].as_str().unwrap()
+    );
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            service
+                .data()
+                .join("objects/callrec-general")
+                .join(format!("{key}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["call_id"], "dlg-1");
+    assert!(sidecar["report"]["analysis"]["loudness"].is_object());
+
+    // The same events and bytes again change nothing.
+    assert_eq!(cdr(&service, start).status(), StatusCode::OK);
+    assert_eq!(cdr(&service, end).status(), StatusCode::OK);
+    assert_eq!(
+        put_audio(&service, "dlg-1", audio.clone()).status(),
+        StatusCode::OK
+    );
+    let (_, again) = get_call(&service, "dlg-1");
+    assert_eq!(again["flags"], view["flags"]);
+
+    // Different bytes: 409, kept for review, the stored object untouched.
+    let response = put_audio(&service, "dlg-1", fixture("ulaw_8k_mono.wav"));
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let error: serde_json::Value = response.json().unwrap();
+    assert_eq!(error["error"], "conflict");
+    let conflicts = service
+        .data()
+        .join("objects/callrec-staging/conflicts/dlg-1");
+    assert_eq!(std::fs::read_dir(conflicts).unwrap().count(), 1);
+    let after = std::fs::read(service.data().join("objects/callrec-general").join(key)).unwrap();
+    assert_eq!(after, stored);
+    let (_, view) = get_call(&service, "dlg-1");
+    assert_eq!(view["status"], "conflict");
+    // Staging holds nothing for the stored call.
+    let staging = service.data().join("objects/callrec-staging/staging/dlg-1");
+    assert!(!staging.exists() || std::fs::read_dir(staging).unwrap().count() == 0);
+
+    let metrics = client()
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("callrec_uploads_total{outcome=\"created\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("callrec_calls{state=\"stored\"} 1"),
+        "{metrics}"
+    );
+    assert!(service.stop().success());
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    let mut service = Service::start(&[("CALLREC_SERVER__MAX_BODY_BYTES", "20000")]);
+    let audio = fixture("ulaw_8k_mono.wav");
+    // No token, wrong token.
+    let response = client()
+        .put(format!("{}/v1/calls/c-1/audio", service.url))
+        .body(audio.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = client()
+        .post(format!("{}/v1/cdr", service.url))
+        .bearer_auth("not-the-token-at-all")
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Call ids that could touch a path.
+    for id in ["..", ".hidden", "a%2Fb", "a~b"] {
+        let response = put_audio(&service, id, audio[..100].to_vec());
+        assert!(
+            response.status() == StatusCode::BAD_REQUEST
+                || response.status() == StatusCode::NOT_FOUND,
+            "{id}: {}",
+            response.status()
+        );
+    }
+    // Too large.
+    let big = vec![0u8; 30_000];
+    assert_eq!(
+        put_audio(&service, "c-2", big).status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // A checksum that does not match.
+    let small = fixture("ulaw_8k_mono.wav")[..10_000].to_vec();
+    let response = client()
+        .put(format!("{}/v1/calls/c-3/audio", service.url))
+        .bearer_auth(TOKEN)
+        .header("x-checksum-crc32c", "AAAAAA==")
+        .body(small)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: serde_json::Value = response.json().unwrap();
+    assert_eq!(error["error"], "checksum_mismatch");
+    let response = client()
+        .put(format!("{}/v1/calls/c-3/audio", service.url))
+        .bearer_auth(TOKEN)
+        .header("content-md5", "AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(fixture("ulaw_8k_mono.wav")[..10_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = client()
+        .put(format!("{}/v1/calls/c-3/audio", service.url))
+        .bearer_auth(TOKEN)
+        .header("x-checksum-sha256", "not-hex")
+        .body(vec![1u8; 10])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // Malformed CDRs: bad JSON, unknown type, a batch with one bad event writes nothing.
+    let response = client()
+        .post(format!("{}/v1/cdr", service.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let batch = serde_json::json!({"events": [
+        {"type": "start", "call_id": "ok-1", "timestamp": "2026-11-24T10:00:00Z"},
+        {"type": "start", "call_id": "../x", "timestamp": "2026-11-24T10:00:00Z"}]});
+    assert_eq!(cdr(&service, batch).status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get_call(&service, "ok-1").0, StatusCode::NOT_FOUND);
+    for id in ["c-2", "c-3"] {
+        assert_eq!(get_call(&service, id).0, StatusCode::NOT_FOUND, "{id}");
+    }
+    // Nothing was left in the spool.
+    let spool = service.data().join("spool");
+    assert!(!spool.exists() || std::fs::read_dir(spool).unwrap().count() == 0);
+    assert!(service.stop().success());
+}
+
+/// A body that sends its first bytes, then waits until told to go on.
+struct HeldBody {
+    first: Option<Vec<u8>>,
+    rest: std::sync::mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl Read for HeldBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(first) = self.first.take() {
+            self.pending = first;
+        }
+        if self.pending.is_empty() {
+            match self.rest.recv() {
+                Ok(more) => self.pending = more,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_full_pipeline_answers_503_with_retry_after() {
+    let mut service = Service::start(&[
+        ("CALLREC_SERVER__QUEUE_DEPTH", "1"),
+        ("CALLREC_SERVER__RETRY_AFTER_S", "7"),
+    ]);
+    let audio = fixture("pcm16_16k_mono.wav");
+    let (go_on, rest) = std::sync::mpsc::channel();
+    let held = HeldBody {
+        first: Some(audio[..1000].to_vec()),
+        rest,
+        pending: Vec::new(),
+    };
+    let url = format!("{}/v1/calls/slow-1/audio", service.url);
+    let slow = std::thread::spawn(move || {
+        client()
+            .put(url)
+            .bearer_auth(TOKEN)
+            .body(reqwest::blocking::Body::new(held))
+            .send()
+            .unwrap()
+            .status()
+    });
+    // Once the slow upload holds the only place (the queue gauge says 1), another is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client()
+            .get(format!("{}/metrics", service.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if metrics.contains("callrec_pipeline_queue_depth 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow upload never took its place"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = put_audio(&service, "fast-1", audio.clone());
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "7");
+    go_on.send(audio[1000..].to_vec()).unwrap();
+    drop(go_on);
+    assert_eq!(slow.join().unwrap(), StatusCode::CREATED);
+    wait_stored(&service, "slow-1");
+    // The place is free again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = put_audio(&service, "fast-2", fixture("alaw_8k_mono.wav")).status();
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_stored(&service, "fast-2");
+    assert!(service.stop().success());
+}
+
+#[test]
+fn sigterm_finishes_accepted_calls_and_exits_0() {
+    let mut service = Service::start(&[]);
+    for i in 0..5 {
+        assert_eq!(
+            put_audio(
+                &service,
+                &format!("t-{i}"),
+                fixture("pcm16_44k1_stereo.wav")
+            )
+            .status(),
+            StatusCode::CREATED
+        );
+    }
+    let data = service.data();
+    let status = service.stop();
+    assert!(status.success(), "{status}");
+    // Every acknowledged call was stored before the process exited.
+    let objects = data.join("objects/callrec-general/general");
+    let count = walk(&objects)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .count();
+    assert_eq!(count, 5);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
