@@ -71,6 +71,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         // The first line on stdout says where to connect (tests and scripts read it).
         println!("listening on http://{address}");
         tracing::info!(%address, source = %loaded.source, "callrec serve started");
+        // Calls a previous run accepted but did not finish go on, alongside new requests.
+        let resuming = state.clone();
+        tokio::spawn(async move {
+            match callrec_ingest::server::resume(&resuming).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(calls = n, "resuming calls received but not stored"),
+                Err(e) => tracing::error!(error = %e, "could not list the calls to resume"),
+            }
+        });
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped: requests and accepted calls finished");
         Ok(ExitCode::SUCCESS)

@@ -19,7 +19,11 @@ struct Service {
 
 impl Service {
     fn start(env: &[(&str, &str)]) -> Service {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), env)
+    }
+
+    /// Starts in `dir`, which may hold the data of an earlier run.
+    fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path())
@@ -442,4 +446,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn calls_acknowledged_before_a_crash_are_finished_at_start() {
+    // The state a crash right after `received` leaves: staged bytes and the flag, nothing more.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("callrec-data");
+    let audio = fixture("alaw_8k_mono.wav");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use callrec_ingest::objects::{Body, ObjectMeta, ObjectStore, folder::FolderStore};
+        use callrec_ingest::store::{CallChange, CallStore, StagedAudio, sqlite::SqliteStore};
+        let store = SqliteStore::open(data.join("callrec.db")).unwrap();
+        let objects = FolderStore::open(data.join("objects")).unwrap();
+        for i in 0..3 {
+            let call = callrec_ingest::CallId::parse(&format!("crash-{i}")).unwrap();
+            let sha = sha256_hex(&audio);
+            let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+            crc.update(&audio);
+            let crc32c = callrec_ingest::objects::crc32c_base64(crc.finalize() as u32);
+            let location = format!("staging/{call}/{sha}.raw");
+            let meta = ObjectMeta {
+                content_type: "audio/wav".into(),
+                crc32c: crc32c.clone(),
+                sha256: sha.clone(),
+                ..ObjectMeta::default()
+            };
+            objects
+                .put_new(
+                    "callrec-staging",
+                    &location,
+                    Body::Bytes(audio.clone().into()),
+                    &meta,
+                )
+                .await
+                .unwrap();
+            let staged = StagedAudio {
+                location,
+                bytes: audio.len() as u64,
+                sha256: sha,
+                crc32c,
+            };
+            store
+                .update(&call, &CallChange::Received(staged), jiff::Timestamp::now())
+                .await
+                .unwrap();
+        }
+    });
+    let mut service = Service::start_in(dir, &[]);
+    for i in 0..3 {
+        let view = wait_stored(&service, &format!("crash-{i}"));
+        assert_eq!(view["status"], "complete");
+    }
+    assert!(service.stop().success());
 }

@@ -32,6 +32,7 @@ sqlite_suite!(
     concurrent_writers,
     pending_pages,
     jobs_and_leases,
+    unfinished_work,
 );
 
 #[tokio::test]

@@ -45,6 +45,7 @@ dynamo_suite!(
     concurrent_writers,
     pending_pages,
     jobs_and_leases,
+    unfinished_work,
 );
 
 #[tokio::test]

@@ -107,6 +107,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Takes every call that was received but not stored (a crash, a deploy) through the pipeline
+/// again, from its last flag, with the same backpressure as new uploads. Returns how many it
+/// queued.
+pub async fn resume(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let mut queued = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .pipeline
+            .store
+            .unfinished(100, cursor.as_deref())
+            .await?;
+        for record in page.items {
+            let Ok(permit) = state.queue.clone().acquire_owned().await else {
+                return Ok(queued);
+            };
+            let pipeline = state.pipeline.clone();
+            let metrics = state.metrics.clone();
+            state.tasks.spawn(async move {
+                let _permit = permit;
+                if let Err(e) = pipeline.run(&record.call_id).await {
+                    metrics.failures.with_label_values(&[e.kind()]).inc();
+                    tracing::error!(call_id = %record.call_id, kind = e.kind(), error = %e, "resuming failed");
+                }
+            });
+            queued += 1;
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(queued),
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` completes, then drains: requests in flight finish,
 /// then every call already accepted is taken to `stored` (or its failure recorded).
 pub async fn serve(

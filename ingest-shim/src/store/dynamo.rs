@@ -4,11 +4,11 @@
 //!
 //! | item | `pk` | `sk` | index attributes, present only while the item needs work |
 //! | --- | --- | --- | --- |
-//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms` |
+//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK`, `work_sk` = `{received_ms:013}#{call_id}` |
 //! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN`, `open_sk` = `{created_ms:013}#{job_id}` |
 //! | funnel counters | `COUNTERS` | `FUNNEL` | — |
 //!
-//! The three global secondary indexes (`pending`, `due`, `open`) are sparse: an item leaves an
+//! The four global secondary indexes (`pending`, `work`, `due`, `open`) are sparse: an item leaves an
 //! index when its attributes are removed (a call once stored, a job once finished), so the
 //! scanner and the timer loop query only what still needs something and never scan the table.
 //! Each index has one partition key value, which keeps the queries simple and ordered; it also
@@ -40,6 +40,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 const BACKEND: &str = "dynamodb";
+/// The sparse global secondary indexes, each keyed `{name}_pk` / `{name}_sk`.
+const INDEXES: [&str; 4] = ["pending", "work", "due", "open"];
 /// Attempts per request for throttling and transient errors (the SDK's default is 3).
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -232,7 +234,24 @@ impl DynamoStore {
             .send()
             .await
         {
-            Ok(_) => return Ok(Vec::new()),
+            Ok(described) => {
+                // A table from an older callrec may lack an index added since: add it.
+                let present: Vec<String> = described
+                    .table()
+                    .map(|t| {
+                        t.global_secondary_indexes()
+                            .iter()
+                            .filter_map(|i| i.index_name().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut added = Vec::new();
+                for name in INDEXES.iter().filter(|n| !present.iter().any(|p| p == *n)) {
+                    self.add_index(name).await?;
+                    added.push(format!("index {name} (added to table {})", self.table));
+                }
+                return Ok(added);
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) => {}
@@ -275,7 +294,7 @@ impl DynamoStore {
         for name in ["pk", "sk"] {
             create = create.attribute_definitions(attribute(name));
         }
-        for name in ["pending", "due", "open"] {
+        for name in INDEXES {
             create = create
                 .attribute_definitions(attribute(&format!("{name}_pk")))
                 .attribute_definitions(attribute(&format!("{name}_sk")))
@@ -304,6 +323,7 @@ impl DynamoStore {
                 return Ok(vec![
                     format!("table {}", self.table),
                     "index pending (calls ended and not stored)".into(),
+                    "index work (calls received and not stored)".into(),
                     "index due (export jobs by next poll time)".into(),
                     "index open (export jobs not finished)".into(),
                 ]);
@@ -314,6 +334,75 @@ impl DynamoStore {
             "table {} did not become active in 60 s",
             self.table
         )))
+    }
+
+    /// Adds one sparse index to an existing table and waits until it is active.
+    async fn add_index(&self, name: &str) -> Result<()> {
+        use aws_sdk_dynamodb::types::{
+            CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate,
+        };
+        let key = |attribute: String, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(attribute)
+                .key_type(kind)
+                .build()
+                .expect("name and type are set")
+        };
+        let attribute = |attribute: String| {
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(name)
+            .key_schema(key(format!("{name}_pk"), KeyType::Hash))
+            .key_schema(key(format!("{name}_sk"), KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .expect("name, keys and projection are set");
+        self.client
+            .update_table()
+            .table_name(&self.table)
+            .attribute_definitions(attribute(format!("{name}_pk")))
+            .attribute_definitions(attribute(format!("{name}_sk")))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        for _ in 0..600 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let active = described.table().is_some_and(|t| {
+                t.global_secondary_indexes().iter().any(|i| {
+                    i.index_name() == Some(name)
+                        && i.index_status() == Some(&aws_sdk_dynamodb::types::IndexStatus::Active)
+                })
+            });
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(StoreError::Setup {
+            backend: BACKEND,
+            message: format!(
+                "index {name} of {} did not become active in 5 minutes",
+                self.table
+            ),
+        })
     }
 
     fn call_item(record: &CallRecord) -> Result<Item> {
@@ -330,6 +419,13 @@ impl DynamoStore {
                 s(format!("{group}#{}#{}", sortable(ended), record.call_id)),
             );
             item.insert("pending_ms".into(), n(ms(ended)));
+        }
+        if let Some(received) = record.work_since() {
+            item.insert("work_pk".into(), s("WORK"));
+            item.insert(
+                "work_sk".into(),
+                s(format!("{}#{}", sortable(received), record.call_id)),
+            );
         }
         Ok(item)
     }
@@ -530,6 +626,46 @@ impl CallStore for DynamoStore {
                 if record.flags.ended.is_some_and(|e| ms(e) < before) {
                     items.push(record);
                 }
+            }
+            match page.last_evaluated_key() {
+                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
+                Some(last) => {
+                    return Ok(Page {
+                        items,
+                        next: Some(encode_cursor(last)?),
+                    });
+                }
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
+        let limit = limit.clamp(1, 1000);
+        let mut start = cursor
+            .map(|c| decode_cursor(c, &["pk", "sk", "work_pk", "work_sk"]))
+            .transpose()?;
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("work")
+                .key_condition_expression("work_pk = :pk")
+                .expression_attribute_values(":pk", s("WORK"))
+                .limit((limit as usize - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let key = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                items.push(record_of(&key, item)?);
             }
             match page.last_evaluated_key() {
                 Some(last) if items.len() < limit as usize => start = Some(last.clone()),

@@ -169,6 +169,10 @@ pub trait CallStore: Send + Sync + 'static {
     /// See [`PendingQuery`].
     async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>>;
 
+    /// Calls received and not yet stored, oldest first: the work a service resumes at start.
+    /// `limit` 1–1000; `cursor` from the previous page.
+    async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>>;
+
     /// The counters.
     async fn funnel(&self) -> Result<Funnel>;
 

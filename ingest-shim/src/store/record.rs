@@ -260,6 +260,15 @@ impl CallRecord {
         }
     }
 
+    /// The work index key: the time the recording arrived, while it is received and not yet
+    /// stored (what the service itself must finish, e.g. after a crash).
+    pub fn work_since(&self) -> Option<Timestamp> {
+        match (self.flags.received, self.flags.stored) {
+            (Some(received), None) => Some(received),
+            _ => None,
+        }
+    }
+
     /// Applies `change` at time `now`. Returns what happened; the record is modified only when
     /// the outcome says it changed.
     pub fn apply(&mut self, change: &CallChange, now: Timestamp) -> Applied {

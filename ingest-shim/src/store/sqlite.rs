@@ -43,6 +43,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX jobs_due ON jobs (due_ms, job_id) WHERE due_ms IS NOT NULL;
      CREATE INDEX jobs_open ON jobs (open_created_ms, job_id) WHERE open_created_ms IS NOT NULL;
      CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2: the work index (received, not stored), filled for rows written before it existed.
+    "ALTER TABLE calls ADD COLUMN work_ms INTEGER;
+     UPDATE calls SET work_ms = CAST(
+             (julianday(json_extract(record, '$.flags.received')) - 2440587.5) * 86400000 AS INTEGER)
+         WHERE json_extract(record, '$.flags.received') IS NOT NULL
+           AND json_extract(record, '$.flags.stored') IS NULL;
+     CREATE INDEX calls_work ON calls (work_ms, call_id) WHERE work_ms IS NOT NULL;",
 ];
 
 /// The SQLite [`CallStore`].
@@ -199,6 +206,7 @@ impl CallStore for SqliteStore {
         let id = record.call_id.to_string();
         let version = record.version as i64;
         let pending = record.pending_since().map(millis);
+        let work = record.work_since().map(millis);
         let group = pending.map(|_| record.cdr.group_id.clone().unwrap_or_default());
         let counters = counters.clone();
         self.with(move |c| {
@@ -217,12 +225,13 @@ impl CallStore for SqliteStore {
                 return Ok(false);
             }
             tx.execute(
-                "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, work_ms, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (call_id) DO UPDATE SET version = excluded.version,
                      pending_group = excluded.pending_group,
-                     pending_ended_ms = excluded.pending_ended_ms, record = excluded.record",
-                params![id, version, group, pending, json],
+                     pending_ended_ms = excluded.pending_ended_ms, work_ms = excluded.work_ms,
+                     record = excluded.record",
+                params![id, version, group, pending, work, json],
             )
             .map_err(unavailable)?;
             for (name, delta) in &counters.0 {
@@ -324,6 +333,48 @@ impl CallStore for SqliteStore {
             let items = rows
                 .iter()
                 .map(|(_, _, id, json)| parse_call(id, json))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let after = cursor.map(decode_cursor).transpose()?;
+        self.with(move |c| {
+            let (after_ms, after_id) =
+                after.map_or((i64::MIN, String::new()), |Cursor(_, ms, id)| (ms, id));
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT work_ms, call_id, record FROM calls
+                     WHERE work_ms IS NOT NULL AND (work_ms, call_id) > (?1, ?2)
+                     ORDER BY work_ms, call_id LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let mut rows = statement
+                .query(params![after_ms, after_id, limit + 1])
+                .map_err(unavailable)?;
+            let mut found: Vec<(i64, String, String)> = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                found.push((
+                    row.get(0).map_err(unavailable)?,
+                    row.get(1).map_err(unavailable)?,
+                    row.get(2).map_err(unavailable)?,
+                ));
+            }
+            let more = found.len() as i64 > limit;
+            found.truncate(limit as usize);
+            let next = more
+                .then(|| {
+                    found
+                        .last()
+                        .map(|(ms, id, _)| encode_cursor(&Cursor(String::new(), *ms, id.clone())))
+                })
+                .flatten();
+            let items = found
+                .iter()
+                .map(|(_, id, json)| parse_call(id, json))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Page { items, next })
         })

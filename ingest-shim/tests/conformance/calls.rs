@@ -522,3 +522,50 @@ pub async fn jobs_and_leases(store: Store) {
         JobState::Done
     );
 }
+
+/// The work a restarted service resumes: received and not stored, oldest first, across pages.
+pub async fn unfinished_work(store: Store) {
+    for i in 0..5 {
+        store
+            .update(
+                &id(&format!("w-{i}")),
+                &CallChange::Received(staged(&format!("sha{i}"))),
+                t(i * 10),
+            )
+            .await
+            .unwrap();
+    }
+    // w-1 goes all the way; e-1 only ended.
+    let done = id("w-1");
+    store
+        .update(&done, &CallChange::Processed(processed("o")), t(100))
+        .await
+        .unwrap();
+    store
+        .update(&done, &CallChange::Stored(object("k")), t(101))
+        .await
+        .unwrap();
+    store
+        .update(
+            &id("e-1"),
+            &CallChange::End {
+                at: t(5),
+                facts: facts("A"),
+            },
+            t(5),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.unfinished(2, cursor.as_deref()).await.unwrap();
+        assert!(page.items.len() <= 2);
+        ids.extend(page.items.iter().map(|r| r.call_id.to_string()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(ids, ["w-0", "w-2", "w-3", "w-4"]);
+}
