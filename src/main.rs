@@ -1,5 +1,6 @@
 //! `callrec`: brings OCP call recordings into S3, processed and verified.
 
+mod demo;
 mod files;
 mod init;
 mod inspect;
@@ -27,6 +28,11 @@ enum Command {
     Init(init::InitArgs),
     /// Run the ingest service: CDR events and recordings in, processed audio out.
     Serve(serve::ServeArgs),
+    /// Start the service with embedded defaults and the OCP simulator, run N calls, show the
+    /// funnel.
+    Demo(demo::DemoArgs),
+    /// Play OCP against a running service: CDR events and streamed recordings, with faults.
+    Sim(demo::SimCliArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Process(args) => process::run(args),
         Command::Init(args) => init::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run_demo(args),
+        Command::Sim(args) => demo::run_sim(args),
     };
     match result {
         Ok(code) => code,

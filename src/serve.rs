@@ -1,7 +1,7 @@
 //! `callrec serve`: the ingest service.
 
 use anyhow::{Context, Result, bail};
-use callrec_ingest::config::Config;
+use callrec_ingest::config::{Config, Loaded};
 use callrec_ingest::pipeline::{EngineRunner, Pipeline};
 use callrec_ingest::server::{AppState, metrics::Metrics, serve};
 use clap::Args;
@@ -42,48 +42,57 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = loaded.config;
-        let store = callrec_ingest::setup::open_state(&config.state).await?;
-        let objects = callrec_ingest::setup::open_objects(&config.objects).await?;
-        let engine = EngineRunner::start(
-            config.server.engine_threads,
-            config.server.queue_depth,
-            callrec_engine::ProcessConfig::default(),
-        )?;
-        let queue = Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth));
-        let state = AppState {
-            pipeline: Pipeline {
-                store,
-                objects,
-                routing: Arc::new(loaded.routing),
-                engine,
-                keep_staged: config.server.keep_staged,
-            },
-            config: Arc::new(config.server.clone()),
-            queue,
-            metrics: Arc::new(Metrics::new()),
-            tasks: tokio_util::task::TaskTracker::new(),
-        };
-        let listener = tokio::net::TcpListener::bind(&config.server.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let (listener, state) = bind(&loaded).await?;
         let address = listener.local_addr()?;
         // The first line on stdout says where to connect (tests and scripts read it).
         println!("listening on http://{address}");
         tracing::info!(%address, source = %loaded.source, "callrec serve started");
-        // Calls a previous run accepted but did not finish go on, alongside new requests.
-        let resuming = state.clone();
-        tokio::spawn(async move {
-            match callrec_ingest::server::resume(&resuming).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(calls = n, "resuming calls received but not stored"),
-                Err(e) => tracing::error!(error = %e, "could not list the calls to resume"),
-            }
-        });
+        spawn_resume(&state);
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped: requests and accepted calls finished");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Opens the stores, starts the engine and binds the listener: a service ready to serve.
+pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)> {
+    let config = &loaded.config;
+    let store = callrec_ingest::setup::open_state(&config.state).await?;
+    let objects = callrec_ingest::setup::open_objects(&config.objects).await?;
+    let engine = EngineRunner::start(
+        config.server.engine_threads,
+        config.server.queue_depth,
+        callrec_engine::ProcessConfig::default(),
+    )?;
+    let state = AppState {
+        pipeline: Pipeline {
+            store,
+            objects,
+            routing: Arc::new(loaded.routing.clone()),
+            engine,
+            keep_staged: config.server.keep_staged,
+        },
+        config: Arc::new(config.server.clone()),
+        queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
+        metrics: Arc::new(Metrics::new()),
+        tasks: tokio_util::task::TaskTracker::new(),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    Ok((listener, state))
+}
+
+/// Calls a previous run accepted but did not finish go on, alongside new requests.
+pub fn spawn_resume(state: &AppState) {
+    let resuming = state.clone();
+    tokio::spawn(async move {
+        match callrec_ingest::server::resume(&resuming).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(calls = n, "resuming calls received but not stored"),
+            Err(e) => tracing::error!(error = %e, "could not list the calls to resume"),
+        }
+    });
 }
 
 /// SIGINT or SIGTERM.
@@ -105,7 +114,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new requests; finishing what is in flight");
 }
 
-fn init_logging(json: bool) {
+pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLREC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -22,10 +22,14 @@ impl Service {
         Self::start_in(tempfile::tempdir().unwrap(), env)
     }
 
-    /// Starts in `dir`, which may hold the data of an earlier run.
+    /// Starts in `dir`, which may hold the data of an earlier run, and a `callrec.toml` to use.
     fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if dir.path().join("callrec.toml").is_file() {
+            args.extend(["--config", "callrec.toml"]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
             .current_dir(dir.path())
             .env("CALLREC_SERVER__BEARER_TOKENS", format!("[\"{TOKEN}\"]"))
             .env("CALLREC_LOG", "warn")
@@ -499,5 +503,106 @@ fn calls_acknowledged_before_a_crash_are_finished_at_start() {
         let view = wait_stored(&service, &format!("crash-{i}"));
         assert_eq!(view["status"], "complete");
     }
+    assert!(service.stop().success());
+}
+
+#[test]
+fn two_hundred_simulated_calls_with_ten_percent_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("callrec.toml"),
+        r#"
+        [routing]
+        default = "general"
+        staging = { bucket = "callrec-staging" }
+        [[routing.rules]]
+        line_of_business = "sales"
+        application = "sales-*"
+        [lines_of_business.sales]
+        bucket = "callrec-sales"
+        [lines_of_business.general]
+        bucket = "callrec-general"
+        "#,
+    )
+    .unwrap();
+    let mut service = Service::start_in(dir, &[]);
+    let mut sim = ocp_sim::SimConfig::new(service.url.clone(), TOKEN);
+    sim.calls = 200;
+    sim.seed = 42;
+    sim.min_call_s = 2.0;
+    sim.max_call_s = 8.0;
+    sim.duplicate_rate = 0.10;
+    sim.reorder_rate = 0.30;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let played = runtime
+        .block_on(ocp_sim::run(sim, Default::default()))
+        .unwrap();
+    let dropped = played.iter().filter(|c| !c.streamed).count();
+    assert!((10..=32).contains(&dropped), "about 10% dropped: {dropped}");
+    assert!(played.iter().any(|c| c.duplicated));
+    assert!(
+        played
+            .iter()
+            .any(|c| c.order == ocp_sim::Order::EndBeforeStart)
+    );
+    assert!(
+        played
+            .iter()
+            .any(|c| c.order == ocp_sim::Order::AudioBeforeEnd)
+    );
+    let objects = service.data().join("objects");
+    for call in &played {
+        if call.streamed {
+            let view = wait_stored(&service, &call.call_id);
+            assert_eq!(view["status"], "complete", "{}", call.call_id);
+            // Routed by application: the simulator's sales-ivr calls end in 0.
+            let lob = if call.call_id.ends_with('0') {
+                "sales"
+            } else {
+                "general"
+            };
+            assert_eq!(view["line_of_business"], lob, "{}", call.call_id);
+            assert!(
+                view["flags"]["started"].as_str().is_some()
+                    && view["flags"]["ended"].as_str().is_some()
+            );
+            assert_eq!(view["attempts"], 0, "{}", call.call_id);
+        } else {
+            let (status, view) = get_call(&service, &call.call_id);
+            assert_eq!(status, StatusCode::OK);
+            assert!(view["flags"]["ended"].as_str().is_some(), "{view}");
+            assert!(view["flags"]["received"].is_null(), "{view}");
+            assert_eq!(view["status"], "pending");
+        }
+    }
+    // Exactly one object per streamed call (plus its JSON sidecar), none for dropped ones.
+    let wavs: Vec<PathBuf> = walk(&objects)
+        .into_iter()
+        .filter(|p| {
+            !p.starts_with(objects.join("callrec-staging")) && !p.starts_with(objects.join(".meta"))
+        })
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    assert_eq!(wavs.len(), played.len() - dropped);
+    let metrics = client()
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "callrec_calls{{state=\"stored\"}} {}",
+            played.len() - dropped
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "callrec_calls{{state=\"ended\"}} {}",
+            played.len()
+        )),
+        "{metrics}"
+    );
     assert!(service.stop().success());
 }

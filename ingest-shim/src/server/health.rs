@@ -22,16 +22,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     m.queue_depth
         .set((state.config.queue_depth - state.queue.available_permits()) as i64);
     if let Ok(funnel) = state.pipeline.store.funnel().await {
-        for (name, value) in [
-            ("started", funnel.started),
-            ("ended", funnel.ended),
-            ("received", funnel.received),
-            ("processed", funnel.processed),
-            ("stored", funnel.stored),
-            ("complete", funnel.complete),
-            ("conflict", funnel.conflict),
-            ("lost", funnel.lost),
-        ] {
+        for (name, value) in funnel.flags().into_iter().chain(funnel.statuses()) {
             m.calls.with_label_values(&[name]).set(value as i64);
         }
     }

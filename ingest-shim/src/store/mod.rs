@@ -101,6 +101,27 @@ pub struct Funnel {
 }
 
 impl Funnel {
+    /// The five flags, in the order of a call's life.
+    pub fn flags(&self) -> [(&'static str, u64); 5] {
+        [
+            ("started", self.started),
+            ("ended", self.ended),
+            ("received", self.received),
+            ("processed", self.processed),
+            ("stored", self.stored),
+        ]
+    }
+
+    /// The terminal statuses (and pending).
+    pub fn statuses(&self) -> [(&'static str, u64); 4] {
+        [
+            ("pending", self.pending),
+            ("complete", self.complete),
+            ("conflict", self.conflict),
+            ("lost", self.lost),
+        ]
+    }
+
     /// Sets the counter called `name` (unknown names are ignored: a newer version may count
     /// more).
     pub fn set(&mut self, name: &str, value: i64) {

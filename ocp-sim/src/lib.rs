@@ -1,0 +1,376 @@
+//! # ocp-sim
+//!
+//! Plays OCP against a callrec service: it makes up calls (deterministic from a seed), sends
+//! their CDR Start and End events, and streams their recordings — synthetic speech-like audio
+//! from `callrec-fixtures` — the way OCP's streaming subscription does. Faults are part of the
+//! play: a share of recordings is never streamed (OCP loses about 10%), some events and uploads
+//! are sent twice, and some calls arrive out of order (End before Start, audio before End).
+//!
+//! The wire formats are documented in this crate's README.md. The Exports API side of OCP comes
+//! with reconciliation.
+
+use base64::Engine as _;
+use callrec_fixtures::{CallShape, Rng, WavEncoding, WavOptions, synth_call, write_wav};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use sha2::Digest as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The service's base URL, e.g. `http://127.0.0.1:8080`.
+    pub target: String,
+    /// Bearer token for the service's write endpoints.
+    pub token: String,
+    pub calls: usize,
+    pub seed: u64,
+    /// Calls started per second; 0 for as fast as the service takes them.
+    pub rate_per_s: f64,
+    /// Call lengths are uniform in this range, seconds.
+    pub min_call_s: f64,
+    pub max_call_s: f64,
+    /// Share of recordings never streamed (default 0.10, as OCP).
+    pub drop_rate: f64,
+    /// Share of calls whose events and recording are sent twice.
+    pub duplicate_rate: f64,
+    /// Share of calls sent out of order (End before Start, or audio before End).
+    pub reorder_rate: f64,
+    /// Send `x-checksum-sha256` and `x-checksum-crc32c` with each recording.
+    pub checksums: bool,
+    /// OCP groups the calls are spread over.
+    pub groups: Vec<String>,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+}
+
+impl SimConfig {
+    /// The defaults: 300 calls of 5–40 s over two groups, 10% dropped, 5% duplicated, 20%
+    /// reordered, checksums on, 8 at a time, as fast as the service takes them.
+    pub fn new(target: impl Into<String>, token: impl Into<String>) -> Self {
+        SimConfig {
+            target: target.into(),
+            token: token.into(),
+            calls: 300,
+            seed: 1,
+            rate_per_s: 0.0,
+            min_call_s: 5.0,
+            max_call_s: 40.0,
+            drop_rate: 0.10,
+            duplicate_rate: 0.05,
+            reorder_rate: 0.20,
+            checksums: true,
+            groups: vec!["grp-emea-01".into(), "grp-amer-01".into()],
+            concurrency: 8,
+        }
+    }
+}
+
+/// The order a call's messages are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Start, End, audio.
+    InOrder,
+    /// End, Start, audio.
+    EndBeforeStart,
+    /// Start, audio, End.
+    AudioBeforeEnd,
+}
+
+/// One simulated call and what was done with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimCall {
+    pub call_id: String,
+    pub group_id: String,
+    pub account_id: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub duration_ms: u64,
+    /// Whether the recording was streamed (false: dropped, as OCP sometimes does).
+    pub streamed: bool,
+    pub duplicated: bool,
+    pub order: Order,
+    /// Hex SHA-256 of the recording (streamed or not).
+    pub sha256: String,
+}
+
+/// Counters for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub calls_done: std::sync::atomic::AtomicU64,
+    pub events_sent: std::sync::atomic::AtomicU64,
+    pub uploads_sent: std::sync::atomic::AtomicU64,
+    pub bytes_sent: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+/// Why the simulation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{what}: {source}")]
+    Http {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what}: the service answered {status}: {body}")]
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("a simulated call panicked: {0}")]
+    Task(String),
+}
+
+/// The plan of call `index`: everything but the audio, decided from the seed alone.
+pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
+    let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
+    let group = &config.groups[index % config.groups.len().max(1)];
+    let duration_ms =
+        (rng.range(config.min_call_s, config.max_call_s.max(config.min_call_s)) * 1000.0) as u64;
+    let start = base
+        .checked_add(SignedDuration::from_millis(index as i64 * 1500))
+        .unwrap_or(base);
+    let end = start
+        .checked_add(SignedDuration::from_millis(duration_ms as i64))
+        .unwrap_or(start);
+    let streamed = rng.next_f64() >= config.drop_rate;
+    let duplicated = rng.next_f64() < config.duplicate_rate;
+    let order = if rng.next_f64() < config.reorder_rate {
+        if rng.next_f64() < 0.5 {
+            Order::EndBeforeStart
+        } else {
+            Order::AudioBeforeEnd
+        }
+    } else {
+        Order::InOrder
+    };
+    SimCall {
+        call_id: format!("dlg-{}-{index:06}", config.seed),
+        group_id: group.clone(),
+        account_id: format!("acct-{}", 4700 + index % 3),
+        start,
+        end,
+        duration_ms,
+        streamed,
+        duplicated,
+        order,
+        sha256: String::new(),
+    }
+}
+
+/// The recording of a planned call: synthetic 8 kHz mono PCM16 speech, as OCP writes it.
+pub fn recording(config: &SimConfig, call: &SimCall, index: usize) -> Vec<u8> {
+    let shape = CallShape::telephone(call.duration_ms, config.seed ^ ((index as u64) << 20));
+    write_wav(
+        &synth_call(&shape),
+        8000,
+        &WavOptions::new(WavEncoding::I16),
+    )
+}
+
+struct Client {
+    http: reqwest::Client,
+    config: Arc<SimConfig>,
+    progress: Arc<Progress>,
+}
+
+impl Client {
+    /// Sends with retries: 503 and 5xx after `Retry-After` (or a backoff), as a good client
+    /// does; anything else that is not 2xx (or 409 for a duplicate) is an error.
+    async fn send(
+        &self,
+        what: String,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(), SimError> {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 0..50 {
+            let response = request()
+                .bearer_auth(&self.config.token)
+                .send()
+                .await
+                .map_err(|source| SimError::Http {
+                    what: what.clone(),
+                    source,
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if status.as_u16() == 503 || status.is_server_error() {
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(delay)
+                    .min(Duration::from_secs(2));
+                self.progress
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                let _ = attempt;
+                continue;
+            }
+            let body = response.text().await.unwrap_or_default();
+            return Err(SimError::Refused {
+                what,
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
+        }
+        Err(SimError::Refused {
+            what,
+            status: 503,
+            body: "still busy after 50 attempts".into(),
+        })
+    }
+
+    async fn event(&self, call: &SimCall, kind: &str) -> Result<(), SimError> {
+        let mut event = serde_json::json!({
+            "type": kind,
+            "call_id": call.call_id,
+            "timestamp": if kind == "start" { call.start } else { call.end },
+            "group_id": call.group_id,
+            "account_id": call.account_id,
+            "client_id": "acme",
+            "ivr_channel": "voice",
+            "application": if call.call_id.ends_with('0') { "sales-ivr" } else { "care-ivr" },
+            "metadata": {"ani_country": "GR", "language": "en-US"},
+        });
+        if kind == "end" {
+            event["duration_ms"] = call.duration_ms.into();
+        }
+        let url = format!("{}/v1/cdr", self.config.target);
+        self.send(format!("{kind} event of {}", call.call_id), || {
+            self.http.post(&url).json(&event)
+        })
+        .await?;
+        self.progress
+            .events_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn upload(&self, call: &SimCall, audio: &bytes::Bytes) -> Result<(), SimError> {
+        let url = format!("{}/v1/calls/{}/audio", self.config.target, call.call_id);
+        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        crc.update(audio);
+        let crc32c =
+            base64::engine::general_purpose::STANDARD.encode((crc.finalize() as u32).to_be_bytes());
+        self.send(format!("recording of {}", call.call_id), || {
+            let mut request = self
+                .http
+                .put(&url)
+                .header("content-type", "audio/wav")
+                .body(audio.clone());
+            if self.config.checksums {
+                request = request
+                    .header("x-checksum-sha256", &call.sha256)
+                    .header("x-checksum-crc32c", &crc32c);
+            }
+            request
+        })
+        .await?;
+        self.progress
+            .uploads_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress
+            .bytes_sent
+            .fetch_add(audio.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn play(&self, mut call: SimCall, index: usize) -> Result<SimCall, SimError> {
+        let config = Arc::clone(&self.config);
+        let audio = {
+            let plan = call.clone();
+            tokio::task::spawn_blocking(move || recording(&config, &plan, index))
+                .await
+                .map_err(|e| SimError::Task(e.to_string()))?
+        };
+        call.sha256 = hex::encode(sha2::Sha256::digest(&audio));
+        let audio = bytes::Bytes::from(audio);
+        let times = if call.duplicated { 2 } else { 1 };
+        for _ in 0..times {
+            match call.order {
+                Order::InOrder => {
+                    self.event(&call, "start").await?;
+                    self.event(&call, "end").await?;
+                    if call.streamed {
+                        self.upload(&call, &audio).await?;
+                    }
+                }
+                Order::EndBeforeStart => {
+                    self.event(&call, "end").await?;
+                    self.event(&call, "start").await?;
+                    if call.streamed {
+                        self.upload(&call, &audio).await?;
+                    }
+                }
+                Order::AudioBeforeEnd => {
+                    self.event(&call, "start").await?;
+                    if call.streamed {
+                        self.upload(&call, &audio).await?;
+                    }
+                    self.event(&call, "end").await?;
+                }
+            }
+        }
+        self.progress
+            .calls_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(call)
+    }
+}
+
+/// Plays `config.calls` calls against the service; returns what was done with each, in call
+/// order. `progress` is updated as it goes.
+pub async fn run(config: SimConfig, progress: Arc<Progress>) -> Result<Vec<SimCall>, SimError> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|source| SimError::Http {
+            what: "building the HTTP client".into(),
+            source,
+        })?;
+    let base = Timestamp::now()
+        .checked_sub(SignedDuration::from_hours(2))
+        .unwrap_or_else(|_| Timestamp::now());
+    let client = Arc::new(Client {
+        http,
+        config: Arc::new(config.clone()),
+        progress,
+    });
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for index in 0..config.calls {
+        if config.rate_per_s > 0.0 {
+            let due = started + Duration::from_secs_f64(index as f64 / config.rate_per_s);
+            tokio::time::sleep_until(due).await;
+        }
+        let permit = Arc::clone(&limit)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let call = plan_call(&config, index, base);
+        let client = Arc::clone(&client);
+        tasks.spawn(async move {
+            let _permit = permit;
+            client.play(call, index).await.map(|c| (index, c))
+        });
+    }
+    let mut done = Vec::with_capacity(config.calls);
+    while let Some(joined) = tasks.join_next().await {
+        let played = joined.map_err(|e| SimError::Task(e.to_string()))??;
+        done.push(played);
+    }
+    done.sort_by_key(|(index, _)| *index);
+    Ok(done.into_iter().map(|(_, call)| call).collect())
+}
