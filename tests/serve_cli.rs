@@ -460,42 +460,13 @@ fn calls_acknowledged_before_a_crash_are_finished_at_start() {
     let audio = fixture("alaw_8k_mono.wav");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        use callrec_ingest::objects::{Body, ObjectMeta, ObjectStore, folder::FolderStore};
-        use callrec_ingest::store::{CallChange, CallStore, StagedAudio, sqlite::SqliteStore};
-        let store = SqliteStore::open(data.join("callrec.db")).unwrap();
-        let objects = FolderStore::open(data.join("objects")).unwrap();
+        let store =
+            callrec_ingest::store::sqlite::SqliteStore::open(data.join("callrec.db")).unwrap();
+        let objects =
+            callrec_ingest::objects::folder::FolderStore::open(data.join("objects")).unwrap();
         for i in 0..3 {
             let call = callrec_ingest::CallId::parse(&format!("crash-{i}")).unwrap();
-            let sha = sha256_hex(&audio);
-            let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-            crc.update(&audio);
-            let crc32c = callrec_ingest::objects::crc32c_base64(crc.finalize() as u32);
-            let location = format!("staging/{call}/{sha}.raw");
-            let meta = ObjectMeta {
-                content_type: "audio/wav".into(),
-                crc32c: crc32c.clone(),
-                sha256: sha.clone(),
-                ..ObjectMeta::default()
-            };
-            objects
-                .put_new(
-                    "callrec-staging",
-                    &location,
-                    Body::Bytes(audio.clone().into()),
-                    &meta,
-                )
-                .await
-                .unwrap();
-            let staged = StagedAudio {
-                location,
-                bytes: audio.len() as u64,
-                sha256: sha,
-                crc32c,
-            };
-            store
-                .update(&call, &CallChange::Received(staged), jiff::Timestamp::now())
-                .await
-                .unwrap();
+            stage_received(&store, &objects, &call, &audio).await;
         }
     });
     let mut service = Service::start_in(dir, &[]);
@@ -605,4 +576,132 @@ fn two_hundred_simulated_calls_with_ten_percent_dropped() {
         "{metrics}"
     );
     assert!(service.stop().success());
+}
+
+/// Leaves `calls` in the state a crash right after `processed` leaves: staged bytes, the received
+/// and processed flags with the recorded decisions and output checksum (`tamper`: a wrong one).
+fn crashed_after_processed(data: &Path, calls: &[(&str, bool)], audio: &[u8]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use callrec_ingest::store::{CallChange, CallStore, ProcessedFacts, sqlite::SqliteStore};
+        let store = SqliteStore::open(data.join("callrec.db")).unwrap();
+        let objects =
+            callrec_ingest::objects::folder::FolderStore::open(data.join("objects")).unwrap();
+        let first = callrec_engine::process(
+            &callrec_engine::AudioSource::from_bytes(audio.to_vec()),
+            &callrec_engine::ProcessConfig::default(),
+        )
+        .unwrap();
+        for &(name, tamper) in calls {
+            let call = callrec_ingest::CallId::parse(name).unwrap();
+            stage_received(&store, &objects, &call, audio).await;
+            let now = jiff::Timestamp::now();
+            let report = &first.report;
+            let facts = ProcessedFacts {
+                duration_ms: report.output.duration_ms,
+                integrated_lufs: None,
+                true_peak_dbtp: None,
+                speech_level_dbov: None,
+                gain_db: report.decisions.gain.gain_db,
+                output_sha256: if tamper {
+                    "0".repeat(64)
+                } else {
+                    report.output.sha256.clone()
+                },
+                output_crc32c: report.output.crc32c.clone(),
+                output_bytes: report.output.bytes,
+                report: serde_json::json!({ "decisions": report.decisions }),
+            };
+            store
+                .update(&call, &CallChange::Processed(facts), now)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_call_resumed_after_processed_replays_its_decisions_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = fixture("pcm16_16k_mono.wav");
+    crashed_after_processed(
+        &dir.path().join("callrec-data"),
+        &[("replay-ok", false), ("replay-bad", true)],
+        &audio,
+    );
+    let mut service = Service::start_in(dir, &[]);
+    let view = wait_stored(&service, "replay-ok");
+    let key = view["object"]["key"].as_str().unwrap();
+    let stored = std::fs::read(service.data().join("objects/callrec-general").join(key)).unwrap();
+    assert_eq!(
+        sha256_hex(&stored),
+        view["object"]["sha256"].as_str().unwrap()
+    );
+    // The tampered one is never stored: a loud error on the call instead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let (_, view) = get_call(&service, "replay-bad");
+        if !view["last_error"].is_null() {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "no error recorded: {view}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        view["last_error"].as_str().unwrap().contains("replaying"),
+        "{view}"
+    );
+    assert!(view["flags"]["stored"].is_null());
+    let metrics = client()
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("callrec_pipeline_failures_total{kind=\"replay_mismatch\"} 1"),
+        "{metrics}"
+    );
+    assert!(service.stop().success());
+}
+
+/// Stages `audio` for `call` and sets `received`: the state right after an acknowledged upload.
+async fn stage_received(
+    store: &callrec_ingest::store::sqlite::SqliteStore,
+    objects: &callrec_ingest::objects::folder::FolderStore,
+    call: &callrec_ingest::CallId,
+    audio: &[u8],
+) {
+    use callrec_ingest::objects::{Body, ObjectMeta, ObjectStore};
+    use callrec_ingest::store::{CallChange, CallStore, StagedAudio};
+    let sha = sha256_hex(audio);
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    crc.update(audio);
+    let crc32c = callrec_ingest::objects::crc32c_base64(crc.finalize() as u32);
+    let location = format!("staging/{call}/{sha}.raw");
+    let meta = ObjectMeta {
+        content_type: "audio/wav".into(),
+        crc32c: crc32c.clone(),
+        sha256: sha.clone(),
+        ..ObjectMeta::default()
+    };
+    objects
+        .put_new(
+            "callrec-staging",
+            &location,
+            Body::Bytes(audio.to_vec().into()),
+            &meta,
+        )
+        .await
+        .unwrap();
+    let staged = StagedAudio {
+        location,
+        bytes: audio.len() as u64,
+        sha256: sha,
+        crc32c,
+    };
+    store
+        .update(call, &CallChange::Received(staged), jiff::Timestamp::now())
+        .await
+        .unwrap();
 }

@@ -48,6 +48,10 @@ pub struct ProcessConfig {
     pub downmix: bool,
     /// Default WAV PCM16.
     pub format: OutputFormat,
+    /// Apply these recorded decisions (gain, trim, downmix, rate, format) instead of deciding
+    /// again: the output of a replay is bit-identical to the recorded run's whatever the
+    /// analysis says on this machine. The analysis still runs, for the report.
+    pub replay: Option<Decisions>,
 }
 
 impl Default for ProcessConfig {
@@ -62,6 +66,7 @@ impl Default for ProcessConfig {
             resample_hz: None,
             downmix: false,
             format: OutputFormat::Wav,
+            replay: None,
         }
     }
 }
@@ -253,21 +258,27 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     let input_report = describe(source, &info, frames as u64, level_meter.finish(), &digests);
 
     // --- Decisions. -----------------------------------------------------------------------------
-    let (trim_start, trim_end) = if config.trim {
-        (
+    let replay = config.replay.as_ref();
+    let (trim_start, trim_end) = match replay {
+        Some(d) => (
+            (d.trim_start_frames as usize).min(frames),
+            (d.trim_end_frames as usize).min(frames),
+        ),
+        None if config.trim => (
             silence.trim_start_frames as usize,
             silence.trim_end_frames as usize,
-        )
-    } else {
-        (0, 0)
+        ),
+        None => (0, 0),
     };
-    let output_rate = config.resample_hz.unwrap_or(rate);
+    let output_rate = replay.map_or(config.resample_hz.unwrap_or(rate), |d| d.output_rate);
+    let downmix_wanted = replay.map_or(config.downmix, |d| d.downmix);
+    let format = replay.map_or(config.format, |d| d.format);
 
     // --- Transform. ---------------------------------------------------------------------------
     let end = frames.saturating_sub(trim_end).max(trim_start);
     // Trimming borrows the decoded planes; only a downmix or a resampling makes new ones.
     let mix: Option<Vec<f32>> =
-        (config.downmix && channels > 1).then(|| mono.unwrap_or_else(|| downmix(&planes)));
+        (downmix_wanted && channels > 1).then(|| mono.unwrap_or_else(|| downmix(&planes)));
     let trimmed: Vec<&[f32]> = match &mix {
         Some(mix) => vec![&mix[trim_start..end]],
         None => planes.iter().map(|p| &p[trim_start..end]).collect(),
@@ -283,22 +294,25 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         None => trimmed,
     };
     // The ceiling applies to what is written: re-measure when the signal changed shape.
-    let changed_shape = output_rate != rate || (config.downmix && channels > 1);
+    let changed_shape = output_rate != rate || (downmix_wanted && channels > 1);
     let peak_before_gain = if changed_shape {
         true_peak_of(&out, output_rate).max_dbtp
     } else {
         true_peak.max_dbtp
     };
-    let headroom = quantization_headroom(config.format, config.ceiling_dbtp);
-    let gain = decide_gain(
-        config.target,
-        loudness.integrated_lufs,
-        speech_level,
-        peak_before_gain,
-        config.ceiling_dbtp - headroom,
-        config.max_gain_db,
-    );
-    let audio = encode(&out, output_rate, db_to_linear(gain.gain_db), config.format)?;
+    let headroom = quantization_headroom(format, config.ceiling_dbtp);
+    let gain = match replay {
+        Some(d) => d.gain.clone(),
+        None => decide_gain(
+            config.target,
+            loudness.integrated_lufs,
+            speech_level,
+            peak_before_gain,
+            config.ceiling_dbtp - headroom,
+            config.max_gain_db,
+        ),
+    };
+    let audio = encode(&out, output_rate, db_to_linear(gain.gain_db), format)?;
 
     // --- Output facts. -----------------------------------------------------------------------
     // The output's true peak is the peak before gain, plus the gain, plus what quantization adds
@@ -320,9 +334,9 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     let out_frames = out.first().map_or(0, |p| p.len());
     let out_digests = Digests::compute(&audio);
     let output = OutputFacts {
-        format: config.format,
-        content_type: config.format.content_type().to_string(),
-        codec: config.format.codec_name().to_string(),
+        format,
+        content_type: format.content_type().to_string(),
+        codec: format.codec_name().to_string(),
         sample_rate: output_rate,
         channels: out.len() as u16,
         frames: out_frames as u64,
@@ -339,9 +353,9 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         trim_end_frames: (frames - end) as u64,
         trim_start_ms: trim_start as f64 * 1000.0 / rate as f64,
         trim_end_ms: (frames - end) as f64 * 1000.0 / rate as f64,
-        downmix: config.downmix && channels > 1,
+        downmix: downmix_wanted && channels > 1,
         output_rate,
-        format: config.format,
+        format,
     };
     let report = ProcessReport {
         engine_version: env!("CARGO_PKG_VERSION"),

@@ -245,3 +245,37 @@ fn stereo_calls_report_talk_and_can_be_downmixed() {
     assert_eq!(out.report.output.channels, 1);
     assert!(out.report.decisions.downmix);
 }
+
+#[test]
+fn replaying_recorded_decisions_gives_the_same_bytes_whatever_the_config() {
+    let mut shape = CallShape::telephone(9000, 77);
+    shape.channels = 2;
+    let source = wav(&shape);
+    let first = process(
+        &source,
+        &ProcessConfig {
+            trim: true,
+            downmix: true,
+            target: Some("-20LUFS".parse::<LoudnessTarget>().unwrap()),
+            format: OutputFormat::Ulaw,
+            ..ProcessConfig::default()
+        },
+    )
+    .unwrap();
+    let decisions = first.report.decisions.clone();
+    // Round-trip through JSON, as the state store keeps them.
+    let stored: callrec_engine::process::Decisions =
+        serde_json::from_value(serde_json::to_value(&decisions).unwrap()).unwrap();
+    // A replay under the defaults (no trim, another target, WAV) follows the recording.
+    let replay = process(
+        &source,
+        &ProcessConfig {
+            replay: Some(stored),
+            ..ProcessConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(replay.audio, first.audio);
+    assert_eq!(replay.report.output.sha256, first.report.output.sha256);
+    assert_eq!(replay.report.decisions, decisions);
+}

@@ -39,6 +39,16 @@ pub enum PipelineError {
     Refused(&'static str),
     #[error("the engine has stopped")]
     EngineGone,
+    /// Replaying the recorded decisions did not reproduce the recorded output: the stored
+    /// report and this engine disagree. Never stored over; a person must look.
+    #[error("replaying call {call_id} gave output {actual}, the recorded one is {expected}")]
+    ReplayMismatch {
+        call_id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the recorded decisions of call {0} cannot be read: {1}")]
+    BadDecisions(String, String),
 }
 
 impl PipelineError {
@@ -53,6 +63,8 @@ impl PipelineError {
             PipelineError::DurationMismatch { .. } => "duration_mismatch",
             PipelineError::Refused(_) => "refused",
             PipelineError::EngineGone => "engine_gone",
+            PipelineError::ReplayMismatch { .. } => "replay_mismatch",
+            PipelineError::BadDecisions(..) => "bad_decisions",
         }
     }
 }
@@ -102,6 +114,24 @@ impl EngineRunner {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Processes one recording with `decisions` replayed (a call resumed after `processed`).
+    /// Rare, so it runs on tokio's blocking pool rather than the engine's.
+    pub async fn replay(
+        &self,
+        source: AudioSource,
+        decisions: callrec_engine::process::Decisions,
+    ) -> Result<Processed, PipelineError> {
+        let config = ProcessConfig {
+            replay: Some(decisions),
+            ..ProcessConfig::default()
+        };
+        let outcome =
+            tokio::task::spawn_blocking(move || callrec_engine::process(&source, &config))
+                .await
+                .map_err(|_| PipelineError::EngineGone)?;
+        Ok(outcome?)
     }
 
     /// Processes one recording on the engine's pool.
@@ -172,7 +202,57 @@ impl Pipeline {
             .get(staging_bucket, &staged.location, None)
             .await?;
         let source = AudioSource::from_bytes(raw).with_name(format!("{call_id}.wav"));
-        let processed = self.engine.process(source).await?;
+        let (record, processed) = match &record.processed {
+            // Resumed after `processed`: replay the recorded decisions; the output must be the
+            // recorded one to the bit.
+            Some(recorded) => {
+                let decisions = serde_json::from_value(recorded.report["decisions"].clone())
+                    .map_err(|e| PipelineError::BadDecisions(call_id.to_string(), e.to_string()))?;
+                let processed = self.engine.replay(source, decisions).await?;
+                if processed.report.output.sha256 != recorded.output_sha256 {
+                    return Err(PipelineError::ReplayMismatch {
+                        call_id: call_id.to_string(),
+                        expected: recorded.output_sha256.clone(),
+                        actual: processed.report.output.sha256.clone(),
+                    });
+                }
+                (record, processed)
+            }
+            None => {
+                let processed = self.engine.process(source).await?;
+                let facts = self.check_and_summarize(&record, &processed)?;
+                let (record, applied) = self
+                    .store
+                    .update(call_id, &CallChange::Processed(facts), Timestamp::now())
+                    .await?;
+                if let Outcome::Refused(why) = applied.outcome {
+                    return Err(PipelineError::Refused(why));
+                }
+                (record, processed)
+            }
+        };
+        let object = self.write_object(&record, &processed).await?;
+        let (_, applied) = self
+            .store
+            .update(call_id, &CallChange::Stored(object), Timestamp::now())
+            .await?;
+        if let Outcome::Refused(why) = applied.outcome {
+            return Err(PipelineError::Refused(why));
+        }
+        if !self.keep_staged {
+            self.objects
+                .delete(staging_bucket, &staged.location)
+                .await?;
+        }
+        Ok(Finished::Stored)
+    }
+
+    /// Checks the CDR's duration against the audio; the figures the call record keeps.
+    fn check_and_summarize(
+        &self,
+        record: &CallRecord,
+        processed: &Processed,
+    ) -> Result<ProcessedFacts, PipelineError> {
         let report = &processed.report;
         if let Some(expected_ms) = record.cdr.duration_ms {
             let actual_ms = report.input.duration_ms;
@@ -183,7 +263,7 @@ impl Pipeline {
                 });
             }
         }
-        let facts = ProcessedFacts {
+        Ok(ProcessedFacts {
             duration_ms: report.output.duration_ms,
             integrated_lufs: report.analysis.loudness.integrated_lufs,
             true_peak_dbtp: report.output.true_peak_dbtp,
@@ -204,32 +284,7 @@ impl Pipeline {
                     "sha256": report.input.checksums.sha256,
                 },
             }),
-        };
-        let (record, applied) = self
-            .store
-            .update(
-                call_id,
-                &CallChange::Processed(facts.clone()),
-                Timestamp::now(),
-            )
-            .await?;
-        if let Outcome::Refused(why) = applied.outcome {
-            return Err(PipelineError::Refused(why));
-        }
-        let object = self.write_object(&record, &processed).await?;
-        let (_, applied) = self
-            .store
-            .update(call_id, &CallChange::Stored(object), Timestamp::now())
-            .await?;
-        if let Outcome::Refused(why) = applied.outcome {
-            return Err(PipelineError::Refused(why));
-        }
-        if !self.keep_staged {
-            self.objects
-                .delete(staging_bucket, &staged.location)
-                .await?;
-        }
-        Ok(Finished::Stored)
+        })
     }
 
     /// The processed audio and its JSON sidecar, create-only, in the routed bucket.
