@@ -14,7 +14,7 @@ const TOKEN: &str = "test-token-0123456789";
 struct Service {
     child: Child,
     url: String,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Service {
@@ -24,7 +24,11 @@ impl Service {
 
     /// Starts in `dir`, which may hold the data of an earlier run, and a `callrec.toml` to use.
     fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        Self::start_at(dir, "127.0.0.1:0", env)
+    }
+
+    fn start_at(dir: tempfile::TempDir, listen: &str, env: &[(&str, &str)]) -> Service {
+        let mut args = vec!["serve", "--listen", listen];
         if dir.path().join("callrec.toml").is_file() {
             args.extend(["--config", "callrec.toml"]);
         }
@@ -47,11 +51,26 @@ impl Service {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        Service { child, url, dir }
+        Service {
+            child,
+            url,
+            dir: Some(dir),
+        }
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("callrec-data")
+        self.dir
+            .as_ref()
+            .expect("the service has its folder")
+            .path()
+            .join("callrec-data")
+    }
+
+    /// SIGKILL: no chance to finish anything. Returns the folder for the next start.
+    fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("the service has its folder")
     }
 
     /// SIGTERM, then the exit status.
@@ -301,6 +320,33 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // Not audio at all.
+    let response = put_audio(
+        &service,
+        "c-4",
+        b"<html><body>not a recording</body></html>".to_vec(),
+    );
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let error: serde_json::Value = response.json().unwrap();
+    assert_eq!(error["error"], "not_audio");
+    // A truncated body: the connection closes before Content-Length bytes arrived.
+    {
+        use std::io::Write;
+        let address = service.url.trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "PUT /v1/calls/c-5/audio HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 5000\r\n\r\n"
+        )
+        .unwrap();
+        stream
+            .write_all(&fixture("ulaw_8k_mono.wav")[..1000])
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.is_empty() || answer.contains(" 400 "), "{answer}");
+    }
     // Malformed CDRs: bad JSON, unknown type, a batch with one bad event writes nothing.
     let response = client()
         .post(format!("{}/v1/cdr", service.url))
@@ -315,7 +361,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         {"type": "start", "call_id": "../x", "timestamp": "2026-11-24T10:00:00Z"}]});
     assert_eq!(cdr(&service, batch).status(), StatusCode::BAD_REQUEST);
     assert_eq!(get_call(&service, "ok-1").0, StatusCode::NOT_FOUND);
-    for id in ["c-2", "c-3"] {
+    for id in ["c-2", "c-3", "c-4", "c-5"] {
         assert_eq!(get_call(&service, id).0, StatusCode::NOT_FOUND, "{id}");
     }
     // Nothing was left in the spool.
@@ -704,4 +750,176 @@ async fn stage_received(
         .update(call, &CallChange::Received(staged), jiff::Timestamp::now())
         .await
         .unwrap();
+}
+
+#[test]
+fn sigkill_in_the_middle_loses_no_acknowledged_upload() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let service = Service::start_at(tempfile::tempdir().unwrap(), &listen, &[]);
+    let mut sim = ocp_sim::SimConfig::new(service.url.clone(), TOKEN);
+    sim.calls = 120;
+    sim.seed = 9;
+    sim.min_call_s = 3.0;
+    sim.max_call_s = 12.0;
+    sim.concurrency = 6;
+    let progress = std::sync::Arc::new(ocp_sim::Progress::default());
+    let running = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(ocp_sim::run(sim, progress))
+        })
+    };
+    // Kill it three times while calls are arriving, restarting on the same port.
+    let mut service = service;
+    for round in 1..=3u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while progress
+            .calls_done
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < round * 25
+        {
+            assert!(Instant::now() < deadline, "the simulation stalled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let dir = service.kill();
+        service = Service::start_at(dir, &listen, &[]);
+    }
+    let played = running.join().unwrap().unwrap();
+    // Every recording the simulator got acknowledged is stored, once, matching its report.
+    let objects = service.data().join("objects");
+    for call in played.iter().filter(|c| c.streamed) {
+        let view = wait_stored(&service, &call.call_id);
+        let key = view["object"]["key"].as_str().unwrap();
+        let stored = std::fs::read(objects.join("callrec-general").join(key)).unwrap();
+        assert_eq!(
+            sha256_hex(&stored),
+            view["object"]["sha256"].as_str().unwrap(),
+            "{}",
+            call.call_id
+        );
+    }
+    let wavs = walk(&objects.join("callrec-general"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .count();
+    assert_eq!(wavs, played.iter().filter(|c| c.streamed).count());
+    // (A kill between `stored` and the removal of the staged raw bytes leaves those bytes in
+    // staging: harmless — the call is stored — and swept by nothing yet; see the session notes.)
+    assert!(service.stop().success());
+}
+
+#[test]
+fn the_same_run_against_dynamodb_and_s3() {
+    let moto = callrec_fixtures::moto::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("callrec.toml"),
+        format!(
+            r#"
+            [state]
+            backend = "dynamodb"
+            dynamodb_table = "callrec-e2e"
+            endpoint_url = "{0}"
+            region = "us-east-1"
+            [objects]
+            backend = "s3"
+            endpoint_url = "{0}"
+            region = "us-east-1"
+            force_path_style = true
+            [routing]
+            default = "general"
+            staging = {{ bucket = "callrec-staging" }}
+            [[routing.rules]]
+            line_of_business = "sales"
+            application = "sales-*"
+            [lines_of_business.sales]
+            bucket = "callrec-sales"
+            [lines_of_business.general]
+            bucket = "callrec-general"
+            "#,
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let init = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["init", "--config", "callrec.toml", "--create-buckets"])
+        .current_dir(dir.path())
+        .envs(creds)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let mut service = Service::start_in(dir, &creds);
+    let mut sim = ocp_sim::SimConfig::new(service.url.clone(), TOKEN);
+    sim.calls = 200;
+    sim.seed = 43;
+    sim.min_call_s = 2.0;
+    sim.max_call_s = 6.0;
+    sim.duplicate_rate = 0.10;
+    sim.reorder_rate = 0.30;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let played = runtime
+        .block_on(ocp_sim::run(sim, Default::default()))
+        .unwrap();
+    let s3 = runtime.block_on(async {
+        let shared = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::from_keys("test", "test", None),
+                ),
+            )
+            .build();
+        callrec_ingest::objects::s3::S3Store::from_sdk_config(
+            &shared,
+            &callrec_ingest::objects::s3::S3Config {
+                endpoint_url: Some(moto.endpoint.clone()),
+                region: None,
+                force_path_style: true,
+            },
+        )
+    });
+    let mut stored = 0;
+    for call in &played {
+        if call.streamed {
+            let view = wait_stored(&service, &call.call_id);
+            let lob = if call.call_id.ends_with('0') {
+                "sales"
+            } else {
+                "general"
+            };
+            assert_eq!(view["object"]["bucket"], format!("callrec-{lob}"));
+            let key = view["object"]["key"].as_str().unwrap().to_string();
+            let info = runtime
+                .block_on(callrec_ingest::objects::ObjectStore::head(
+                    &s3,
+                    &format!("callrec-{lob}"),
+                    &key,
+                ))
+                .unwrap()
+                .expect("the object is in S3");
+            assert_eq!(info.sha256.as_deref(), view["object"]["sha256"].as_str());
+            stored += 1;
+        } else {
+            let (_, view) = get_call(&service, &call.call_id);
+            assert!(
+                view["flags"]["ended"].as_str().is_some() && view["flags"]["received"].is_null(),
+                "{view}"
+            );
+        }
+    }
+    assert_eq!(stored, played.iter().filter(|c| c.streamed).count());
+    assert!(service.stop().success());
 }

@@ -179,8 +179,8 @@ struct Client {
 }
 
 impl Client {
-    /// Sends with retries: 503 and 5xx after `Retry-After` (or a backoff), as a good client
-    /// does; anything else that is not 2xx (or 409 for a duplicate) is an error.
+    /// Sends with retries: 503 and 5xx after `Retry-After` (or a backoff), and connection
+    /// failures after a backoff, as a good client does; any other non-2xx answer is an error.
     async fn send(
         &self,
         what: String,
@@ -188,14 +188,25 @@ impl Client {
     ) -> Result<(), SimError> {
         let mut delay = Duration::from_millis(100);
         for attempt in 0..50 {
-            let response = request()
-                .bearer_auth(&self.config.token)
-                .send()
-                .await
-                .map_err(|source| SimError::Http {
-                    what: what.clone(),
-                    source,
-                })?;
+            let response = match request().bearer_auth(&self.config.token).send().await {
+                Ok(response) => response,
+                // The service is restarting (or the connection broke mid-request): OCP sends
+                // again; every message is idempotent on the service's side.
+                Err(e) if (e.is_connect() || e.is_request()) && attempt < 49 => {
+                    self.progress
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(source) => {
+                    return Err(SimError::Http {
+                        what: what.clone(),
+                        source,
+                    });
+                }
+            };
             let status = response.status();
             if status.is_success() {
                 return Ok(());
@@ -214,7 +225,6 @@ impl Client {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
-                let _ = attempt;
                 continue;
             }
             let body = response.text().await.unwrap_or_default();

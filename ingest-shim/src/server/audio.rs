@@ -91,6 +91,18 @@ impl Drop for Spool {
     }
 }
 
+/// Whether `head` (the first bytes of a body) starts like an audio file callrec decodes: RIFF
+/// or RF64 WAVE, FLAC, Ogg, MP3 (an ID3 tag or a frame sync), MP4/M4A (`ftyp`).
+fn looks_like_audio(head: &[u8]) -> bool {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    ((at(0, b"RIFF") || at(0, b"RF64") || at(0, b"BW64")) && at(8, b"WAVE"))
+        || at(0, b"fLaC")
+        || at(0, b"OggS")
+        || at(0, b"ID3")
+        || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0)
+        || at(4, b"ftyp")
+}
+
 struct Spooled {
     spool: Spool,
     bytes: u64,
@@ -119,9 +131,14 @@ async fn spool_body(
     let mut md5 = checksums.md5.map(|_| md5::Md5::new());
     let max = state.config.max_body_bytes;
     let mut bytes = 0u64;
+    let mut head: Vec<u8> = Vec::with_capacity(12);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| bad("bad_body", format!("reading the body: {e}")))?;
+        if head.len() < 12 {
+            let take = (12 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
         bytes += chunk.len() as u64;
         if bytes > max {
             state
@@ -147,6 +164,13 @@ async fn spool_body(
     file.sync_all().await.map_err(ApiError::unavailable)?;
     if bytes == 0 {
         return Err(bad("empty_body", "the recording is empty"));
+    }
+    if !looks_like_audio(&head) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_audio",
+            "the body is not an audio file (WAV, FLAC, Ogg, MP3 or M4A)",
+        ));
     }
     let sha256_hex = hex::encode(sha.finalize());
     let crc32c_base64 = crc32c_base64(crc.finalize() as u32);
@@ -305,23 +329,7 @@ pub async fn put_audio(
     match applied.outcome {
         Outcome::Changed => {
             state.metrics.uploads.with_label_values(&["created"]).inc();
-            let pipeline = state.pipeline.clone();
-            let metrics = state.metrics.clone();
-            let id = call_id.clone();
-            state.tasks.spawn(async move {
-                let _permit = permit;
-                let started = Instant::now();
-                match pipeline.run(&id).await {
-                    Ok(_) => metrics
-                        .stage_seconds
-                        .with_label_values(&["process_and_store"])
-                        .observe(started.elapsed().as_secs_f64()),
-                    Err(e) => {
-                        metrics.failures.with_label_values(&[e.kind()]).inc();
-                        tracing::error!(call_id = %id, kind = e.kind(), error = %e, "processing failed");
-                    }
-                }
-            });
+            spawn_pipeline(&state, call_id, permit);
             Ok((StatusCode::CREATED, Json(CallView::of(&record))))
         }
         Outcome::Unchanged => {
@@ -340,4 +348,24 @@ pub async fn put_audio(
         }
         Outcome::Refused(why) => Err(ApiError::new(StatusCode::CONFLICT, "refused", why)),
     }
+}
+
+/// Runs the call through the pipeline in the background, holding its place in the queue.
+fn spawn_pipeline(state: &AppState, call_id: CallId, permit: tokio::sync::OwnedSemaphorePermit) {
+    let pipeline = state.pipeline.clone();
+    let metrics = state.metrics.clone();
+    state.tasks.spawn(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        match pipeline.run(&call_id).await {
+            Ok(_) => metrics
+                .stage_seconds
+                .with_label_values(&["process_and_store"])
+                .observe(started.elapsed().as_secs_f64()),
+            Err(e) => {
+                metrics.failures.with_label_values(&[e.kind()]).inc();
+                tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "processing failed");
+            }
+        }
+    });
 }
