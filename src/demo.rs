@@ -224,7 +224,11 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
             .filter(|c| c.order != ocp_sim::Order::InOrder)
             .count();
         println!();
-        println!("{calls} calls in {:.1} s ({duplicated} sent twice, {reordered} out of order, {dropped} recordings never streamed)", started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        println!("{calls} calls in {seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order, {dropped} recordings never streamed)", calls as f64 / seconds);
+        if let (Some(p50), Some(p99)) = (progress.upload_quantile_ms(0.5), progress.upload_quantile_ms(0.99)) {
+            println!("upload to acknowledgement: p50 {p50:.1} ms, p99 {p99:.1} ms");
+        }
         println!();
         println!("funnel (all runs in {}):", args.data.display());
         for (name, value) in funnel.flags() {
@@ -274,6 +278,12 @@ pub fn run_sim(args: SimCliArgs) -> Result<ExitCode> {
             played.len(),
             played.len() - streamed
         );
+        if let (Some(p50), Some(p99)) = (
+            progress.upload_quantile_ms(0.5),
+            progress.upload_quantile_ms(0.99),
+        ) {
+            println!("upload to acknowledgement: p50 {p50:.1} ms, p99 {p99:.1} ms");
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

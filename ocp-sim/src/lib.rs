@@ -104,6 +104,25 @@ pub struct Progress {
     pub uploads_sent: std::sync::atomic::AtomicU64,
     pub bytes_sent: std::sync::atomic::AtomicU64,
     pub retries: std::sync::atomic::AtomicU64,
+    /// Upload latencies (request to acknowledgement, retries included), ms.
+    pub upload_ms: std::sync::Mutex<Vec<f64>>,
+}
+
+impl Progress {
+    /// The `q` quantile (0–1) of the upload latencies so far, ms.
+    pub fn upload_quantile_ms(&self, q: f64) -> Option<f64> {
+        let mut all = self
+            .upload_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_by(f64::total_cmp);
+        let index = ((all.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(all[index])
+    }
 }
 
 /// Why the simulation stopped.
@@ -273,6 +292,7 @@ impl Client {
         crc.update(audio);
         let crc32c =
             base64::engine::general_purpose::STANDARD.encode((crc.finalize() as u32).to_be_bytes());
+        let started = std::time::Instant::now();
         self.send(format!("recording of {}", call.call_id), || {
             let mut request = self
                 .http
@@ -287,6 +307,11 @@ impl Client {
             request
         })
         .await?;
+        self.progress
+            .upload_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(started.elapsed().as_secs_f64() * 1000.0);
         self.progress
             .uploads_sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
