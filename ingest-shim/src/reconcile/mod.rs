@@ -1,4 +1,6 @@
 //! Stage 2: recovering the recordings that never arrived on the stream, through OCP export
-//! jobs. So far: [`plan`], the grouping of missing calls into the fewest exports OCP allows.
+//! jobs. So far: [`plan`] (the fewest exports OCP allows) and [`scanner`] (missing calls to export
+//! job records).
 
 pub mod plan;
+pub mod scanner;
