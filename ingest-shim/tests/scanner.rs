@@ -126,7 +126,11 @@ async fn missing_calls_become_the_fewest_jobs_once() {
     let jobs = store.open_jobs(100).await.unwrap();
     let a = jobs.iter().find(|j| j.group_id == "grp-a").unwrap();
     assert_eq!(a.from, t("2026-11-20T08:00:00Z"));
-    assert_eq!(a.to, t("2026-11-20T12:00:00Z"), "the last call starts at 11:04");
+    assert_eq!(
+        a.to,
+        t("2026-11-20T12:00:00Z"),
+        "the last call starts at 11:04"
+    );
     assert_eq!(a.state, JobState::Created);
     assert!(a.next_poll_at.is_some());
 

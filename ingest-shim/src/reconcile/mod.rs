@@ -1,6 +1,7 @@
 //! Stage 2: recovering the recordings that never arrived on the stream, through OCP export
-//! jobs. So far: [`plan`] (the fewest exports OCP allows) and [`scanner`] (missing calls to export
-//! job records).
+//! jobs. So far: [`plan`] (the fewest exports OCP allows), [`scanner`] (missing calls to export
+//! job records) and [`schedule`] (when to poll a job next).
 
 pub mod plan;
 pub mod scanner;
+pub mod schedule;
