@@ -6,8 +6,10 @@
 //! play: a share of recordings is never streamed (OCP loses about 10%), some events and uploads
 //! are sent twice, and some calls arrive out of order (End before Start, audio before End).
 //!
-//! The wire formats are documented in this crate's README.md. The Exports API side of OCP comes
-//! with reconciliation.
+//! The wire formats are documented in this crate's README.md. [`exports`] plays OCP's Exports
+//! API (what reconciliation talks to) over the recordings it holds, streamed or not.
+
+pub mod exports;
 
 use base64::Engine as _;
 use callrec_fixtures::{CallShape, Rng, WavEncoding, WavOptions, synth_call, write_wav};

@@ -1,0 +1,288 @@
+//! The simulated Exports API over real HTTP on a loopback port.
+
+use bytes::Bytes;
+use jiff::{SignedDuration, Timestamp};
+use ocp_sim::exports::{ExportsApi, ExportsConfig, Recording, router};
+use std::time::Duration;
+
+fn recordings() -> Vec<Recording> {
+    let base: Timestamp = "2026-11-24T08:00:00Z".parse().unwrap();
+    (0..30)
+        .map(|i| Recording {
+            group_id: if i % 3 == 0 {
+                "grp-b".into()
+            } else {
+                "grp-a".into()
+            },
+            account_id: "acct-1".into(),
+            dialog_id: format!("dlg-{i:03}"),
+            dialog_time: base + SignedDuration::from_mins(10 * i),
+            wav: Bytes::from(vec![i as u8; 100 + i as usize]),
+            cdr: serde_json::json!({"call_id": format!("dlg-{i:03}")}),
+        })
+        .collect()
+}
+
+async fn start(config: ExportsConfig) -> (String, ExportsApi) {
+    let api = ExportsApi::new(config, recordings());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(api.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, api)
+}
+
+async fn token(client: &reqwest::Client, url: &str) -> String {
+    let response = client
+        .post(format!("{url}/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "secret"),
+            ("client_id", "callrec"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn exports_list_and_serve_the_recordings_of_their_range() {
+    let mut config = ExportsConfig::new("cc", "secret");
+    // Long enough that the checks before completion cannot be late on a loaded machine.
+    config.completion_delay = Duration::from_millis(1500);
+    let (url, api) = start(config).await;
+    let client = reqwest::Client::new();
+    let bad = client
+        .post(format!("{url}/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let tok = token(&client, &url).await;
+    let create = |group: &str, from: &str, to: &str, auth: bool| {
+        let mut request = client
+            .post(format!("{url}/exports/v1/groups/{group}/exports"))
+            .json(&serde_json::json!({"from": from, "to": to, "data_types": ["audio", "cdr"]}));
+        if auth {
+            request = request.bearer_auth(&tok);
+        }
+        request.send()
+    };
+    assert_eq!(
+        create(
+            "grp-a",
+            "2026-11-24T08:00:00Z",
+            "2026-11-24T10:00:00Z",
+            false
+        )
+        .await
+        .unwrap()
+        .status(),
+        401
+    );
+    for (from, to) in [
+        ("2026-11-24T08:30:00Z", "2026-11-24T10:00:00Z"),
+        ("2026-11-24T08:00:00Z", "2026-11-24T08:00:00Z"),
+        ("2026-11-24T08:00:00Z", "2026-11-26T09:00:00Z"),
+    ] {
+        let response = create("grp-a", from, to, true).await.unwrap();
+        assert_eq!(response.status(), 400, "{from} {to}");
+    }
+    let created = create(
+        "grp-a",
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T11:00:00Z",
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let export: serde_json::Value = created.json().await.unwrap();
+    let id = export["export_id"].as_str().unwrap().to_string();
+    // One running export per group.
+    let second = create(
+        "grp-a",
+        "2026-11-24T12:00:00Z",
+        "2026-11-24T13:00:00Z",
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.status(), 409);
+    assert_eq!(
+        create(
+            "grp-b",
+            "2026-11-24T08:00:00Z",
+            "2026-11-24T09:00:00Z",
+            true
+        )
+        .await
+        .unwrap()
+        .status(),
+        201
+    );
+    assert_eq!(api.exports_created(), 2);
+    // Pending, then completed.
+    let status = |id: String| {
+        let client = client.clone();
+        let url = url.clone();
+        let tok = tok.clone();
+        async move {
+            let body: serde_json::Value = client
+                .get(format!("{url}/exports/v1/exports/{id}"))
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["status"].as_str().unwrap().to_string()
+        }
+    };
+    let early = status(id.clone()).await;
+    assert!(early == "pending" || early == "running", "{early}");
+    let listing = client
+        .get(format!("{url}/exports/v1/exports/{id}/files"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), 409, "not ready yet");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status(id.clone()).await != "completed" {
+        assert!(std::time::Instant::now() < deadline, "never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Pages of 4 until the end.
+    let mut names = Vec::new();
+    let mut page_token: Option<String> = None;
+    loop {
+        let mut request = client
+            .get(format!("{url}/exports/v1/exports/{id}/files"))
+            .bearer_auth(&tok)
+            .query(&[("page_size", "4")]);
+        if let Some(t) = &page_token {
+            request = request.query(&[("page_token", t.as_str())]);
+        }
+        let page: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        for f in page["files"].as_array().unwrap() {
+            names.push(f["name"].as_str().unwrap().to_string());
+        }
+        match page["next_page_token"].as_str() {
+            Some(t) => page_token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    // grp-a dialogs in [08:00, 11:00): i in 0..18 with i % 3 != 0 → 12 recordings, audio + CDR.
+    assert_eq!(names.len(), 24);
+    let audio: Vec<&String> = names.iter().filter(|n| n.ends_with(".wav")).collect();
+    assert_eq!(audio.len(), 12);
+    assert_eq!(audio[0], "grp-a~acct-1~20261124081000000~dlg-001.wav");
+    let file = client
+        .get(format!("{url}/exports/v1/exports/{id}/files/{}", audio[0]))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(file, Bytes::from(vec![1u8; 101]));
+    // With grp-a's export completed, a new one may start.
+    assert_eq!(
+        create(
+            "grp-a",
+            "2026-11-24T12:00:00Z",
+            "2026-11-24T13:00:00Z",
+            true
+        )
+        .await
+        .unwrap()
+        .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn faults_rate_limits_omissions_and_expiry() {
+    let mut config = ExportsConfig::new("cc", "secret");
+    config.completion_delay = Duration::from_millis(50);
+    config.data_lifetime = Duration::from_millis(600);
+    config.rate_limit_every = Some(4);
+    config.omit_rate = 0.5;
+    let (url, _) = start(config).await;
+    let client = reqwest::Client::new();
+    let tok = token(&client, &url).await;
+    // Every 4th authenticated request is refused with 429 and Retry-After.
+    let mut limited = 0;
+    let mut id = None;
+    for _ in 0..4 {
+        let response = client
+            .post(format!("{url}/exports/v1/groups/grp-a/exports"))
+            .bearer_auth(&tok)
+            .json(
+                &serde_json::json!({"from": "2026-11-24T08:00:00Z", "to": "2026-11-24T13:00:00Z"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            429 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                limited += 1;
+            }
+            201 => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                id = Some(body["export_id"].as_str().unwrap().to_string());
+            }
+            409 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(limited, 1);
+    let id = id.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut files = None;
+    for _ in 0..4 {
+        let response = client
+            .get(format!("{url}/exports/v1/exports/{id}/files"))
+            .bearer_auth(&tok)
+            .query(&[("page_size", "100")])
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            files = Some(body["files"].as_array().unwrap().len());
+            break;
+        }
+    }
+    // 20 grp-a recordings in range, about half left out (each with its CDR).
+    let files = files.unwrap();
+    assert!(files > 0 && files < 40, "{files}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut expired = false;
+    for _ in 0..4 {
+        let response = client
+            .get(format!("{url}/exports/v1/exports/{id}/files"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 410 {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired);
+}
