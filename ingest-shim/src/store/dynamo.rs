@@ -29,6 +29,7 @@ use crate::ids::CallId;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus, TransactWriteItem,
@@ -450,45 +451,69 @@ impl DynamoStore {
     }
 
     /// Pages through `index` until `limit` items are collected or the index ends.
-    async fn query_jobs(
+    /// Pages through a query (`query` builds one page from its size and start key) until
+    /// `limit` records pass `keep` or the index ends; returns them and the key to continue from.
+    async fn collect<T: serde::de::DeserializeOwned>(
         &self,
-        index: &str,
-        upper: Option<String>,
+        query: impl Fn(i32, Option<Item>) -> QueryFluentBuilder,
+        mut start: Option<Item>,
         limit: u32,
-    ) -> Result<Vec<ExportJob>> {
-        let mut jobs = Vec::new();
-        let mut start: Option<Item> = None;
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<(Vec<T>, Option<Item>)> {
+        let mut items = Vec::new();
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .expression_attribute_names("#pk", format!("{index}_pk"))
-                .expression_attribute_values(":pk", s(if index == "due" { "DUE" } else { "OPEN" }))
-                .limit((limit as usize - jobs.len()) as i32)
-                .set_exclusive_start_key(start.take());
-            query = match &upper {
-                Some(upper) => query
-                    .key_condition_expression("#pk = :pk AND #sk <= :upper")
-                    .expression_attribute_names("#sk", format!("{index}_sk"))
-                    .expression_attribute_values(":upper", s(upper.clone())),
-                None => query.key_condition_expression("#pk = :pk"),
-            };
-            let page = query.send().await.map_err(unavailable)?;
+            let size = (limit as usize - items.len()) as i32;
+            let page = query(size, start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
             for item in page.items() {
                 let key = item
                     .get("pk")
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
-                jobs.push(record_of(&key, item)?);
+                let record: T = record_of(&key, item)?;
+                if keep(&record) {
+                    items.push(record);
+                }
             }
             match page.last_evaluated_key() {
-                Some(last) if jobs.len() < limit as usize => start = Some(last.clone()),
-                _ => return Ok(jobs),
+                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
+                last => return Ok((items, last.cloned())),
             }
         }
+    }
+
+    /// The jobs of the `due` or `open` index, up to `upper` on the sort key if given.
+    async fn query_jobs(
+        &self,
+        index: &str,
+        upper: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ExportJob>> {
+        let query = |size: i32, start: Option<Item>| {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .expression_attribute_names("#pk", format!("{index}_pk"))
+                .expression_attribute_values(":pk", s(if index == "due" { "DUE" } else { "OPEN" }))
+                .limit(size)
+                .set_exclusive_start_key(start);
+            match &upper {
+                Some(upper) => query
+                    .key_condition_expression("#pk = :pk AND #sk <= :upper")
+                    .expression_attribute_names("#sk", format!("{index}_sk"))
+                    .expression_attribute_values(":upper", s(upper.clone())),
+                None => query.key_condition_expression("#pk = :pk"),
+            }
+        };
+        let (jobs, _) = self
+            .collect(query, None, limit, |_: &ExportJob| true)
+            .await?;
+        Ok(jobs)
     }
 }
 
@@ -574,7 +599,7 @@ impl CallStore for DynamoStore {
         let limit = query.limit.clamp(1, 1000);
         let from = query.ended_from.map_or(0, ms).max(0);
         let before = ms(query.ended_before);
-        let mut start = query
+        let start = query
             .cursor
             .as_deref()
             .map(|c| decode_cursor(c, &["pk", "sk", "pending_pk", "pending_sk"]))
@@ -588,17 +613,16 @@ impl CallStore for DynamoStore {
                 return Err(StoreError::BadCursor);
             }
         }
-        let mut items = Vec::new();
-        loop {
-            let mut request = self
+        let page_query = |size: i32, start: Option<Item>| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name("pending")
                 .expression_attribute_values(":pk", s("PENDING"))
-                .limit((limit as usize - items.len()) as i32)
-                .set_exclusive_start_key(start.take());
-            request = match &query.group_id {
+                .limit(size)
+                .set_exclusive_start_key(start);
+            match &query.group_id {
                 // One group: the window is a range of the sort key.
                 Some(group) => request
                     .key_condition_expression("pending_pk = :pk AND pending_sk BETWEEN :lo AND :hi")
@@ -613,71 +637,38 @@ impl CallStore for DynamoStore {
                     .filter_expression("pending_ms >= :from AND pending_ms < :before")
                     .expression_attribute_values(":from", n(from))
                     .expression_attribute_values(":before", n(before)),
-            };
-            let page = request.send().await.map_err(unavailable)?;
-            for item in page.items() {
-                let key = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                let record: CallRecord = record_of(&key, item)?;
-                // BETWEEN is inclusive at `hi`: leave out calls that ended exactly at `before`.
-                if record.flags.ended.is_some_and(|e| ms(e) < before) {
-                    items.push(record);
-                }
             }
-            match page.last_evaluated_key() {
-                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
-                Some(last) => {
-                    return Ok(Page {
-                        items,
-                        next: Some(encode_cursor(last)?),
-                    });
-                }
-                None => return Ok(Page { items, next: None }),
-            }
-        }
+        };
+        // BETWEEN is inclusive at `hi`: leave out calls that ended exactly at `before`.
+        let ended_before = |record: &CallRecord| record.flags.ended.is_some_and(|e| ms(e) < before);
+        let (items, last) = self.collect(page_query, start, limit, ended_before).await?;
+        Ok(Page {
+            items,
+            next: last.as_ref().map(encode_cursor).transpose()?,
+        })
     }
 
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
-        let limit = limit.clamp(1, 1000);
-        let mut start = cursor
+        let start = cursor
             .map(|c| decode_cursor(c, &["pk", "sk", "work_pk", "work_sk"]))
             .transpose()?;
-        let mut items = Vec::new();
-        loop {
-            let page = self
-                .client
+        let query = |size: i32, start: Option<Item>| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name("work")
                 .key_condition_expression("work_pk = :pk")
                 .expression_attribute_values(":pk", s("WORK"))
-                .limit((limit as usize - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                let key = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                items.push(record_of(&key, item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
-                Some(last) => {
-                    return Ok(Page {
-                        items,
-                        next: Some(encode_cursor(last)?),
-                    });
-                }
-                None => return Ok(Page { items, next: None }),
-            }
-        }
+                .limit(size)
+                .set_exclusive_start_key(start)
+        };
+        let (items, last) = self
+            .collect(query, start, limit.clamp(1, 1000), |_: &CallRecord| true)
+            .await?;
+        Ok(Page {
+            items,
+            next: last.as_ref().map(encode_cursor).transpose()?,
+        })
     }
 
     async fn funnel(&self) -> Result<Funnel> {

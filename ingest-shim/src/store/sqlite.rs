@@ -169,6 +169,26 @@ fn parse_call(key: &str, json: &str) -> Result<CallRecord> {
     serde_json::from_str(json).map_err(|e| corrupt(key, e))
 }
 
+/// The version a compare-and-swap expects to find (`sql` selects it by id), inside `tx`.
+fn stored_version(tx: &rusqlite::Transaction<'_>, sql: &str, id: &str) -> Result<Option<u64>> {
+    let version: Option<i64> = tx
+        .query_row(sql, params![id], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    Ok(version.map(|v| v as u64))
+}
+
+/// Jobs from rows of (job_id, record).
+fn jobs_from(mut rows: rusqlite::Rows<'_>) -> Result<Vec<ExportJob>> {
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        let id: String = row.get(0).map_err(unavailable)?;
+        let json: String = row.get(1).map_err(unavailable)?;
+        jobs.push(parse_job(&id, &json)?);
+    }
+    Ok(jobs)
+}
+
 fn parse_job(key: &str, json: &str) -> Result<ExportJob> {
     serde_json::from_str(json).map_err(|e| corrupt(key, e))
 }
@@ -213,15 +233,7 @@ impl CallStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
-            let stored: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM calls WHERE call_id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            if stored.map(|v| v as u64) != expected {
+            if stored_version(&tx, "SELECT version FROM calls WHERE call_id = ?1", &id)? != expected {
                 return Ok(false);
             }
             tx.execute(
@@ -424,15 +436,7 @@ impl CallStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
-            let stored: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM jobs WHERE job_id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            if stored.map(|v| v as u64) != expected {
+            if stored_version(&tx, "SELECT version FROM jobs WHERE job_id = ?1", &id)? != expected {
                 return Ok(false);
             }
             tx.execute(
@@ -460,14 +464,8 @@ impl CallStore for SqliteStore {
                      ORDER BY due_ms, job_id LIMIT ?2",
                 )
                 .map_err(unavailable)?;
-            let mut rows = statement.query(params![now, limit]).map_err(unavailable)?;
-            let mut jobs = Vec::new();
-            while let Some(row) = rows.next().map_err(unavailable)? {
-                let id: String = row.get(0).map_err(unavailable)?;
-                let json: String = row.get(1).map_err(unavailable)?;
-                jobs.push(parse_job(&id, &json)?);
-            }
-            Ok(jobs)
+            let rows = statement.query(params![now, limit]).map_err(unavailable)?;
+            jobs_from(rows)
         })
         .await
     }
@@ -481,14 +479,8 @@ impl CallStore for SqliteStore {
                      ORDER BY open_created_ms, job_id LIMIT ?1",
                 )
                 .map_err(unavailable)?;
-            let mut rows = statement.query(params![limit]).map_err(unavailable)?;
-            let mut jobs = Vec::new();
-            while let Some(row) = rows.next().map_err(unavailable)? {
-                let id: String = row.get(0).map_err(unavailable)?;
-                let json: String = row.get(1).map_err(unavailable)?;
-                jobs.push(parse_job(&id, &json)?);
-            }
-            Ok(jobs)
+            let rows = statement.query(params![limit]).map_err(unavailable)?;
+            jobs_from(rows)
         })
         .await
     }
