@@ -6,6 +6,7 @@ use callrec_ingest::config::Config;
 use callrec_ingest::routing::{LineOfBusinessConfig, RuleConfig};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use ocp_sim::exports::{ExportsApi, ExportsConfig};
 use ocp_sim::{Progress, SimConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,8 +113,10 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// The demo's configuration: the embedded defaults under `data`, two lines of business.
-fn demo_config(data: &std::path::Path, token: &str) -> Config {
+/// The demo's configuration: the embedded defaults under `data`, two lines of business, and
+/// reconciliation against the simulated Exports API at `ocp_url` with seconds, not minutes,
+/// between polls.
+fn demo_config(data: &std::path::Path, token: &str, ocp_url: &str, ocp_password: &str) -> Config {
     let mut config = Config::default();
     config.state.sqlite_path = data.join("callrec.db");
     config.objects.folder_root = data.join("objects");
@@ -127,6 +130,13 @@ fn demo_config(data: &std::path::Path, token: &str) -> Config {
         ivr_channel: None,
         group_id: None,
     }];
+    config.ocp.base_url = Some(ocp_url.to_string());
+    config.ocp.username = "callrec-demo".into();
+    config.ocp.password = ocp_password.to_string();
+    config.reconcile.poll_initial_s = 1.0;
+    config.reconcile.poll_max_s = 3.0;
+    config.reconcile.grace_s = 0.0;
+    config.reconcile.lease_ttl_s = 10.0;
     config.lines_of_business.clear();
     for (name, bucket) in [("sales", "callrec-sales"), ("care", "callrec-care")] {
         config.lines_of_business.insert(
@@ -142,25 +152,47 @@ fn demo_config(data: &std::path::Path, token: &str) -> Config {
     config
 }
 
+/// Serves OCP's simulated Exports API on a free loopback port; returns its URL.
+async fn serve_exports(api: ExportsApi) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulated Exports API")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, ocp_sim::exports::router(api)).await {
+            tracing::error!(error = %e, "the simulated Exports API stopped");
+        }
+    });
+    Ok(url)
+}
+
 pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
-    crate::serve::init_logging(false);
+    // Progress bars and a summary; warnings and errors still show (CALLREC_LOG=info for more).
+    crate::serve::init_logging_at(false, "warn");
     let token = format!("demo-{:032x}", rand::random::<u128>());
-    let config = demo_config(&args.data, &token);
-    let routing = config.validate()?;
-    let loaded = callrec_ingest::config::Loaded {
-        config,
-        routing,
-        source: format!("demo defaults under {}", args.data.display()),
-    };
+    let ocp_password = format!("{:032x}", rand::random::<u128>());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let exports = ExportsApi::new(
+            ExportsConfig::new("callrec-demo", ocp_password.clone()),
+            Vec::new(),
+        );
+        let ocp_url = serve_exports(exports.clone()).await?;
+        let config = demo_config(&args.data, &token, &ocp_url, &ocp_password);
+        let routing = config.validate()?;
+        let loaded = callrec_ingest::config::Loaded {
+            config,
+            routing,
+            source: format!("demo defaults under {}", args.data.display()),
+        };
         let (listener, state) = crate::serve::bind(&loaded).await?;
         let address = listener.local_addr()?;
         crate::serve::spawn_resume(&state);
         let store = state.pipeline.store.clone();
+        let state_pipeline = state.pipeline.clone();
         let before = store.funnel().await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(callrec_ingest::server::serve(listener, state, async {
@@ -184,7 +216,11 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         stored.set_prefix("stored");
         let progress = Arc::new(Progress::default());
         let calls = sim.calls;
-        let mut sim_task = Some(tokio::spawn(ocp_sim::run(sim, Arc::clone(&progress))));
+        let mut sim_task = Some(tokio::spawn(ocp_sim::run_with_exports(
+            sim,
+            Arc::clone(&progress),
+            Some(exports.clone()),
+        )));
         let started = std::time::Instant::now();
         let mut played = None;
         loop {
@@ -214,34 +250,110 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let played = played.expect("the loop ends after the simulator");
-        let _ = stop.send(());
-        server.await.context("the service stopped")??;
-        let funnel = store.funnel().await?;
+        let stage1_seconds = started.elapsed().as_secs_f64();
         let dropped = played.iter().filter(|c| !c.streamed).count();
         let duplicated = played.iter().filter(|c| c.duplicated).count();
         let reordered = played
             .iter()
             .filter(|c| c.order != ocp_sim::Order::InOrder)
             .count();
+        // Stage 2: what never arrived comes through OCP's exports.
+        let reconciler = crate::serve::reconciler(
+            &loaded,
+            state_pipeline.clone(),
+            Arc::new(callrec_ingest::server::metrics::Metrics::new()),
+        )?
+        .context("the demo configures OCP")?;
+        let recovered = bars.add(ProgressBar::new(dropped as u64));
+        recovered.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} recordings  {msg}"));
+        recovered.set_prefix("recovered");
+        let stage2 = std::time::Instant::now();
+        let scan = reconciler.scan_once().await?;
+        let ids: Vec<callrec_ingest::CallId> = played
+            .iter()
+            .filter(|c| !c.streamed)
+            .filter_map(|c| callrec_ingest::CallId::parse(&c.call_id).ok())
+            .collect();
+        let work = {
+            let reconciler = Arc::clone(&reconciler);
+            tokio::spawn(async move {
+                reconciler
+                    .work_until(tokio_util::sync::CancellationToken::new(), |open| {
+                        open.is_empty()
+                    })
+                    .await;
+            })
+        };
+        while !work.is_finished() {
+            let mut done = 0;
+            for id in &ids {
+                if store.get(id).await?.is_some_and(|r| r.flags.stored.is_some()) {
+                    done += 1;
+                }
+            }
+            recovered.set_position(done);
+            recovered.set_message(format!(
+                "{} export jobs, {} exports, {:.1} s",
+                scan.created.len(),
+                exports.exports_created(),
+                stage2.elapsed().as_secs_f64()
+            ));
+            if stage2.elapsed() > Duration::from_secs(600) {
+                bail!("reconciliation did not finish in 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        work.await.context("reconciliation stopped")?;
+        recovered.finish();
+        let stage2_seconds = stage2.elapsed().as_secs_f64();
+        let _ = stop.send(());
+        server.await.context("the service stopped")??;
+        // This run's calls, one by one: stored, and by which stage.
+        let (mut by_stream, mut by_export, mut missing) = (0usize, 0usize, Vec::new());
+        for call in &played {
+            let id = callrec_ingest::CallId::parse(&call.call_id)?;
+            match store.get(&id).await? {
+                Some(r) if r.flags.stored.is_some() => {
+                    if call.streamed {
+                        by_stream += 1
+                    } else {
+                        by_export += 1
+                    }
+                }
+                _ => missing.push(call.call_id.clone()),
+            }
+        }
+        let funnel = store.funnel().await?;
         println!();
-        let seconds = started.elapsed().as_secs_f64();
-        println!("{calls} calls in {seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order, {dropped} recordings never streamed)", calls as f64 / seconds);
+        println!("{calls} calls in {stage1_seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order, {dropped} recordings never streamed)", calls as f64 / stage1_seconds);
         if let (Some(p50), Some(p99)) = (progress.upload_quantile_ms(0.5), progress.upload_quantile_ms(0.99)) {
             println!("upload to acknowledgement: p50 {p50:.1} ms, p99 {p99:.1} ms");
         }
+        println!(
+            "reconciliation: {} export jobs, {} OCP exports, {stage2_seconds:.1} s",
+            scan.created.len(),
+            exports.exports_created()
+        );
+        println!();
+        println!("this run: {}/{calls} calls stored ({:.1}%)", by_stream + by_export, 100.0 * (by_stream + by_export) as f64 / calls.max(1) as f64);
+        println!("  {:<24} {by_stream:>8}", "stage 1 (streamed)");
+        println!("  {:<24} {by_export:>8}", "stage 2 (OCP exports)");
+        println!("  {:<24} {:>8}", "missing", missing.len());
         println!();
         println!("funnel (all runs in {}):", args.data.display());
         for (name, value) in funnel.flags() {
             println!("  {name:<10} {value:>8}");
         }
-        println!(
-            "  {:<10} {:>8}  (ended, recording never streamed: stage 2, reconciliation, recovers them)",
-            "missing",
-            funnel.ended.saturating_sub(funnel.stored)
-        );
+        for (name, value) in funnel.statuses() {
+            println!("  {name:<10} {value:>8}");
+        }
         println!();
         println!("stored audio + JSON reports: {}/objects/callrec-{{sales,care}}/", args.data.display());
         println!("database (SQLite):           {}", args.data.join("callrec.db").display());
+        if !missing.is_empty() {
+            println!("not stored: {}", missing.join(", "));
+            return Ok(ExitCode::from(1));
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -5,6 +5,7 @@ mod files;
 mod init;
 mod inspect;
 mod process;
+mod reconcile;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,14 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Play OCP against a running service: CDR events and streamed recordings, with faults.
     Sim(demo::SimCliArgs),
+    /// Recover missing recordings through OCP export jobs: once (`--once`), or as a
+    /// reconciliation-only replica.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Export and process everything of one OCP group in a time range, split into shards that
+    /// replicas lease.
+    Backfill(reconcile::BackfillArgs),
+    /// The funnel and the open export jobs, from the state store.
+    Status(reconcile::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +53,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run_demo(args),
         Command::Sim(args) => demo::run_sim(args),
+        Command::Reconcile(args) => reconcile::run_reconcile(args),
+        Command::Backfill(args) => reconcile::run_backfill(args),
+        Command::Status(args) => reconcile::run_status(args),
     };
     match result {
         Ok(code) => code,

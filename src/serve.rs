@@ -3,11 +3,13 @@
 use anyhow::{Context, Result, bail};
 use callrec_ingest::config::{Config, Loaded};
 use callrec_ingest::pipeline::{EngineRunner, Pipeline};
+use callrec_ingest::reconcile::worker::{Reconciler, WorkerConfig, default_owner};
 use callrec_ingest::server::{AppState, metrics::Metrics, serve};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -48,14 +50,64 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         println!("listening on http://{address}");
         tracing::info!(%address, source = %loaded.source, "callrec serve started");
         spawn_resume(&state);
-        serve(listener, state, shutdown_signal()).await?;
+        let stop = CancellationToken::new();
+        let reconciling = spawn_reconciler(&loaded, &state, stop.clone())?;
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            signal.cancel();
+        });
+        serve(listener, state, stop.cancelled_owned()).await?;
+        if let Some(task) = reconciling {
+            task.await.context("the reconciler stopped")?;
+        }
         tracing::info!("stopped: requests and accepted calls finished");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Opens the stores, starts the engine and binds the listener: a service ready to serve.
-pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)> {
+/// Starts stage 2 (the scanner and the export-job timer loop) beside the service, when
+/// `[ocp] base_url` is set and `reconcile.enabled`.
+pub fn spawn_reconciler(
+    loaded: &Loaded,
+    state: &AppState,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let config = &loaded.config;
+    if !config.reconcile.enabled {
+        tracing::info!("reconciliation off: reconcile.enabled = false");
+        return Ok(None);
+    }
+    let Some(reconciler) = reconciler(loaded, state.pipeline.clone(), state.metrics.clone())?
+    else {
+        tracing::info!("reconciliation off: no ocp.base_url");
+        return Ok(None);
+    };
+    tracing::info!(
+        owner = %reconciler.config().owner,
+        scan_interval_s = config.reconcile.scan_interval_s,
+        "reconciliation on"
+    );
+    Ok(Some(tokio::spawn(async move {
+        reconciler.run(stop).await;
+    })))
+}
+
+/// The reconciliation worker over `pipeline`, if OCP is configured.
+pub fn reconciler(
+    loaded: &Loaded,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Arc<Reconciler>>> {
+    let Some(ocp) = callrec_ingest::setup::open_ocp(&loaded.config.ocp)? else {
+        return Ok(None);
+    };
+    let config = WorkerConfig::from_config(&loaded.config, default_owner());
+    Ok(Some(Reconciler::new(pipeline, ocp, config, metrics)))
+}
+
+/// Opens the stores and starts the engine.
+pub async fn open_pipeline(loaded: &Loaded) -> Result<Pipeline> {
     let config = &loaded.config;
     let store = callrec_ingest::setup::open_state(&config.state).await?;
     let objects = callrec_ingest::setup::open_objects(&config.objects).await?;
@@ -64,14 +116,20 @@ pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)
         config.server.queue_depth,
         callrec_engine::ProcessConfig::default(),
     )?;
+    Ok(Pipeline {
+        store,
+        objects,
+        routing: Arc::new(loaded.routing.clone()),
+        engine,
+        keep_staged: config.server.keep_staged,
+    })
+}
+
+/// Opens the stores, starts the engine and binds the listener: a service ready to serve.
+pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)> {
+    let config = &loaded.config;
     let state = AppState {
-        pipeline: Pipeline {
-            store,
-            objects,
-            routing: Arc::new(loaded.routing.clone()),
-            engine,
-            keep_staged: config.server.keep_staged,
-        },
+        pipeline: open_pipeline(loaded).await?,
         config: Arc::new(config.server.clone()),
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         metrics: Arc::new(Metrics::new()),
@@ -96,7 +154,7 @@ pub fn spawn_resume(state: &AppState) {
 }
 
 /// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -115,8 +173,13 @@ async fn shutdown_signal() {
 }
 
 pub fn init_logging(json: bool) {
+    init_logging_at(json, "info");
+}
+
+/// As [`init_logging`], at `default` unless `CALLREC_LOG` says otherwise.
+pub fn init_logging_at(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLREC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -102,8 +102,88 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// `[reconcile]`: stage 2, recovering the recordings that never arrived through OCP exports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Run the scanner and the export-job timer loop inside `callrec serve` (they run only
+    /// when `[ocp] base_url` is set).
+    pub enabled: bool,
+    /// Seconds between scans for missing recordings.
+    pub scan_interval_s: f64,
+    /// Seconds after its End before a call without a recording counts as missing.
+    pub grace_s: f64,
+    /// Days OCP keeps recordings; a call older than this that is still missing is `lost`.
+    pub retention_days: u32,
+    /// Seconds an export job may take before it fails loudly.
+    pub job_deadline_s: f64,
+    /// Seconds a replica's lease on a job lasts (renewed at a third of it while working).
+    pub lease_ttl_s: f64,
+    /// Export attempts that did not hold a call before it is `lost`.
+    pub max_attempts: u32,
+    /// Files downloaded (and processed) at once per job.
+    pub download_concurrency: usize,
+    /// Export jobs worked at once by one replica.
+    pub jobs_concurrency: usize,
+    /// Polling: the first wait after an export is created, seconds.
+    pub poll_initial_s: f64,
+    /// Polling: the longest wait, seconds.
+    pub poll_max_s: f64,
+    /// Polling: each wait is this many times the last.
+    pub poll_growth: f64,
+    /// Polling: waits vary by up to this share either way.
+    pub poll_jitter: f64,
+    /// `callrec backfill`: hours per shard (one export job each; 1–48).
+    pub backfill_shard_hours: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            enabled: true,
+            scan_interval_s: 300.0,
+            grace_s: 900.0,
+            retention_days: 60,
+            job_deadline_s: 86_400.0,
+            lease_ttl_s: 60.0,
+            max_attempts: 5,
+            download_concurrency: 4,
+            jobs_concurrency: 4,
+            poll_initial_s: 60.0,
+            poll_max_s: 360.0,
+            poll_growth: 1.5,
+            poll_jitter: 0.2,
+            backfill_shard_hours: 48,
+        }
+    }
+}
+
+/// `[ocp]`: OCP's Exports API. The password is a secret: set it through the environment
+/// (`CALLREC_OCP__PASSWORD`), never in a committed file; it is never logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OcpSection {
+    /// The API's base URL; unset: no reconciliation.
+    pub base_url: Option<String>,
+    pub username: String,
+    pub password: String,
+    /// The OpenID Connect client id.
+    pub client_id: String,
+}
+
+impl std::fmt::Debug for OcpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcpSection")
+            .field("base_url", &self.base_url)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
 /// The whole file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -111,6 +191,8 @@ pub struct Config {
     pub objects: ObjectsConfig,
     pub routing: RoutingConfig,
     pub lines_of_business: BTreeMap<String, LineOfBusinessConfig>,
+    pub reconcile: ReconcileConfig,
+    pub ocp: OcpSection,
 }
 
 impl Default for Config {
@@ -159,13 +241,26 @@ impl Default for Config {
                     kms_key_id: None,
                 },
             )]),
+            reconcile: ReconcileConfig::default(),
+            ocp: OcpSection {
+                client_id: "callrec".into(),
+                ..OcpSection::default()
+            },
         }
     }
 }
 
 /// The file's sections: only `CALLREC_{SECTION}__…` variables are configuration (others, like
 /// `CALLREC_LOG` or `CALLREC_SIMD`, belong to the logger and the engine).
-const SECTIONS: &[&str] = &["server", "state", "objects", "routing", "lines_of_business"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "state",
+    "objects",
+    "routing",
+    "lines_of_business",
+    "reconcile",
+    "ocp",
+];
 
 fn config_env() -> Env {
     Env::prefixed("CALLREC_")
@@ -261,6 +356,7 @@ impl Config {
         for (key, url) in [
             ("state.endpoint_url", &self.state.endpoint_url),
             ("objects.endpoint_url", &self.objects.endpoint_url),
+            ("ocp.base_url", &self.ocp.base_url),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -304,7 +400,80 @@ impl Config {
         {
             return Err(error("objects.folder_root", "a folder path"));
         }
+        self.validate_reconcile()?;
         Routing::new(&self.routing, &self.lines_of_business)
+    }
+
+    fn validate_reconcile(&self) -> Result<(), ConfigError> {
+        let r = &self.reconcile;
+        let error = |key: &str, message: &str| ConfigError {
+            key: format!("reconcile.{key}"),
+            message: message.into(),
+        };
+        for (key, value) in [
+            ("scan_interval_s", r.scan_interval_s),
+            ("job_deadline_s", r.job_deadline_s),
+            ("lease_ttl_s", r.lease_ttl_s),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value < 1e9) {
+                return Err(error(key, "seconds above 0"));
+            }
+        }
+        if !(r.grace_s.is_finite() && (0.0..1e9).contains(&r.grace_s)) {
+            return Err(error("grace_s", "seconds, 0 or more"));
+        }
+        if r.retention_days == 0 {
+            return Err(error("retention_days", "must be above 0"));
+        }
+        if r.max_attempts == 0 {
+            return Err(error("max_attempts", "must be above 0"));
+        }
+        if r.download_concurrency == 0 || r.download_concurrency > 256 {
+            return Err(error("download_concurrency", "1 to 256"));
+        }
+        if r.jobs_concurrency == 0 || r.jobs_concurrency > 256 {
+            return Err(error("jobs_concurrency", "1 to 256"));
+        }
+        if !(1..=48).contains(&r.backfill_shard_hours) {
+            return Err(error(
+                "backfill_shard_hours",
+                "1 to 48 (an OCP export covers at most 2 days)",
+            ));
+        }
+        self.poll_schedule().validate().map_err(|e| {
+            let key = match e.key {
+                "initial" => "poll_initial_s",
+                "max" => "poll_max_s",
+                "growth" => "poll_growth",
+                _ => "poll_jitter",
+            };
+            error(key, e.message)
+        })?;
+        if self.ocp.base_url.is_some() && self.ocp.username.is_empty() {
+            return Err(ConfigError {
+                key: "ocp.username".into(),
+                message: "needed with ocp.base_url".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The export jobs' polling schedule.
+    pub fn poll_schedule(&self) -> crate::reconcile::schedule::PollSchedule {
+        let r = &self.reconcile;
+        let secs = |s: f64| {
+            if s.is_finite() && (0.0..1e9).contains(&s) {
+                jiff::SignedDuration::from_secs_f64(s)
+            } else {
+                jiff::SignedDuration::ZERO
+            }
+        };
+        crate::reconcile::schedule::PollSchedule {
+            initial: secs(r.poll_initial_s),
+            max: secs(r.poll_max_s),
+            growth: r.poll_growth,
+            jitter: r.poll_jitter,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod ids;
 pub mod objects;
 pub mod pipeline;
+pub mod receive;
 pub mod reconcile;
 pub mod routing;
 pub mod server;

@@ -136,3 +136,19 @@ pub async fn init(loaded: &Loaded, create_buckets: bool) -> Result<Vec<String>, 
     }
     Ok(report)
 }
+
+/// The OCP Exports API client, when `[ocp] base_url` is set (`None`: no reconciliation).
+pub fn open_ocp(
+    config: &crate::config::OcpSection,
+) -> Result<Option<Arc<dyn crate::reconcile::ocp::OcpExports>>, crate::reconcile::ocp::OcpError> {
+    let Some(base_url) = &config.base_url else {
+        return Ok(None);
+    };
+    let client = crate::reconcile::ocp::HttpOcp::new(crate::reconcile::ocp::OcpConfig {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        username: config.username.clone(),
+        password: config.password.clone(),
+        client_id: config.client_id.clone(),
+    })?;
+    Ok(Some(Arc::new(client)))
+}

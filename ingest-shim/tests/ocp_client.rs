@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use callrec_ingest::reconcile::ocp::{ExportStatus, HttpOcp, OcpConfig, OcpError, OcpExports};
 use jiff::{SignedDuration, Timestamp};
-use ocp_sim::exports::{ExportsApi, ExportsConfig, Recording, router};
+use ocp_sim::exports::{Audio, ExportsApi, ExportsConfig, Recording, router};
 use std::time::Duration;
 
 async fn start(config: ExportsConfig) -> HttpOcp {
@@ -15,7 +15,7 @@ async fn start(config: ExportsConfig) -> HttpOcp {
             account_id: "acct-1".into(),
             dialog_id: format!("dlg-{i:03}"),
             dialog_time: base + SignedDuration::from_mins(10 * i),
-            wav: Bytes::from(vec![i as u8; 1000 + i as usize]),
+            audio: Audio::held(Bytes::from(vec![i as u8; 1000 + i as usize])),
             cdr: serde_json::json!({"call_id": format!("dlg-{i:03}")}),
         })
         .collect();
@@ -50,15 +50,28 @@ async fn an_export_from_request_to_files_through_faults() {
             "grp-a",
             t("2026-11-24T08:00:00Z"),
             t("2026-11-24T10:00:00Z"),
+            "k1",
         )
         .await
         .unwrap();
+    // The same idempotency key again: the same export, not a second one.
+    let again = ocp
+        .create_export(
+            "grp-a",
+            t("2026-11-24T08:00:00Z"),
+            t("2026-11-24T10:00:00Z"),
+            "k1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, id);
     // One running export per group.
     let busy = ocp
         .create_export(
             "grp-a",
             t("2026-11-24T10:00:00Z"),
             t("2026-11-24T11:00:00Z"),
+            "k2",
         )
         .await;
     assert!(matches!(busy, Err(OcpError::GroupBusy(_))), "{busy:?}");
@@ -102,6 +115,7 @@ async fn an_export_from_request_to_files_through_faults() {
             "grp-b",
             t("2026-11-24T08:30:00Z"),
             t("2026-11-24T10:00:00Z"),
+            "k3",
         )
         .await;
     assert!(
@@ -121,6 +135,7 @@ async fn expired_data_and_bad_credentials_are_typed() {
             "grp-a",
             t("2026-11-24T08:00:00Z"),
             t("2026-11-24T09:00:00Z"),
+            "k4",
         )
         .await
         .unwrap();

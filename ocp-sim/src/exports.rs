@@ -4,8 +4,10 @@
 //!   `username`, `password`, `client_id`) → `{"access_token", "token_type": "Bearer",
 //!   "expires_in"}`.
 //! - `POST /exports/v1/groups/{group_id}/exports` — `{"from", "to", "data_types": ["audio",
-//!   "cdr"]}` (RFC 3339, whole hours, 1 hour to 2 days, else 400; one running export per group,
-//!   else 409) → 201 `{"export_id", "status"}`.
+//!   "cdr"], "idempotency_key"}` (RFC 3339, whole hours, 1 hour to 2 days, else 400; one running
+//!   export per group, else 409) → 201 `{"export_id", "status"}`. The same `idempotency_key`
+//!   again answers 200 with the export it created (a retried create makes one export); with
+//!   another group or range, 422.
 //! - `GET /exports/v1/exports/{export_id}` → `{"export_id", "group_id", "from", "to", "status"}`:
 //!   `pending`, then `running`, then `completed` after the configured delay; `expired` once the
 //!   data is older than the configured lifetime (OCP keeps it a day).
@@ -16,8 +18,12 @@
 //! - `GET /exports/v1/exports/{export_id}/files/{name}` → the file; 410 once expired.
 //!
 //! Every request but the token's needs `Authorization: Bearer <token>` (401). Injectable
-//! faults: a 429 with `Retry-After` every Nth request, a 503 every Mth, and a share of audio
-//! files left out of exports.
+//! faults: a 429 with `Retry-After` every Nth request, a 503 every Mth, a share of audio files
+//! left out of exports, slow exports (the completion delay) and slow downloads.
+//!
+//! Recordings can be added while the API serves ([`ExportsApi::add`]): the simulator adds each
+//! call's as the call happens. Their audio is either held ([`Audio::held`]) or made again on
+//! demand ([`Audio::lazy`]), so a simulator of thousands of calls does not hold them all.
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,6 +38,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The bytes of a recording: held, or made on demand (deterministically) by a function.
+#[derive(Clone)]
+pub struct Audio {
+    size: u64,
+    make: Arc<dyn Fn() -> Bytes + Send + Sync>,
+}
+
+impl Audio {
+    /// Bytes held in memory.
+    pub fn held(bytes: Bytes) -> Self {
+        Audio {
+            size: bytes.len() as u64,
+            make: Arc::new(move || bytes.clone()),
+        }
+    }
+
+    /// Bytes made by `make` whenever they are downloaded; `size` must be their length.
+    pub fn lazy(size: u64, make: impl Fn() -> Bytes + Send + Sync + 'static) -> Self {
+        Audio {
+            size,
+            make: Arc::new(make),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn bytes(&self) -> Bytes {
+        (self.make)()
+    }
+}
+
+impl std::fmt::Debug for Audio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Audio({} bytes)", self.size)
+    }
+}
+
 /// One recording OCP holds (streamed or not), with its CDR.
 #[derive(Debug, Clone)]
 pub struct Recording {
@@ -40,7 +85,8 @@ pub struct Recording {
     pub dialog_id: String,
     /// The dialog's start: what exports filter on.
     pub dialog_time: Timestamp,
-    pub wav: Bytes,
+    pub audio: Audio,
+    /// The dialog's CDR, as the export's `{…}.cdr.json` file serves it.
     pub cdr: serde_json::Value,
 }
 
@@ -77,6 +123,8 @@ pub struct ExportsConfig {
     pub unavailable_every: Option<u64>,
     /// Share of audio files an export leaves out (they stay in OCP for a later export).
     pub omit_rate: f64,
+    /// Each file download waits this long before answering (slow downloads).
+    pub download_delay: Duration,
 }
 
 impl ExportsConfig {
@@ -92,6 +140,7 @@ impl ExportsConfig {
             rate_limit_every: None,
             unavailable_every: None,
             omit_rate: 0.0,
+            download_delay: Duration::ZERO,
         }
     }
 }
@@ -107,11 +156,20 @@ struct Export {
 
 struct Inner {
     config: ExportsConfig,
-    recordings: Vec<Recording>,
+    recordings: std::sync::RwLock<Vec<Recording>>,
     tokens: Mutex<HashMap<String, Instant>>,
-    exports: Mutex<HashMap<String, Export>>,
+    exports: Mutex<Exports>,
     requests: AtomicU64,
     next_id: AtomicU64,
+    /// Audio downloads per file name.
+    downloads: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Default)]
+struct Exports {
+    by_id: HashMap<String, Export>,
+    /// Idempotency key → export id.
+    by_key: HashMap<String, String>,
 }
 
 /// The Exports API's state: share it with [`router`].
@@ -122,17 +180,55 @@ impl ExportsApi {
     pub fn new(config: ExportsConfig, recordings: Vec<Recording>) -> Self {
         ExportsApi(Arc::new(Inner {
             config,
-            recordings,
+            recordings: std::sync::RwLock::new(recordings),
             tokens: Mutex::new(HashMap::new()),
-            exports: Mutex::new(HashMap::new()),
+            exports: Mutex::new(Exports::default()),
             requests: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
+            downloads: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Adds a recording (OCP has it once its call ended); later exports of its range hold it.
+    pub fn add(&self, recording: Recording) {
+        self.0
+            .recordings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(recording);
+    }
+
+    /// Recordings held.
+    pub fn recordings(&self) -> usize {
+        self.0
+            .recordings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Exports created so far.
     pub fn exports_created(&self) -> u64 {
         self.0.next_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// Exports created so far per group.
+    pub fn exports_by_group(&self) -> std::collections::BTreeMap<String, u64> {
+        let exports = self.0.exports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = std::collections::BTreeMap::new();
+        for export in exports.by_id.values() {
+            *counts.entry(export.group_id.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Audio files downloaded so far, per file name (a name downloaded twice counts 2).
+    pub fn downloads(&self) -> HashMap<String, u64> {
+        self.0
+            .downloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -249,6 +345,8 @@ struct CreateExport {
     to: Timestamp,
     #[serde(default)]
     data_types: Vec<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 async fn create_export(
@@ -290,8 +388,36 @@ async fn create_export(
             "data_types: audio, cdr",
         );
     }
+    if body
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 200)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_idempotency_key",
+            "idempotency_key: 1 to 200 characters",
+        );
+    }
     let mut exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = body
+        .idempotency_key
+        .as_ref()
+        .and_then(|k| exports.by_key.get(k))
+    {
+        let export = &exports.by_id[id];
+        if export.group_id != group_id || export.from != body.from || export.to != body.to {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this idempotency_key created an export of another group or range",
+            );
+        }
+        return Json(serde_json::json!({"export_id": id, "status": status_of(&api, export)}))
+            .into_response();
+    }
     let running = exports
+        .by_id
         .values()
         .any(|e| e.group_id == group_id && matches!(status_of(&api, e), "pending" | "running"));
     if running {
@@ -303,9 +429,8 @@ async fn create_export(
     }
     let number = api.0.next_id.fetch_add(1, Ordering::Relaxed);
     let omit = api.0.config.omit_rate;
-    let files = api
-        .0
-        .recordings
+    let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
+    let files = recordings
         .iter()
         .enumerate()
         .filter(|(_, r)| {
@@ -317,8 +442,12 @@ async fn create_export(
         })
         .map(|(i, _)| i)
         .collect();
+    drop(recordings);
     let id = format!("export-{number:06}");
-    exports.insert(
+    if let Some(key) = body.idempotency_key {
+        exports.by_key.insert(key, id.clone());
+    }
+    exports.by_id.insert(
         id.clone(),
         Export {
             group_id,
@@ -344,7 +473,7 @@ async fn get_export(
         return refused;
     }
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    match exports.get(&id) {
+    match exports.by_id.get(&id) {
         Some(e) => Json(serde_json::json!({
             "export_id": id,
             "group_id": e.group_id,
@@ -377,7 +506,7 @@ async fn list_files(
         return refused;
     }
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(export) = exports.get(&id) else {
+    let Some(export) = exports.by_id.get(&id) else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -412,12 +541,13 @@ async fn list_files(
         .unwrap_or(50)
         .clamp(1, api.0.config.max_page_size);
     let total = export.files.len() * 2;
+    let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
     let files: Vec<serde_json::Value> = (start..total.min(start + size))
         .map(|k| {
-            let recording = &api.0.recordings[export.files[k / 2]];
+            let recording = &recordings[export.files[k / 2]];
             let name = recording.file_name();
             if k % 2 == 0 {
-                serde_json::json!({"name": name, "type": "audio", "size": recording.wav.len()})
+                serde_json::json!({"name": name, "type": "audio", "size": recording.audio.size()})
             } else {
                 let cdr = serde_json::to_vec(&recording.cdr).unwrap_or_default();
                 serde_json::json!({"name": format!("{}.cdr.json", name.trim_end_matches(".wav")), "type": "cdr", "size": cdr.len()})
@@ -436,32 +566,57 @@ async fn get_file(
     if let Some(refused) = gate(&api, &headers) {
         return refused;
     }
-    let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(export) = exports.get(&id) else {
+    let found = {
+        let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(export) = exports.by_id.get(&id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no export {id}"),
+            );
+        };
+        if status_of(&api, export) == "expired" {
+            return error(StatusCode::GONE, "expired", "the export's data has expired");
+        }
+        let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
+        export.files.iter().find_map(|&i| {
+            let recording = &recordings[i];
+            let audio = recording.file_name();
+            if name == audio {
+                Some((true, recording.clone()))
+            } else if name == format!("{}.cdr.json", audio.trim_end_matches(".wav")) {
+                Some((false, recording.clone()))
+            } else {
+                None
+            }
+        })
+    };
+    let Some((is_audio, recording)) = found else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no export {id}"),
+            format!("no file {name} in {id}"),
         );
     };
-    if status_of(&api, export) == "expired" {
-        return error(StatusCode::GONE, "expired", "the export's data has expired");
+    if !is_audio {
+        return Json(recording.cdr).into_response();
     }
-    for &i in &export.files {
-        let recording = &api.0.recordings[i];
-        let audio = recording.file_name();
-        if name == audio {
-            return ([("content-type", "audio/wav")], recording.wav.clone()).into_response();
-        }
-        if name == format!("{}.cdr.json", audio.trim_end_matches(".wav")) {
-            return Json(recording.cdr.clone()).into_response();
-        }
+    tokio::time::sleep(api.0.config.download_delay).await;
+    *api.0
+        .downloads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_insert(0) += 1;
+    // Making the audio may take a while (synthesis): off the async threads.
+    match tokio::task::spawn_blocking(move || recording.audio.bytes()).await {
+        Ok(bytes) => ([("content-type", "audio/wav")], bytes).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "making the recording failed",
+        ),
     }
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no file {name} in {id}"),
-    )
 }
 
 /// The routes of the simulated Exports API.

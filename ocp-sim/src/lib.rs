@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub duplicate_rate: f64,
     /// Share of calls sent out of order (End before Start, or audio before End).
     pub reorder_rate: f64,
+    /// Share of calls whose CDR Start event is never sent (reconciliation fills it in from the
+    /// export's CDRs).
+    pub lost_start_rate: f64,
     /// Send `x-checksum-sha256` and `x-checksum-crc32c` with each recording.
     pub checksums: bool,
     /// OCP groups the calls are spread over.
@@ -62,6 +65,7 @@ impl SimConfig {
             drop_rate: 0.10,
             duplicate_rate: 0.05,
             reorder_rate: 0.20,
+            lost_start_rate: 0.0,
             checksums: true,
             groups: vec!["grp-emea-01".into(), "grp-amer-01".into()],
             concurrency: 8,
@@ -94,6 +98,8 @@ pub struct SimCall {
     pub streamed: bool,
     pub duplicated: bool,
     pub order: Order,
+    /// Whether the Start event was sent (false: lost, as OCP sometimes does).
+    pub start_sent: bool,
     /// Hex SHA-256 of the recording (streamed or not).
     pub sha256: String,
 }
@@ -169,6 +175,8 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
     } else {
         Order::InOrder
     };
+    // Drawn last, so adding it kept every earlier decision of a seed as it was.
+    let start_sent = rng.next_f64() >= config.lost_start_rate;
     SimCall {
         call_id: format!("dlg-{}-{index:06}", config.seed),
         group_id: group.clone(),
@@ -179,7 +187,58 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
         streamed,
         duplicated,
         order,
+        start_sent,
         sha256: String::new(),
+    }
+}
+
+/// The CDR facts of a call, as the service's CDR events and the exports' CDR files carry them.
+fn cdr_facts(call: &SimCall) -> serde_json::Value {
+    serde_json::json!({
+        "group_id": call.group_id,
+        "account_id": call.account_id,
+        "client_id": "acme",
+        "ivr_channel": "voice",
+        "application": if call.call_id.ends_with('0') { "sales-ivr" } else { "care-ivr" },
+        "metadata": {"ani_country": "GR", "language": "en-US"},
+    })
+}
+
+/// The CDR file an export holds for a call: the facts plus the dialog id, Start, End and
+/// duration (the format ocp-sim's README documents).
+pub fn export_cdr(call: &SimCall) -> serde_json::Value {
+    let mut cdr = cdr_facts(call);
+    cdr["dialog_id"] = call.call_id.clone().into();
+    cdr["start"] = serde_json::to_value(call.start).unwrap_or_default();
+    cdr["end"] = serde_json::to_value(call.end).unwrap_or_default();
+    cdr["duration_ms"] = call.duration_ms.into();
+    cdr
+}
+
+/// What OCP's Exports API holds for a call: its CDR and its recording (held in memory when
+/// `held`, else made again from the seed whenever it is downloaded).
+pub fn export_recording(
+    config: &Arc<SimConfig>,
+    call: &SimCall,
+    index: usize,
+    audio: bytes::Bytes,
+    held: bool,
+) -> exports::Recording {
+    let audio = if held {
+        exports::Audio::held(audio)
+    } else {
+        let (config, plan) = (Arc::clone(config), call.clone());
+        exports::Audio::lazy(audio.len() as u64, move || {
+            bytes::Bytes::from(recording(&config, &plan, index))
+        })
+    };
+    exports::Recording {
+        group_id: call.group_id.clone(),
+        account_id: call.account_id.clone(),
+        dialog_id: call.call_id.clone(),
+        dialog_time: call.start,
+        audio,
+        cdr: export_cdr(call),
     }
 }
 
@@ -197,6 +256,7 @@ struct Client {
     http: reqwest::Client,
     config: Arc<SimConfig>,
     progress: Arc<Progress>,
+    exports: Option<exports::ExportsApi>,
 }
 
 impl Client {
@@ -263,17 +323,18 @@ impl Client {
     }
 
     async fn event(&self, call: &SimCall, kind: &str) -> Result<(), SimError> {
-        let mut event = serde_json::json!({
-            "type": kind,
-            "call_id": call.call_id,
-            "timestamp": if kind == "start" { call.start } else { call.end },
-            "group_id": call.group_id,
-            "account_id": call.account_id,
-            "client_id": "acme",
-            "ivr_channel": "voice",
-            "application": if call.call_id.ends_with('0') { "sales-ivr" } else { "care-ivr" },
-            "metadata": {"ani_country": "GR", "language": "en-US"},
-        });
+        if kind == "start" && !call.start_sent {
+            return Ok(());
+        }
+        let mut event = cdr_facts(call);
+        event["type"] = kind.into();
+        event["call_id"] = call.call_id.clone().into();
+        event["timestamp"] = serde_json::to_value(if kind == "start" {
+            call.start
+        } else {
+            call.end
+        })
+        .unwrap_or_default();
         if kind == "end" {
             event["duration_ms"] = call.duration_ms.into();
         }
@@ -333,6 +394,17 @@ impl Client {
         };
         call.sha256 = hex::encode(sha2::Sha256::digest(&audio));
         let audio = bytes::Bytes::from(audio);
+        if let Some(exports) = &self.exports {
+            // OCP holds every recording, streamed or not; the dropped ones are what its
+            // exports are for, so those are held (the rest are made again if asked for).
+            exports.add(export_recording(
+                &self.config,
+                &call,
+                index,
+                audio.clone(),
+                !call.streamed,
+            ));
+        }
         let times = if call.duplicated { 2 } else { 1 };
         for _ in 0..times {
             match call.order {
@@ -369,6 +441,16 @@ impl Client {
 /// Plays `config.calls` calls against the service; returns what was done with each, in call
 /// order. `progress` is updated as it goes.
 pub async fn run(config: SimConfig, progress: Arc<Progress>) -> Result<Vec<SimCall>, SimError> {
+    run_with_exports(config, progress, None).await
+}
+
+/// As [`run`], and adds every call's recording and CDR to `exports` (OCP's Exports API) as
+/// the call happens, so that reconciliation can recover the ones never streamed.
+pub async fn run_with_exports(
+    config: SimConfig,
+    progress: Arc<Progress>,
+    exports: Option<exports::ExportsApi>,
+) -> Result<Vec<SimCall>, SimError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -383,6 +465,7 @@ pub async fn run(config: SimConfig, progress: Arc<Progress>) -> Result<Vec<SimCa
         http,
         config: Arc::new(config.clone()),
         progress,
+        exports,
     });
     let limit = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();

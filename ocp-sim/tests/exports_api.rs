@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
-use ocp_sim::exports::{ExportsApi, ExportsConfig, Recording, router};
+use ocp_sim::exports::{Audio, ExportsApi, ExportsConfig, Recording, router};
 use std::time::Duration;
 
 fn recordings() -> Vec<Recording> {
@@ -17,7 +17,7 @@ fn recordings() -> Vec<Recording> {
             account_id: "acct-1".into(),
             dialog_id: format!("dlg-{i:03}"),
             dialog_time: base + SignedDuration::from_mins(10 * i),
-            wav: Bytes::from(vec![i as u8; 100 + i as usize]),
+            audio: Audio::held(Bytes::from(vec![i as u8; 100 + i as usize])),
             cdr: serde_json::json!({"call_id": format!("dlg-{i:03}")}),
         })
         .collect()

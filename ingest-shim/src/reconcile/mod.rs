@@ -1,8 +1,12 @@
 //! Stage 2: recovering the recordings that never arrived on the stream, through OCP export
-//! jobs. So far: [`plan`] (the fewest exports OCP allows), [`scanner`] (missing calls to export
-//! job records), [`schedule`] (when to poll a job next) and [`ocp`] (the Exports API client).
+//! jobs: [`scanner`] (missing calls → export-job records), [`plan`] (the fewest exports OCP
+//! allows), [`schedule`] (when to poll a job next), [`ocp`] (the Exports API client), [`cdr`]
+//! (the exports' CDR files) and [`worker`] (the timer loop, leases, the fetch tasks and
+//! finalize).
 
+pub mod cdr;
 pub mod ocp;
 pub mod plan;
 pub mod scanner;
 pub mod schedule;
+pub mod worker;

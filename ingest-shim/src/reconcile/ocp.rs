@@ -80,11 +80,14 @@ pub enum OcpError {
 #[async_trait]
 pub trait OcpExports: Send + Sync + 'static {
     /// Asks for an export of `group_id` over `[from, to)` (whole hours, 1 h to 2 days).
+    /// `idempotency_key` makes a repeated create (a retry, a replica taking over) answer with the
+    /// export the first one made instead of making another.
     async fn create_export(
         &self,
         group_id: &str,
         from: Timestamp,
         to: Timestamp,
+        idempotency_key: &str,
     ) -> Result<String, OcpError>;
 
     async fn status(&self, export_id: &str) -> Result<ExportStatus, OcpError>;
@@ -270,12 +273,18 @@ impl OcpExports for HttpOcp {
         group_id: &str,
         from: Timestamp,
         to: Timestamp,
+        idempotency_key: &str,
     ) -> Result<String, OcpError> {
         let url = format!(
             "{}/exports/v1/groups/{group_id}/exports",
             self.config.base_url
         );
-        let body = serde_json::json!({"from": from, "to": to, "data_types": ["audio", "cdr"]});
+        let body = serde_json::json!({
+            "from": from,
+            "to": to,
+            "data_types": ["audio", "cdr"],
+            "idempotency_key": idempotency_key,
+        });
         let response = self
             .send("create export", |token| {
                 self.http.post(&url).bearer_auth(token).json(&body)

@@ -4,10 +4,15 @@
 //! Calls already inside the range of an open job of their group are left to that job, so scans
 //! that run again (every N minutes, on every replica) never ask OCP for the same call twice.
 //! Job ids are derived from the range (`exp-{group}-{from}-{hours}h-{n}`), so two replicas that
-//! scan at once create the same record, once (the create is conditional).
+//! scan at once create the same record, once (the create is conditional). A missing call older
+//! than OCP's retention can no longer be exported: the scan marks it `lost` (counted, logged by
+//! the caller), never dropping it silently.
 
 use super::plan::{ExportRange, plan_exports};
-use crate::store::{CallRecord, CallStore, ExportJob, JobId, PendingQuery, StoreError};
+use crate::ids::CallId;
+use crate::store::{
+    CallChange, CallRecord, CallStore, ExportJob, JobId, Outcome, PendingQuery, StoreError,
+};
 use jiff::{SignedDuration, Timestamp};
 
 /// What the scanner needs to know.
@@ -17,9 +22,8 @@ pub struct ScanConfig {
     pub grace: SignedDuration,
     /// How long a job may take before it fails loudly.
     pub job_deadline: SignedDuration,
-    /// How far back to look (OCP keeps recordings 60 days; older calls are reconciliation's
-    /// finalize step's business).
-    pub lookback: SignedDuration,
+    /// How long OCP keeps recordings (60 days): a call missing for longer is `lost`.
+    pub retention: SignedDuration,
 }
 
 impl Default for ScanConfig {
@@ -27,7 +31,7 @@ impl Default for ScanConfig {
         ScanConfig {
             grace: SignedDuration::from_mins(15),
             job_deadline: SignedDuration::from_hours(24),
-            lookback: SignedDuration::from_hours(60 * 24),
+            retention: SignedDuration::from_hours(60 * 24),
         }
     }
 }
@@ -41,8 +45,12 @@ pub struct ScanReport {
     pub covered: usize,
     /// Missing calls without an OCP group (nothing to export by): counted, left alone.
     pub without_group: usize,
+    /// Of those, received and still in the service's own pipeline (not missing a recording).
+    pub in_progress: usize,
     /// Jobs created now.
     pub created: Vec<JobId>,
+    /// Calls marked `lost` now: missing past OCP's retention.
+    pub lost: Vec<CallId>,
 }
 
 /// The time OCP files a dialog under: its Start, else End minus the CDR duration, else End.
@@ -60,12 +68,45 @@ pub fn dialog_time(call: &CallRecord) -> Option<Timestamp> {
     }))
 }
 
-/// The id of the `n`th job for `range`.
-fn job_id(range: &ExportRange, n: u32) -> JobId {
+/// The id of the `n`th job for `range`: `{prefix}-{group}-{YYYYMMDDHH}-{hours}h-{n}`.
+fn job_id(prefix: &str, range: &ExportRange, n: u32) -> Option<JobId> {
     let hours = range.to.duration_since(range.from).as_hours();
     let from = range.from.strftime("%Y%m%d%H");
-    JobId::parse(&format!("exp-{}-{from}-{hours}h-{n}", range.group_id))
-        .expect("group ids are safe ids and the rest is digits")
+    JobId::parse(&format!("{prefix}-{}-{from}-{hours}h-{n}", range.group_id)).ok()
+}
+
+/// Records a job for `range` under the first free number, unless an open job has this range
+/// already. Returns the id of the job created now (`None`: an open one exists, or a replica
+/// created it at the same moment). `purpose`: "reconcile" (ids `exp-…`) or "backfill" (`bf-…`).
+pub async fn create_job_for_range(
+    store: &dyn CallStore,
+    range: &ExportRange,
+    purpose: &str,
+    now: Timestamp,
+    deadline: Timestamp,
+) -> Result<Option<JobId>, StoreError> {
+    let prefix = if purpose == "backfill" { "bf" } else { "exp" };
+    for n in 0..10_000 {
+        let Some(id) = job_id(prefix, range, n) else {
+            return Ok(None);
+        };
+        match store.get_job(&id).await? {
+            Some(job) if job.state.is_open() => return Ok(None),
+            Some(_) => continue,
+            None => {
+                let job = ExportJob::new(
+                    id.clone(),
+                    &range.group_id,
+                    (range.from, range.to),
+                    purpose,
+                    now,
+                    deadline,
+                );
+                return Ok(store.create_job(&job).await?.then_some(id));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One scan at `now`.
@@ -82,7 +123,7 @@ pub async fn scan(
         let page = store
             .pending(&PendingQuery {
                 group_id: None,
-                ended_from: now.checked_sub(config.lookback).ok(),
+                ended_from: None,
                 ended_before: now.checked_sub(config.grace).unwrap_or(now),
                 limit: 1000,
                 cursor,
@@ -90,6 +131,24 @@ pub async fn scan(
             .await?;
         for call in &page.items {
             report.missing += 1;
+            if call.flags.received.is_some() {
+                // The recording is here; the service finishes it (resume, or a failure that a
+                // person must look at): an export would bring the same bytes again.
+                report.in_progress += 1;
+                continue;
+            }
+            if dialog_time(call)
+                .is_some_and(|at| at.checked_add(config.retention).is_ok_and(|t| t < now))
+            {
+                let change = CallChange::Lost {
+                    reason: "missing past OCP's retention: it can no longer be exported".into(),
+                };
+                let (_, applied) = store.update(&call.call_id, &change, now).await?;
+                if applied.outcome == Outcome::Changed {
+                    report.lost.push(call.call_id.clone());
+                }
+                continue;
+            }
             let (Some(group), Some(at)) = (call.cdr.group_id.as_deref(), dialog_time(call)) else {
                 report.without_group += 1;
                 continue;
@@ -110,28 +169,10 @@ pub async fn scan(
     }
     let deadline = now.checked_add(config.job_deadline).unwrap_or(now);
     for range in plan_exports(missing.iter().map(|(g, at)| (g.as_str(), *at))) {
-        // The first free number for this range; an open job with the same range would have
-        // covered its calls, so an existing id here is a finished job (or a replica's twin).
-        for n in 0..1000 {
-            let id = job_id(&range, n);
-            match store.get_job(&id).await? {
-                Some(job) if job.state.is_open() => break,
-                Some(_) => continue,
-                None => {
-                    let job = ExportJob::new(
-                        id.clone(),
-                        &range.group_id,
-                        (range.from, range.to),
-                        "reconcile",
-                        now,
-                        deadline,
-                    );
-                    if store.create_job(&job).await? {
-                        report.created.push(id);
-                    }
-                    break;
-                }
-            }
+        // An open job with the same range would have covered its calls, so an existing id here
+        // is a finished job (or a replica's twin).
+        if let Some(id) = create_job_for_range(store, &range, "reconcile", now, deadline).await? {
+            report.created.push(id);
         }
     }
     Ok(report)

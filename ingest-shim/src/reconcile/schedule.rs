@@ -31,7 +31,7 @@ impl Default for PollSchedule {
 
 /// Why a schedule cannot work (named by its configuration key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("reconcile.poll.{key}: {message}")]
+#[error("poll {key}: {message}")]
 pub struct ScheduleError {
     pub key: &'static str,
     pub message: &'static str,

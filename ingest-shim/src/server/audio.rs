@@ -10,14 +10,13 @@
 use super::calls::CallView;
 use super::{ApiError, AppState};
 use crate::ids::CallId;
-use crate::objects::{Body, ObjectMeta, crc32c_base64};
-use crate::store::{CallChange, Outcome, StagedAudio};
+use crate::objects::crc32c_base64;
+use crate::store::Outcome;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use jiff::Timestamp;
 use md5::Digest as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -91,18 +90,6 @@ impl Drop for Spool {
     }
 }
 
-/// Whether `head` (the first bytes of a body) starts like an audio file callrec decodes: RIFF
-/// or RF64 WAVE, FLAC, Ogg, MP3 (an ID3 tag or a frame sync), MP4/M4A (`ftyp`).
-fn looks_like_audio(head: &[u8]) -> bool {
-    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    ((at(0, b"RIFF") || at(0, b"RF64") || at(0, b"BW64")) && at(8, b"WAVE"))
-        || at(0, b"fLaC")
-        || at(0, b"OggS")
-        || at(0, b"ID3")
-        || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0)
-        || at(4, b"ftyp")
-}
-
 struct Spooled {
     spool: Spool,
     bytes: u64,
@@ -165,7 +152,7 @@ async fn spool_body(
     if bytes == 0 {
         return Err(bad("empty_body", "the recording is empty"));
     }
-    if !looks_like_audio(&head) {
+    if !crate::receive::looks_like_audio(&head) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "not_audio",
@@ -267,66 +254,23 @@ pub async fn put_audio(
         }
     };
     state.metrics.upload_bytes.inc_by(spooled.bytes);
-    let store = &state.pipeline.store;
-    let staging = &state.pipeline.routing.staging;
-    let existing = store.get(&call_id).await.map_err(ApiError::unavailable)?;
-    let conflicting = existing
-        .as_ref()
-        .and_then(|r| r.staged.as_ref())
-        .is_some_and(|s| s.sha256 != spooled.sha256_hex);
-    if let Some(record) = &existing
-        && record
-            .staged
-            .as_ref()
-            .is_some_and(|s| s.sha256 == spooled.sha256_hex)
-    {
-        state.metrics.uploads.with_label_values(&["same"]).inc();
-        return Ok((StatusCode::OK, Json(CallView::of(record))));
-    }
-    // Stage durably (create-only; keyed by content, so a retry finds its own bytes).
-    let location = if conflicting {
-        format!("conflicts/{call_id}/{}.raw", spooled.sha256_hex)
-    } else {
-        format!("{}/{call_id}/{}.raw", staging.prefix, spooled.sha256_hex)
-    };
-    let mut metadata = std::collections::BTreeMap::new();
-    metadata.insert("call-id".to_string(), call_id.to_string());
-    let meta = ObjectMeta {
+    let file = crate::receive::Spooled {
+        path: spooled.spool.path.clone(),
+        bytes: spooled.bytes,
+        sha256_hex: spooled.sha256_hex,
+        crc32c_base64: spooled.crc32c_base64,
         content_type,
-        crc32c: spooled.crc32c_base64.clone(),
-        sha256: spooled.sha256_hex.clone(),
-        metadata,
-        storage_class: None,
-        kms_key_id: None,
     };
-    state
-        .pipeline
-        .objects
-        .put_new(
-            &staging.bucket,
-            &location,
-            Body::File(spooled.spool.path.clone()),
-            &meta,
-        )
+    let (record, outcome) = crate::receive::receive(&state.pipeline, &call_id, &file)
         .await
         .map_err(ApiError::unavailable)?;
     drop(spooled.spool);
-    let staged = StagedAudio {
-        location,
-        bytes: spooled.bytes,
-        sha256: spooled.sha256_hex,
-        crc32c: spooled.crc32c_base64,
-    };
-    let (record, applied) = store
-        .update(&call_id, &CallChange::Received(staged), Timestamp::now())
-        .await
-        .map_err(ApiError::unavailable)?;
     state
         .metrics
         .stage_seconds
         .with_label_values(&["receive"])
         .observe(started.elapsed().as_secs_f64());
-    match applied.outcome {
+    match outcome {
         Outcome::Changed => {
             state.metrics.uploads.with_label_values(&["created"]).inc();
             spawn_pipeline(&state, call_id, permit);

@@ -74,7 +74,7 @@ fn check_id(field: &str, value: &Option<String>) -> Result<(), String> {
 }
 
 /// Checks one event; returns its call id and the change it makes.
-fn validate(event: &CdrEvent) -> Result<(CallId, CallChange), String> {
+pub(crate) fn validate(event: &CdrEvent) -> Result<(CallId, CallChange), String> {
     let call_id = CallId::parse(&event.call_id).map_err(|e| e.to_string())?;
     check_id("group_id", &event.group_id)?;
     check_id("account_id", &event.account_id)?;

@@ -24,6 +24,19 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// Calls per flag and status, read from the state store at scrape time.
     pub calls: prometheus::IntGaugeVec,
+    /// Export jobs finished, by outcome (done, failed, expired).
+    pub export_jobs: IntCounterVec,
+    /// OCP exports requested (each job's create, retries that OCP answered with the same export
+    /// included once).
+    pub exports_created: IntCounter,
+    /// Export status polls.
+    pub export_polls: IntCounter,
+    /// Export audio files by outcome (stored, already_stored, conflict, failed, bad_name).
+    pub export_files: IntCounterVec,
+    /// Export CDR files by outcome (filled, unchanged, bad).
+    pub export_cdrs: IntCounterVec,
+    /// Calls given up on (past OCP's retention, or out of attempts).
+    pub calls_lost: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +84,30 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let export_jobs = IntCounterVec::new(
+            Opts::new("export_jobs_total", "Export jobs finished, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let exports_created =
+            IntCounter::new("exports_created_total", "OCP exports requested").expect("valid");
+        let export_polls =
+            IntCounter::new("export_polls_total", "Export status polls").expect("valid metric");
+        let export_files = IntCounterVec::new(
+            Opts::new("export_files_total", "Export audio files by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let export_cdrs = IntCounterVec::new(
+            Opts::new("export_cdrs_total", "Export CDR files by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let calls_lost = IntCounter::new(
+            "calls_lost_total",
+            "Calls given up on: past OCP's retention or out of attempts",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(uploads.clone()),
@@ -80,6 +117,12 @@ impl Metrics {
             Box::new(failures.clone()),
             Box::new(rejected.clone()),
             Box::new(calls.clone()),
+            Box::new(export_jobs.clone()),
+            Box::new(exports_created.clone()),
+            Box::new(export_polls.clone()),
+            Box::new(export_files.clone()),
+            Box::new(export_cdrs.clone()),
+            Box::new(calls_lost.clone()),
         ] {
             registry
                 .register(metric)
@@ -95,6 +138,12 @@ impl Metrics {
             failures,
             rejected,
             calls,
+            export_jobs,
+            exports_created,
+            export_polls,
+            export_files,
+            export_cdrs,
+            calls_lost,
         }
     }
 

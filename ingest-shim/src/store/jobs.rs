@@ -113,6 +113,9 @@ pub enum LeaseError {
     HeldBy { owner: String, until: Timestamp },
     #[error("the lease is not held by this owner")]
     NotHolder,
+    /// The job's timer is not due yet (another replica just worked it), or it is closed.
+    #[error("not due")]
+    NotDue,
     #[error("job is {from}, cannot become {to}")]
     BadTransition {
         from: &'static str,

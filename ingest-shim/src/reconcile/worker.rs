@@ -1,0 +1,1083 @@
+//! The export-job worker: the timer loop, the job state machine, the fetch tasks, finalize.
+//!
+//! One loop per replica sleeps until the earliest due job (or the next scan), leases each due job
+//! with a conditional write and works it one step: create the export at OCP, poll it, or fetch
+//! it. Timers are the jobs' `next_poll_at` in the store, so they survive restarts; while a
+//! replica works a job, the job's timer is pushed to the end of its lease (renewed every third
+//! of the lease), so other replicas leave it alone — and take it over when the lease runs out
+//! because the replica died. Every write a step makes checks that the lease is still held; the
+//! write that ends a step sets the next timer and gives the lease back at once.
+//!
+//! On `completed` two tasks run at once: the metadata task applies the export's CDR files
+//! (filling Start/End events that never arrived) and the download task streams each audio file
+//! of a call not yet stored through the stage-1 path ([`crate::receive`], then the pipeline),
+//! with bounded concurrency. Then finalize: calls of the job's range that are still missing get
+//! an attempt counted; out of attempts (or past OCP's retention, see [`super::scanner`]) they are
+//! `lost` — counted and logged as errors. An export whose data expired is created again (a new
+//! job for the same range); a job past its deadline fails loudly.
+
+use super::ocp::{ExportFile, ExportStatus, OcpError, OcpExports};
+use super::plan::ExportRange;
+use super::scanner::{ScanConfig, ScanReport, create_job_for_range, dialog_time, scan};
+use super::schedule::PollSchedule;
+use crate::ids::CallId;
+use crate::pipeline::{Finished, Pipeline};
+use crate::receive::{Spooled, looks_like_audio, receive};
+use crate::server::metrics::Metrics;
+use crate::store::{
+    CallChange, CallStore, ExportJob, JobId, JobState, LeaseError, Outcome, PendingQuery,
+    StoreError, modify_job,
+};
+use futures_util::StreamExt as _;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the worker behaves (from `[reconcile]`, `[server]`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This replica's name in leases.
+    pub owner: String,
+    pub scan: ScanConfig,
+    pub scan_interval: Duration,
+    pub poll: PollSchedule,
+    pub lease_ttl: SignedDuration,
+    pub max_attempts: u32,
+    pub download_concurrency: usize,
+    pub jobs_concurrency: usize,
+    /// Where downloads are spooled.
+    pub spool_dir: PathBuf,
+    /// Largest recording accepted from an export, bytes.
+    pub max_file_bytes: u64,
+}
+
+impl WorkerConfig {
+    pub fn from_config(config: &crate::config::Config, owner: String) -> Self {
+        let r = &config.reconcile;
+        let secs = |s: f64| SignedDuration::from_secs_f64(s);
+        WorkerConfig {
+            owner,
+            scan: ScanConfig {
+                grace: secs(r.grace_s),
+                job_deadline: secs(r.job_deadline_s),
+                retention: SignedDuration::from_hours(24 * i64::from(r.retention_days)),
+            },
+            scan_interval: Duration::from_secs_f64(r.scan_interval_s),
+            poll: config.poll_schedule(),
+            lease_ttl: secs(r.lease_ttl_s),
+            max_attempts: r.max_attempts,
+            download_concurrency: r.download_concurrency,
+            jobs_concurrency: r.jobs_concurrency,
+            spool_dir: config.server.spool_dir.clone(),
+            max_file_bytes: config.server.max_body_bytes,
+        }
+    }
+}
+
+/// A name for this replica in leases and logs: host, process, and a random suffix (two
+/// processes on one host, or a restarted one, are different owners).
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "callrec".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Why a step of a job stopped.
+#[derive(Debug, thiserror::Error)]
+enum WorkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lease: {0}")]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Ocp(#[from] OcpError),
+    #[error("the lease was lost to another replica")]
+    LeaseLost,
+    #[error("stopping")]
+    Stopping,
+}
+
+/// What fetching an export did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Fetched {
+    stored: u64,
+    already: u64,
+    failed: u64,
+    cdrs_filled: u64,
+}
+
+/// The reconciliation worker of one replica.
+pub struct Reconciler {
+    pipeline: Pipeline,
+    ocp: Arc<dyn OcpExports>,
+    config: WorkerConfig,
+    metrics: Arc<Metrics>,
+    /// Jobs this replica is working now.
+    working: Mutex<HashSet<JobId>>,
+    /// Woken when a job step ends (a slot is free, a timer may have moved).
+    wake: tokio::sync::Notify,
+}
+
+/// A spool file that removes itself.
+struct SpoolFile(PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Reconciler {
+    pub fn new(
+        pipeline: Pipeline,
+        ocp: Arc<dyn OcpExports>,
+        config: WorkerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Reconciler {
+            pipeline,
+            ocp,
+            config,
+            metrics,
+            working: Mutex::new(HashSet::new()),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    fn store(&self) -> &dyn CallStore {
+        self.pipeline.store.as_ref()
+    }
+
+    /// One scan for missing recordings; records export jobs for them. Calls past OCP's
+    /// retention are marked lost, counted and logged.
+    pub async fn scan_once(&self) -> Result<ScanReport, StoreError> {
+        let report = scan(self.store(), &self.config.scan, Timestamp::now()).await?;
+        for call in &report.lost {
+            self.metrics.calls_lost.inc();
+            tracing::error!(call_id = %call, "recording lost: still missing past OCP's retention");
+        }
+        if report.missing > 0 || !report.created.is_empty() {
+            tracing::info!(
+                missing = report.missing,
+                covered = report.covered,
+                without_group = report.without_group,
+                jobs_created = report.created.len(),
+                lost = report.lost.len(),
+                "reconciliation scan"
+            );
+        }
+        if !report.created.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(report)
+    }
+
+    /// Records the export jobs of a backfill of `group_id` over `[from, to)` (widened to whole
+    /// hours), one per shard of `shard_hours`. Returns every shard's job id, the ones an earlier
+    /// run (still open) created included.
+    pub async fn plan_backfill(
+        &self,
+        group_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+        shard_hours: u32,
+    ) -> Result<Vec<ExportRange>, StoreError> {
+        let now = Timestamp::now();
+        let deadline = now
+            .checked_add(self.config.scan.job_deadline)
+            .unwrap_or(now);
+        let shards = backfill_shards(group_id, from, to, shard_hours);
+        for range in &shards {
+            create_job_for_range(self.store(), range, "backfill", now, deadline).await?;
+        }
+        self.wake.notify_one();
+        Ok(shards)
+    }
+
+    /// The timer loop with a scan every `scan_interval`, until `shutdown`. Jobs in progress are
+    /// stopped at shutdown and their leases given back, so another replica resumes them at once.
+    pub async fn run(self: &Arc<Self>, shutdown: CancellationToken) {
+        self.timer_loop(shutdown, true, |_| false).await;
+    }
+
+    /// The timer loop without scans, until `done` says the open jobs are finished (checked after
+    /// each round), or `shutdown`.
+    pub async fn work_until(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+        done: impl Fn(&[ExportJob]) -> bool,
+    ) {
+        self.timer_loop(shutdown, false, done).await;
+    }
+
+    async fn timer_loop(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+        scanning: bool,
+        done: impl Fn(&[ExportJob]) -> bool,
+    ) {
+        let tasks = TaskTracker::new();
+        let mut next_scan = tokio::time::Instant::now();
+        loop {
+            if scanning && tokio::time::Instant::now() >= next_scan {
+                if let Err(e) = self.scan_once().await {
+                    tracing::warn!(error = %e, "reconciliation scan failed; trying again later");
+                }
+                next_scan = tokio::time::Instant::now() + self.config.scan_interval;
+            }
+            let earliest = match self.launch_due(&tasks, &shutdown).await {
+                Ok(earliest) => earliest,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading due export jobs failed");
+                    None
+                }
+            };
+            if !scanning {
+                match self.store().open_jobs(10_000).await {
+                    Ok(open) if done(&open) => break,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading open export jobs failed"),
+                }
+            }
+            // Sleep until the earliest timer, the next scan, or at most the first poll wait
+            // (jobs other replicas create are seen by then); a step ending wakes us earlier.
+            let mut wait = self.config.poll.initial.unsigned_abs();
+            if scanning {
+                wait = wait.min(next_scan.saturating_duration_since(tokio::time::Instant::now()));
+            }
+            if let Some(at) = earliest {
+                let until = at.duration_since(Timestamp::now());
+                let until = if until.is_positive() {
+                    until.unsigned_abs()
+                } else {
+                    // Due now but not taken (no free slot, or another replica's): not a spin.
+                    Duration::from_millis(200)
+                };
+                wait = wait.min(until);
+            }
+            let wait = wait.max(Duration::from_millis(10));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Starts a task for each due job there is a slot for; returns the earliest timer of the
+    /// jobs not started.
+    async fn launch_due(
+        self: &Arc<Self>,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let now = Timestamp::now();
+        let due = self.store().due_jobs(now, 100).await?;
+        for job in &due {
+            let id = job.id.clone();
+            {
+                let mut working = self.working.lock().unwrap_or_else(|e| e.into_inner());
+                if working.len() >= self.config.jobs_concurrency || working.contains(&id) {
+                    continue;
+                }
+                working.insert(id.clone());
+            }
+            let this = Arc::clone(self);
+            let stop = shutdown.child_token();
+            tasks.spawn(async move {
+                this.work(&id, stop).await;
+                this.working
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                this.wake.notify_one();
+            });
+        }
+        let horizon = now
+            .checked_add(SignedDuration::from_hours(24 * 365))
+            .unwrap_or(now);
+        let next = self
+            .store()
+            .due_jobs(horizon, 1 + self.config.jobs_concurrency as u32);
+        let working = self
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok(next
+            .await?
+            .into_iter()
+            .filter(|j| !working.contains(&j.id))
+            .find_map(|j| j.due_at()))
+    }
+
+    /// Leases job `id` if it is due and works one step of it.
+    async fn work(self: &Arc<Self>, id: &JobId, stop: CancellationToken) {
+        let owner = self.config.owner.clone();
+        let ttl = self.config.lease_ttl;
+        let now = Timestamp::now();
+        let leased = modify_job(self.store(), id, now, &|job: &mut ExportJob| {
+            if !job.state.is_open() || job.next_poll_at.is_none_or(|t| t > now) {
+                return Err(LeaseError::NotDue);
+            }
+            job.lease(&owner, now, ttl)?;
+            // While leased, the timer is the lease's end: others leave the job alone until then.
+            job.next_poll_at = job.lease_expires_at;
+            Ok(())
+        })
+        .await;
+        let job = match leased {
+            Ok(Ok(job)) => job,
+            Ok(Err(_)) => return, // someone else's, or not due any more
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "leasing an export job failed");
+                return;
+            }
+        };
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(Arc::clone(self).renew(id.clone(), lost.clone()));
+        let result = tokio::select! {
+            result = self.advance(job) => result,
+            _ = lost.cancelled() => Err(WorkError::LeaseLost),
+            _ = stop.cancelled() => Err(WorkError::Stopping),
+        };
+        renewer.abort();
+        match result {
+            Ok(()) => {}
+            Err(WorkError::LeaseLost) => {
+                tracing::warn!(job = %id, "lease lost while working; another replica has the job");
+            }
+            Err(e) => {
+                let stopping = matches!(e, WorkError::Stopping);
+                if !stopping {
+                    tracing::warn!(job = %id, error = %e, "export job step failed; trying again later");
+                }
+                // Give the lease back with the error recorded; when stopping, due at once so
+                // another replica continues without waiting for the lease to run out.
+                let message = e.to_string();
+                let next = if stopping {
+                    Timestamp::now()
+                } else {
+                    self.next_poll(Timestamp::now(), 1)
+                };
+                let _ = self
+                    .finish(id, next.into(), move |job| {
+                        if !stopping {
+                            job.attempt = job.attempt.saturating_add(1);
+                            job.last_error = Some(message.clone());
+                        }
+                        Ok(())
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Renews the lease every third of its lifetime; cancels `lost` if it cannot.
+    async fn renew(self: Arc<Self>, id: JobId, lost: CancellationToken) {
+        let every = (self.config.lease_ttl.unsigned_abs() / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let now = Timestamp::now();
+            let owner = self.config.owner.clone();
+            let ttl = self.config.lease_ttl;
+            let renewed = modify_job(self.store(), &id, now, &|job: &mut ExportJob| {
+                if !job.holds(&owner, now) {
+                    return Err(LeaseError::NotHolder);
+                }
+                job.lease(&owner, now, ttl)?;
+                job.next_poll_at = job.lease_expires_at;
+                Ok(())
+            })
+            .await;
+            match renewed {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    lost.cancel();
+                    return;
+                }
+                // The store is unreachable: keep trying while the lease lasts.
+                Err(e) => tracing::warn!(job = %id, error = %e, "renewing a lease failed"),
+            }
+        }
+    }
+
+    fn next_poll(&self, now: Timestamp, attempt: u32) -> Timestamp {
+        self.config
+            .poll
+            .next_poll(now, attempt, rand::random::<f64>())
+    }
+
+    /// A write during a step: only while this replica holds the lease.
+    async fn save(
+        &self,
+        id: &JobId,
+        f: impl Fn(&mut ExportJob) -> Result<(), LeaseError> + Send + Sync,
+    ) -> Result<ExportJob, WorkError> {
+        let owner = self.config.owner.clone();
+        let now = Timestamp::now();
+        let job = modify_job(self.store(), id, now, &|job: &mut ExportJob| {
+            if !job.holds(&owner, now) {
+                return Err(LeaseError::NotHolder);
+            }
+            f(job)
+        })
+        .await??;
+        Ok(job)
+    }
+
+    /// The write that ends a step: applies `f`, sets the next timer (`None`: closed) and gives
+    /// the lease back, in one conditional write.
+    async fn finish(
+        &self,
+        id: &JobId,
+        next: Option<Timestamp>,
+        f: impl Fn(&mut ExportJob) -> Result<(), LeaseError> + Send + Sync,
+    ) -> Result<ExportJob, WorkError> {
+        let owner = self.config.owner.clone();
+        let now = Timestamp::now();
+        let job = modify_job(self.store(), id, now, &|job: &mut ExportJob| {
+            if !job.holds(&owner, now) {
+                return Err(LeaseError::NotHolder);
+            }
+            f(job)?;
+            job.next_poll_at = if job.state.is_open() { next } else { None };
+            job.release(&owner)
+        })
+        .await??;
+        Ok(job)
+    }
+
+    /// Moves to `state` (under the lease).
+    async fn go(&self, id: &JobId, state: JobState) -> Result<ExportJob, WorkError> {
+        let owner = self.config.owner.clone();
+        self.save(id, move |job| {
+            job.transition(&owner, Timestamp::now(), state)
+        })
+        .await
+    }
+
+    /// Reschedules after a transient failure.
+    async fn retry_later(&self, job: &ExportJob, error: &OcpError) -> Result<(), WorkError> {
+        tracing::warn!(job = %job.id, state = job.state.name(), error = %error, "OCP call failed; polling again later");
+        let message = error.to_string();
+        let next = self.next_poll(Timestamp::now(), job.attempt.saturating_add(1));
+        self.finish(&job.id, Some(next), move |job| {
+            job.attempt = job.attempt.saturating_add(1);
+            job.last_error = Some(message.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// One step of a leased job: as far as it can go without waiting.
+    async fn advance(&self, mut job: ExportJob) -> Result<(), WorkError> {
+        loop {
+            let now = Timestamp::now();
+            if job.state.is_open() && now > job.deadline {
+                return self
+                    .fail(&job, format!("deadline passed while {}", job.state.name()))
+                    .await;
+            }
+            match job.state {
+                JobState::Created => return self.create(&job).await,
+                JobState::Polling => {
+                    let Some(export) = job.ocp_export_id.clone() else {
+                        return self.fail(&job, "polling without an export id".into()).await;
+                    };
+                    self.metrics.export_polls.inc();
+                    match self.ocp.status(&export).await {
+                        Ok(ExportStatus::Pending | ExportStatus::Running) => {
+                            let attempt = job.attempt.saturating_add(1);
+                            let next = self.next_poll(now, attempt);
+                            self.finish(&job.id, Some(next), move |job| {
+                                job.attempt = attempt;
+                                Ok(())
+                            })
+                            .await?;
+                            return Ok(());
+                        }
+                        Ok(ExportStatus::Completed) => {
+                            job = self.go(&job.id, JobState::Completed).await?;
+                        }
+                        Ok(ExportStatus::Expired) | Err(OcpError::Expired(_)) => {
+                            return self.expire(&job, "expired before it was fetched").await;
+                        }
+                        Ok(ExportStatus::Failed) => {
+                            return self.fail(&job, format!("OCP failed export {export}")).await;
+                        }
+                        Err(OcpError::Refused { status: 404, .. }) => {
+                            return self.expire(&job, "OCP does not know the export").await;
+                        }
+                        Err(e @ (OcpError::Refused { .. } | OcpError::Unauthorized(_))) => {
+                            return self.fail(&job, e.to_string()).await;
+                        }
+                        Err(e) => return self.retry_later(&job, &e).await,
+                    }
+                }
+                JobState::Completed => {
+                    job = self.go(&job.id, JobState::Fetching).await?;
+                }
+                JobState::Fetching => {
+                    let Some(export) = job.ocp_export_id.clone() else {
+                        return self
+                            .fail(&job, "fetching without an export id".into())
+                            .await;
+                    };
+                    return match self.fetch(&job, &export).await {
+                        Ok(fetched) => {
+                            let owner = self.config.owner.clone();
+                            self.finish(&job.id, None, move |job| {
+                                job.transition(&owner, Timestamp::now(), JobState::Done)?;
+                                job.last_error = None;
+                                Ok(())
+                            })
+                            .await?;
+                            self.metrics.export_jobs.with_label_values(&["done"]).inc();
+                            tracing::info!(
+                                job = %job.id, export = %export, stored = fetched.stored,
+                                already_stored = fetched.already, failed = fetched.failed,
+                                cdrs_filled = fetched.cdrs_filled, "export job done"
+                            );
+                            self.finalize(&job).await
+                        }
+                        Err(WorkError::Ocp(OcpError::Expired(_))) => {
+                            self.expire(&job, "expired while it was being fetched")
+                                .await
+                        }
+                        Err(WorkError::Ocp(e)) => self.retry_later(&job, &e).await,
+                        Err(e) => Err(e),
+                    };
+                }
+                JobState::Done | JobState::Failed | JobState::Expired => {
+                    self.finish(&job.id, None, |_| Ok(())).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// `created`: asks OCP for the export, one running export per group.
+    async fn create(&self, job: &ExportJob) -> Result<(), WorkError> {
+        let now = Timestamp::now();
+        // Queue behind this group's export that OCP is running (OCP allows one per group).
+        let open = self.store().open_jobs(10_000).await?;
+        if let Some(ahead) = open
+            .iter()
+            .find(|j| j.group_id == job.group_id && j.state == JobState::Polling && j.id != job.id)
+        {
+            let message = format!("queued behind {} (one running export per group)", ahead.id);
+            let next = self.next_poll(now, 0);
+            self.finish(&job.id, Some(next), move |job| {
+                job.last_error = Some(message.clone());
+                Ok(())
+            })
+            .await?;
+            return Ok(());
+        }
+        match self
+            .ocp
+            .create_export(&job.group_id, job.from, job.to, &job.idempotency_token)
+            .await
+        {
+            Ok(export) => {
+                let owner = self.config.owner.clone();
+                let next = self.next_poll(now, 0);
+                let id = export.clone();
+                self.finish(&job.id, Some(next), move |job| {
+                    job.transition(&owner, Timestamp::now(), JobState::Polling)?;
+                    job.ocp_export_id = Some(id.clone());
+                    job.attempt = 0;
+                    job.last_error = None;
+                    Ok(())
+                })
+                .await?;
+                self.metrics.exports_created.inc();
+                tracing::info!(job = %job.id, export = %export, group = %job.group_id, from = %job.from, to = %job.to, "export requested");
+                Ok(())
+            }
+            Err(e @ (OcpError::Refused { .. } | OcpError::Unauthorized(_))) => {
+                self.fail(job, e.to_string()).await
+            }
+            Err(e) => self.retry_later(job, &e).await,
+        }
+    }
+
+    /// Closes the job as `failed` or `expired` with `reason`, and counts it.
+    async fn close(&self, job: &ExportJob, state: JobState, reason: &str) -> Result<(), WorkError> {
+        let owner = self.config.owner.clone();
+        let message = reason.to_string();
+        self.finish(&job.id, None, move |job| {
+            job.transition(&owner, Timestamp::now(), state)?;
+            job.last_error = Some(message.clone());
+            Ok(())
+        })
+        .await?;
+        self.metrics
+            .export_jobs
+            .with_label_values(&[state.name()])
+            .inc();
+        Ok(())
+    }
+
+    /// Fails the job loudly (metric, error log) and counts an attempt for its missing calls.
+    async fn fail(&self, job: &ExportJob, reason: String) -> Result<(), WorkError> {
+        self.close(job, JobState::Failed, &reason).await?;
+        tracing::error!(job = %job.id, group = %job.group_id, from = %job.from, to = %job.to, reason = %reason, "export job failed");
+        self.finalize(job).await
+    }
+
+    /// The export's data is gone: this job ends `expired`, and a new one asks again for the
+    /// same range.
+    async fn expire(&self, job: &ExportJob, reason: &str) -> Result<(), WorkError> {
+        self.close(job, JobState::Expired, reason).await?;
+        let now = Timestamp::now();
+        let range = ExportRange {
+            group_id: job.group_id.clone(),
+            from: job.from,
+            to: job.to,
+        };
+        let deadline = now
+            .checked_add(self.config.scan.job_deadline)
+            .unwrap_or(now);
+        let again = create_job_for_range(self.store(), &range, &job.purpose, now, deadline).await?;
+        tracing::warn!(job = %job.id, reason, successor = ?again.as_ref().map(JobId::as_str), "export expired; requesting it again");
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Both fetch tasks at once; the first OCP error (e.g. expiry) stops the step.
+    async fn fetch(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
+        let (cdrs, audio) = tokio::join!(
+            self.metadata_task(job, export),
+            self.download_task(job, export)
+        );
+        let mut fetched = audio?;
+        fetched.cdrs_filled = cdrs?;
+        Ok(fetched)
+    }
+
+    /// Every page of the export's files of `kind`, passed to `each` (which may run several
+    /// at once).
+    async fn each_file<F, Fut>(&self, export: &str, kind: &str, each: F) -> Result<(), WorkError>
+    where
+        F: Fn(ExportFile) -> Fut,
+        Fut: std::future::Future<Output = Result<(), WorkError>>,
+    {
+        let mut page: Option<String> = None;
+        loop {
+            let listing = self.ocp.files(export, page.as_deref()).await?;
+            let files = listing.files.into_iter().filter(|f| f.kind == kind);
+            let mut running = futures_util::stream::iter(files.map(&each))
+                .buffer_unordered(self.config.download_concurrency);
+            while let Some(result) = running.next().await {
+                result?;
+            }
+            match listing.next {
+                Some(next) => page = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The metadata task: applies every CDR file. Returns how many filled something in.
+    async fn metadata_task(&self, job: &ExportJob, export: &str) -> Result<u64, WorkError> {
+        let filled = std::sync::atomic::AtomicU64::new(0);
+        self.each_file(export, "cdr", |file| {
+            let filled = &filled;
+            async move {
+                if self.apply_cdr(job, export, &file.name).await? {
+                    filled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(filled.into_inner())
+    }
+
+    /// Downloads and applies one CDR file; true if it filled something in. A bad file is
+    /// counted and logged, not fatal.
+    async fn apply_cdr(
+        &self,
+        job: &ExportJob,
+        export: &str,
+        name: &str,
+    ) -> Result<bool, WorkError> {
+        let spool = self.spool_path("cdr").await?;
+        self.ocp.download(export, name, &spool.0).await?;
+        let mut bytes = Vec::new();
+        let file = tokio::fs::File::open(&spool.0)
+            .await
+            .map_err(|source| OcpError::Io {
+                path: spool.0.clone(),
+                source,
+            })?;
+        file.take(super::cdr::MAX_CDR_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|source| OcpError::Io {
+                path: spool.0.clone(),
+                source,
+            })?;
+        let (call_id, changes) = match super::cdr::parse(&bytes) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
+                tracing::warn!(job = %job.id, file = name, error = %why, "bad CDR file in export");
+                return Ok(false);
+            }
+        };
+        let group_matches = changes.iter().all(|c| match c {
+            CallChange::Start { facts, .. } | CallChange::End { facts, .. } => {
+                facts.group_id.as_deref().is_none_or(|g| g == job.group_id)
+            }
+            _ => true,
+        });
+        if !group_matches {
+            self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
+            tracing::warn!(job = %job.id, file = name, "CDR of another group in export; ignored");
+            return Ok(false);
+        }
+        let mut changed = false;
+        for change in &changes {
+            let (_, applied) = self
+                .store()
+                .update(&call_id, change, Timestamp::now())
+                .await?;
+            changed |= applied.outcome == Outcome::Changed;
+        }
+        let outcome = if changed { "filled" } else { "unchanged" };
+        self.metrics.export_cdrs.with_label_values(&[outcome]).inc();
+        Ok(changed)
+    }
+
+    async fn spool_path(&self, what: &str) -> Result<SpoolFile, WorkError> {
+        let dir = &self.config.spool_dir;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| OcpError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(SpoolFile(dir.join(format!(
+            "export-{what}.{:016x}.part",
+            rand::random::<u64>()
+        ))))
+    }
+
+    /// The download task: every audio file of a call not yet stored goes through the stage-1
+    /// path.
+    async fn download_task(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
+        let counts = Mutex::new(Fetched::default());
+        self.each_file(export, "audio", |file| {
+            let counts = &counts;
+            async move {
+                let outcome = self.recover(job, export, &file).await?;
+                let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                match outcome {
+                    "stored" => c.stored += 1,
+                    "already_stored" | "already_received" => c.already += 1,
+                    _ => c.failed += 1,
+                }
+                self.metrics
+                    .export_files
+                    .with_label_values(&[outcome])
+                    .inc();
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One audio file of an export; returns its outcome's metric label. OCP errors stop the
+    /// step (the job is tried again); a bad file is counted and recorded on its call.
+    async fn recover(
+        &self,
+        job: &ExportJob,
+        export: &str,
+        file: &ExportFile,
+    ) -> Result<&'static str, WorkError> {
+        let Some(name) = callrec_engine::ocp_name::parse(&file.name) else {
+            tracing::warn!(job = %job.id, file = %file.name.escape_debug(), "not an OCP recording name; skipped");
+            return Ok("bad_name");
+        };
+        let Ok(call_id) = CallId::parse(&name.dialog_id) else {
+            return Ok("bad_name");
+        };
+        if name.group_id != job.group_id {
+            tracing::warn!(job = %job.id, file = %file.name, "recording of another group in export; skipped");
+            return Ok("bad_name");
+        }
+        let record = self.store().get(&call_id).await?;
+        if record.as_ref().is_some_and(|r| r.flags.stored.is_some()) {
+            return Ok("already_stored");
+        }
+        if record.as_ref().is_some_and(|r| r.flags.received.is_some()) {
+            // Streamed after all and in the service's pipeline: not the export's business.
+            return Ok("already_received");
+        }
+        if file.size > self.config.max_file_bytes {
+            self.record_failure(
+                &call_id,
+                format!(
+                    "export file {} is {} bytes, above the limit",
+                    file.name, file.size
+                ),
+            )
+            .await?;
+            return Ok("failed");
+        }
+        // A call whose End never arrived: its CDR first, so the duration check and the routing
+        // see its facts (the metadata task may not have reached it yet; applying twice is a
+        // no-op).
+        if record.as_ref().is_none_or(|r| r.flags.ended.is_none()) {
+            let cdr = format!("{}.cdr.json", file.name.trim_end_matches(".wav"));
+            match self.apply_cdr(job, export, &cdr).await {
+                Ok(_) | Err(WorkError::Ocp(OcpError::Refused { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let spool = self.spool_path("audio").await?;
+        match self.ocp.download(export, &file.name, &spool.0).await {
+            Ok(_) => {}
+            Err(OcpError::Refused { status: 404, .. }) => {
+                self.record_failure(
+                    &call_id,
+                    format!("{} listed but not served by export {export}", file.name),
+                )
+                .await?;
+                return Ok("failed");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let io = |source| OcpError::Io {
+            path: spool.0.clone(),
+            source,
+        };
+        let (crc32c, sha256, bytes) =
+            crate::objects::checksum_file(&spool.0)
+                .await
+                .map_err(|e| OcpError::Io {
+                    path: spool.0.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        let mut head = [0u8; 12];
+        let mut opened = tokio::fs::File::open(&spool.0).await.map_err(io)?;
+        let n = opened.read(&mut head).await.map_err(io)?;
+        if bytes > self.config.max_file_bytes || !looks_like_audio(&head[..n]) {
+            self.record_failure(
+                &call_id,
+                format!(
+                    "export file {} is not an audio file callrec takes",
+                    file.name
+                ),
+            )
+            .await?;
+            return Ok("failed");
+        }
+        let spooled = Spooled {
+            path: spool.0.clone(),
+            bytes,
+            sha256_hex: sha256,
+            crc32c_base64: crc32c,
+            content_type: "audio/wav".into(),
+        };
+        let outcome = match receive(&self.pipeline, &call_id, &spooled).await {
+            Ok((_, outcome)) => outcome,
+            Err(crate::receive::ReceiveError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(call_id = %call_id, error = %e, "staging a recovered recording failed");
+                self.record_failure(&call_id, e.to_string()).await?;
+                return Ok("failed");
+            }
+        };
+        drop(spool);
+        if outcome == Outcome::Conflict {
+            tracing::warn!(call_id = %call_id, job = %job.id, "the export's recording differs from the one received; kept for review");
+            return Ok("conflict");
+        }
+        match self.pipeline.run(&call_id).await {
+            Ok(Finished::Stored) => Ok("stored"),
+            Ok(Finished::NothingToDo) => Ok("already_stored"),
+            Err(e) => {
+                self.metrics.failures.with_label_values(&[e.kind()]).inc();
+                tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "processing a recovered recording failed");
+                Ok("failed")
+            }
+        }
+    }
+
+    async fn record_failure(&self, call_id: &CallId, error: String) -> Result<(), WorkError> {
+        self.store()
+            .update(call_id, &CallChange::Failed { error }, Timestamp::now())
+            .await?;
+        Ok(())
+    }
+
+    /// Calls of the job's range that were missing when it was recorded and still are: one more
+    /// attempt counted; out of attempts, `lost` (metric + error log).
+    async fn finalize(&self, job: &ExportJob) -> Result<(), WorkError> {
+        if job.from >= job.created_at {
+            return Ok(());
+        }
+        let mut cursor = None;
+        let mut missing = 0u64;
+        let mut lost = 0u64;
+        loop {
+            let page = self
+                .store()
+                .pending(&PendingQuery {
+                    group_id: Some(job.group_id.clone()),
+                    ended_from: Some(job.from),
+                    ended_before: job.created_at,
+                    limit: 500,
+                    cursor,
+                })
+                .await?;
+            for call in &page.items {
+                let in_range = dialog_time(call).is_some_and(|t| job.from <= t && t < job.to);
+                // Received calls are the service's own work (resumed, not re-exported).
+                if !in_range || call.flags.received.is_some() {
+                    continue;
+                }
+                missing += 1;
+                let error = format!("not recovered by export job {}", job.id);
+                let (record, _) = self
+                    .store()
+                    .update(
+                        &call.call_id,
+                        &CallChange::Failed { error },
+                        Timestamp::now(),
+                    )
+                    .await?;
+                if record.attempts >= self.config.max_attempts {
+                    let reason = format!(
+                        "still missing after {} export attempts (last: job {})",
+                        record.attempts, job.id
+                    );
+                    let (_, applied) = self
+                        .store()
+                        .update(
+                            &call.call_id,
+                            &CallChange::Lost {
+                                reason: reason.clone(),
+                            },
+                            Timestamp::now(),
+                        )
+                        .await?;
+                    if applied.outcome == Outcome::Changed {
+                        lost += 1;
+                        self.metrics.calls_lost.inc();
+                        tracing::error!(call_id = %call.call_id, job = %job.id, reason, "recording lost");
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        if missing > 0 {
+            tracing::warn!(job = %job.id, missing, lost, "calls the export did not recover; the next scan tries again");
+        }
+        Ok(())
+    }
+}
+
+/// The shards of a backfill: `[from, to)` widened to whole hours, cut into ranges of at most
+/// `shard_hours` (1–48).
+pub fn backfill_shards(
+    group_id: &str,
+    from: Timestamp,
+    to: Timestamp,
+    shard_hours: u32,
+) -> Vec<ExportRange> {
+    let start = super::plan::floor_hour(from);
+    let mut end = super::plan::floor_hour(to);
+    if end < to {
+        end = end
+            .checked_add(SignedDuration::from_hours(1))
+            .unwrap_or(end);
+    }
+    let step = SignedDuration::from_hours(i64::from(shard_hours.clamp(1, 48)));
+    let mut shards = Vec::new();
+    let mut at = start;
+    while at < end {
+        let next = at.checked_add(step).unwrap_or(end).min(end);
+        let next = if next <= at { end } else { next };
+        shards.push(ExportRange {
+            group_id: group_id.to_string(),
+            from: at,
+            to: next,
+        });
+        at = next;
+    }
+    shards
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfill_shards_are_whole_hours_of_at_most_two_days() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let shards = backfill_shards(
+            "g",
+            t("2026-11-01T10:30:00Z"),
+            t("2026-11-05T09:10:00Z"),
+            48,
+        );
+        assert_eq!(shards.first().unwrap().from, t("2026-11-01T10:00:00Z"));
+        assert_eq!(shards.last().unwrap().to, t("2026-11-05T10:00:00Z"));
+        assert_eq!(shards.len(), 2);
+        for pair in shards.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from);
+        }
+        for s in &shards {
+            let hours = s.to.duration_since(s.from).as_hours();
+            assert!((1..=48).contains(&hours), "{hours}");
+        }
+        assert!(
+            backfill_shards(
+                "g",
+                t("2026-11-01T10:00:00Z"),
+                t("2026-11-01T10:00:00Z"),
+                48
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            backfill_shards("g", t("2026-11-01T10:00:00Z"), t("2026-11-01T13:00:00Z"), 1).len(),
+            3
+        );
+    }
+}
