@@ -135,6 +135,9 @@ pub struct ReconcileConfig {
     pub poll_jitter: f64,
     /// `callrec backfill`: hours per shard (one export job each; 1–48).
     pub backfill_shard_hours: u32,
+    /// Seconds a received call may wait for `stored` before a scan takes it over (its replica
+    /// died mid-pipeline); processing is idempotent, so a slow replica finishing too is harmless.
+    pub stale_after_s: f64,
 }
 
 impl Default for ReconcileConfig {
@@ -154,6 +157,7 @@ impl Default for ReconcileConfig {
             poll_growth: 1.5,
             poll_jitter: 0.2,
             backfill_shard_hours: 48,
+            stale_after_s: 600.0,
         }
     }
 }
@@ -414,6 +418,7 @@ impl Config {
             ("scan_interval_s", r.scan_interval_s),
             ("job_deadline_s", r.job_deadline_s),
             ("lease_ttl_s", r.lease_ttl_s),
+            ("stale_after_s", r.stale_after_s),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(error(key, "seconds above 0"));

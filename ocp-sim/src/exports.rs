@@ -325,6 +325,15 @@ fn gate(api: &ExportsApi, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// A number in [0, 1) from two integers (SplitMix64's finalizer).
+fn unit_hash(a: u64, b: u64) -> f64 {
+    let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn status_of(api: &ExportsApi, export: &Export) -> &'static str {
     let age = export.created.elapsed();
     let config = &api.0.config;
@@ -436,10 +445,9 @@ async fn create_export(
         .filter(|(_, r)| {
             r.group_id == group_id && body.from <= r.dialog_time && r.dialog_time < body.to
         })
-        // Left out deterministically by position, so a later export of the range has them.
-        .filter(|(i, _)| {
-            omit <= 0.0 || ((i * 7919 + number as usize) % 1000) as f64 >= omit * 1000.0
-        })
+        // Left out by a hash of (recording, export): deterministic, and independent from one
+        // export to the next, so a later export of the range holds it with probability 1 − omit.
+        .filter(|(i, _)| omit <= 0.0 || unit_hash(*i as u64, number) >= omit)
         .map(|(i, _)| i)
         .collect();
     drop(recordings);

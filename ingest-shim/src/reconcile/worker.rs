@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     pub spool_dir: PathBuf,
     /// Largest recording accepted from an export, bytes.
     pub max_file_bytes: u64,
+    /// A call received this long ago and not stored is taken over by a scan.
+    pub stale_after: SignedDuration,
 }
 
 impl WorkerConfig {
@@ -75,6 +77,7 @@ impl WorkerConfig {
             jobs_concurrency: r.jobs_concurrency,
             spool_dir: config.server.spool_dir.clone(),
             max_file_bytes: config.server.max_body_bytes,
+            stale_after: secs(r.stale_after_s),
         }
     }
 }
@@ -192,7 +195,53 @@ impl Reconciler {
         if !report.created.is_empty() {
             self.wake.notify_one();
         }
+        let resumed = self.resume_stale().await?;
+        if resumed > 0 {
+            tracing::warn!(
+                calls = resumed,
+                "took over calls received long ago and never stored (a replica died mid-pipeline?)"
+            );
+        }
         Ok(report)
+    }
+
+    /// Runs the pipeline for calls received more than `stale_after` ago and still not stored:
+    /// their replica died between `received` and `stored` (a replica resumes its own at start,
+    /// but a dead one never starts again). Returns how many it ran.
+    pub async fn resume_stale(&self) -> Result<usize, StoreError> {
+        let Ok(before) = Timestamp::now().checked_sub(self.config.stale_after) else {
+            return Ok(0);
+        };
+        let mut stale = Vec::new();
+        let mut cursor: Option<String> = None;
+        'pages: loop {
+            let page = self.store().unfinished(200, cursor.as_deref()).await?;
+            for call in page.items {
+                // Oldest first: the rest are younger.
+                if call.flags.received.is_none_or(|t| t > before) {
+                    break 'pages;
+                }
+                // Out of attempts (e.g. a recording that fails the duration check every time):
+                // left for a person, with its last error on the record.
+                if call.attempts < self.config.max_attempts {
+                    stale.push(call.call_id);
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let count = stale.len();
+        let mut runs = futures_util::stream::iter(stale.into_iter().map(|call_id| async move {
+            if let Err(e) = self.pipeline.run(&call_id).await {
+                self.metrics.failures.with_label_values(&[e.kind()]).inc();
+                tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "taking over a stale call failed");
+            }
+        }))
+        .buffer_unordered(self.config.download_concurrency);
+        while runs.next().await.is_some() {}
+        Ok(count)
     }
 
     /// Records the export jobs of a backfill of `group_id` over `[from, to)` (widened to whole
@@ -712,6 +761,10 @@ impl Reconciler {
         self.each_file(export, "cdr", |file| {
             let filled = &filled;
             async move {
+                if self.knows_everything(&file.name).await? {
+                    self.metrics.export_cdrs.with_label_values(&["known"]).inc();
+                    return Ok(());
+                }
                 if self.apply_cdr(job, export, &file.name).await? {
                     filled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -720,6 +773,24 @@ impl Reconciler {
         })
         .await?;
         Ok(filled.into_inner())
+    }
+
+    /// Whether the call of CDR file `name` has its Start, End and group already (then the file
+    /// cannot add anything and is not downloaded). A name that is not an OCP name: false (the
+    /// file is read and judged).
+    async fn knows_everything(&self, name: &str) -> Result<bool, WorkError> {
+        let Some(stem) = name.strip_suffix(".cdr.json") else {
+            return Ok(false);
+        };
+        let Some(parsed) = callrec_engine::ocp_name::parse(&format!("{stem}.wav")) else {
+            return Ok(false);
+        };
+        let Ok(call_id) = CallId::parse(&parsed.dialog_id) else {
+            return Ok(false);
+        };
+        Ok(self.store().get(&call_id).await?.is_some_and(|r| {
+            r.flags.started.is_some() && r.flags.ended.is_some() && r.cdr.group_id.is_some()
+        }))
     }
 
     /// Downloads and applies one CDR file; true if it filled something in. A bad file is

@@ -1,0 +1,439 @@
+//! Stage 2 end to end: `callrec serve` takes what OCP streams (10% or more never arrives), then
+//! `callrec reconcile` (or the reconciler inside `callrec serve`) recovers the rest from
+//! ocp-sim's Exports API on a loopback port — with faults, with kills, with two replicas.
+
+use callrec_ingest::store::CallStore as _;
+use ocp_sim::SimCall;
+use ocp_sim::exports::{ExportsApi, ExportsConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::service::{Service, TOKEN, walk};
+
+const OCP_PASSWORD: &str = "ocp-test-secret";
+
+/// ocp-sim's Exports API on a free port, served by its own runtime.
+struct Ocp {
+    url: String,
+    api: ExportsApi,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Ocp {
+    fn start(config: ExportsConfig) -> Ocp {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let api = ExportsApi::new(config, Vec::new());
+        let url = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(
+                axum::serve(listener, ocp_sim::exports::router(api.clone())).into_future(),
+            );
+            url
+        });
+        Ocp { url, api, runtime }
+    }
+
+    /// Plays the calls against the service; every recording (streamed or not) goes to OCP.
+    fn play(&self, sim: ocp_sim::SimConfig) -> Vec<SimCall> {
+        self.runtime
+            .block_on(ocp_sim::run_with_exports(
+                sim,
+                Default::default(),
+                Some(self.api.clone()),
+            ))
+            .unwrap()
+    }
+
+    fn downloads(&self) -> u64 {
+        self.api.downloads().values().sum()
+    }
+}
+
+fn ocp_config() -> ExportsConfig {
+    let mut config = ExportsConfig::new("callrec", OCP_PASSWORD);
+    config.completion_delay = Duration::from_millis(800);
+    config
+}
+
+/// A folder with `callrec.toml`: the embedded defaults (or `stores`), OCP at `ocp`, polling in
+/// fractions of a second.
+fn folder(ocp: &Ocp, stores: &str, reconcile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("callrec.toml"),
+        format!(
+            r#"
+            {stores}
+            [ocp]
+            base_url = "{}"
+            username = "callrec"
+            [reconcile]
+            scan_interval_s = 1.0
+            grace_s = 0.0
+            poll_initial_s = 0.3
+            poll_max_s = 1.0
+            lease_ttl_s = 2.0
+            stale_after_s = 4.0
+            job_deadline_s = 300.0
+            {reconcile}
+            "#,
+            ocp.url
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CALLREC_OCP__PASSWORD", OCP_PASSWORD),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
+fn sim(url: &str, calls: usize, seed: u64, drop_rate: f64) -> ocp_sim::SimConfig {
+    let mut sim = ocp_sim::SimConfig::new(url.to_string(), TOKEN);
+    sim.calls = calls;
+    sim.seed = seed;
+    sim.min_call_s = 1.0;
+    sim.max_call_s = 3.0;
+    sim.drop_rate = drop_rate;
+    sim.concurrency = 16;
+    sim
+}
+
+/// Streams `sim` into a `callrec serve` in `dir` with reconciliation off, then stops it.
+fn stage_one(
+    ocp: &Ocp,
+    dir: tempfile::TempDir,
+    sim: ocp_sim::SimConfig,
+) -> (tempfile::TempDir, Vec<SimCall>) {
+    let mut env = env();
+    env.push(("CALLREC_RECONCILE__ENABLED", "false"));
+    let mut service = Service::start_in(dir, &env);
+    let mut sim = sim;
+    sim.target = service.url.clone();
+    let played = ocp.play(sim);
+    assert!(service.stop().success());
+    (service.dir.take().unwrap(), played)
+}
+
+fn callrec_in(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callrec"));
+    command
+        .args(args)
+        .args(["--config", "callrec.toml"])
+        .current_dir(dir)
+        .env("CALLREC_LOG", "warn")
+        .envs(env());
+    command
+}
+
+/// Runs `callrec args…` in `dir`; asserts it succeeded; returns its stdout.
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let output = callrec_in(dir, args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The fewest exports OCP's limits allow for the calls that were not streamed.
+fn fewest_exports(played: &[SimCall]) -> usize {
+    callrec_ingest::reconcile::plan::plan_exports(
+        played
+            .iter()
+            .filter(|c| !c.streamed)
+            .map(|c| (c.group_id.as_str(), c.start)),
+    )
+    .len()
+}
+
+/// Every call stored once: its record says stored, and the line-of-business folders hold
+/// exactly one recording per call.
+fn assert_all_stored_once(data: &Path, played: &[SimCall]) {
+    let store = callrec_ingest::store::sqlite::SqliteStore::open(data.join("callrec.db")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut not_stored = Vec::new();
+    for call in played {
+        let id = callrec_ingest::CallId::parse(&call.call_id).unwrap();
+        let record = runtime.block_on(store.get(&id)).unwrap();
+        if record.is_none_or(|r| r.flags.stored.is_none()) {
+            not_stored.push(call.call_id.clone());
+        }
+    }
+    assert!(not_stored.is_empty(), "not stored: {not_stored:?}");
+    let mut per_call: BTreeMap<String, usize> = BTreeMap::new();
+    for path in walk(&data.join("objects")) {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let in_lob = path.components().any(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .starts_with("callrec-general")
+        });
+        if in_lob && name.ends_with(".wav") {
+            let call = played
+                .iter()
+                .find(|c| name.contains(&c.call_id))
+                .unwrap_or_else(|| panic!("an object of no call: {name}"));
+            *per_call.entry(call.call_id.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        per_call.len(),
+        played.len(),
+        "calls with a stored recording"
+    );
+    assert!(per_call.values().all(|&n| n == 1), "a call stored twice");
+}
+
+#[test]
+fn a_thousand_calls_ten_percent_dropped_all_stored_once_with_the_fewest_exports() {
+    let ocp = Ocp::start(ocp_config());
+    let (dir, played) = stage_one(&ocp, folder(&ocp, "", ""), sim("", 1000, 71, 0.10));
+    let dropped: Vec<&SimCall> = played.iter().filter(|c| !c.streamed).collect();
+    assert!((70..=130).contains(&dropped.len()), "{}", dropped.len());
+    let stdout = run_ok(dir.path(), &["reconcile", "--once"]);
+    assert!(
+        stdout.contains(&format!("{} recordings recovered", dropped.len())),
+        "{stdout}"
+    );
+    assert_all_stored_once(&dir.path().join("callrec-data"), &played);
+    // As few exports as the grouping allows, not one per call.
+    assert_eq!(ocp.api.exports_created() as usize, fewest_exports(&played));
+    // Each recording that was never streamed downloaded once; none that was.
+    let downloads = ocp.api.downloads();
+    for call in &played {
+        let n = downloads
+            .iter()
+            .filter(|(name, _)| name.contains(&call.call_id))
+            .map(|(_, n)| *n)
+            .sum::<u64>();
+        assert_eq!(n, u64::from(!call.streamed), "{}", call.call_id);
+    }
+    // `callrec status` agrees: nothing open, every call complete.
+    let status = callrec_in(dir.path(), &["status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["funnel"]["complete"], 1000);
+    assert_eq!(status["open_jobs"].as_array().unwrap().len(), 0);
+}
+
+/// A `callrec reconcile` process, killed if the test ends first.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_reconciler(dir: &Path) -> Worker {
+    Worker(
+        callrec_in(dir, &["reconcile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stored_count(data: &Path) -> usize {
+    walk(&data.join("objects"))
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "wav")
+                && p.components().any(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .starts_with("callrec-general")
+                })
+        })
+        .count()
+}
+
+#[test]
+fn faults_and_kills_while_polling_and_downloading_lose_nothing_and_store_nothing_twice() {
+    let mut config = ocp_config();
+    config.completion_delay = Duration::from_millis(1500);
+    config.rate_limit_every = Some(13);
+    config.unavailable_every = Some(17);
+    // Exports that leave files out, and data that may expire while it is being fetched.
+    config.omit_rate = 0.3;
+    config.download_delay = Duration::from_millis(100);
+    config.data_lifetime = Duration::from_millis(3000);
+    let ocp = Ocp::start(config);
+    let dir = folder(&ocp, "", "max_attempts = 50\ndownload_concurrency = 2");
+    let (dir, played) = stage_one(&ocp, dir, sim("", 200, 72, 0.25));
+    let data = dir.path().join("callrec-data");
+    let streamed = played.iter().filter(|c| c.streamed).count();
+    // Killed while polling: exports requested, nothing downloaded yet.
+    let worker = spawn_reconciler(dir.path());
+    wait_for("an export", Duration::from_secs(30), || {
+        ocp.api.exports_created() > 0
+    });
+    assert_eq!(ocp.downloads(), 0);
+    drop(worker);
+    // Killed while downloading.
+    let worker = spawn_reconciler(dir.path());
+    wait_for("downloads", Duration::from_secs(60), || {
+        ocp.downloads() >= 3
+    });
+    drop(worker);
+    assert!(stored_count(&data) < played.len());
+    // Restarted: it takes the dead one's jobs over once their leases run out, and finishes.
+    let mut worker = spawn_reconciler(dir.path());
+    wait_for("every call stored", Duration::from_secs(240), || {
+        stored_count(&data) >= played.len()
+    });
+    Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(worker.0.wait().unwrap().success());
+    assert!(streamed < played.len());
+    assert_all_stored_once(&data, &played);
+}
+
+#[test]
+fn two_replicas_on_dynamodb_and_s3_share_a_backlog_and_one_finishes_alone() {
+    let moto = callrec_fixtures::moto::Moto::start();
+    let ocp = Ocp::start(ocp_config());
+    let stores = format!(
+        r#"
+        [state]
+        backend = "dynamodb"
+        dynamodb_table = "callrec-replicas"
+        endpoint_url = "{0}"
+        region = "us-east-1"
+        [objects]
+        backend = "s3"
+        endpoint_url = "{0}"
+        region = "us-east-1"
+        force_path_style = true
+        "#,
+        moto.endpoint
+    );
+    let dir = folder(&ocp, &stores, "");
+    let init = callrec_in(dir.path(), &["init", "--create-buckets"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let (dir, played) = stage_one(&ocp, dir, sim("", 120, 73, 0.3));
+    let dropped = played.iter().filter(|c| !c.streamed).count();
+    // Two replicas, each `callrec serve` with its reconciler, on the same stores.
+    let a = Service::start_in(dir, &env());
+    let second = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a.dir.as_ref().unwrap().path().join("callrec.toml"),
+        second.path().join("callrec.toml"),
+    )
+    .unwrap();
+    let mut b = Service::start_in(second, &env());
+    wait_for("a third of the downloads", Duration::from_secs(120), || {
+        ocp.downloads() as usize >= dropped / 3
+    });
+    let _ = a.kill();
+    let b_dir = b.dir.as_ref().unwrap().path().to_path_buf();
+    let stored = || {
+        let out = callrec_in(&b_dir, &["status", "--json"]).output().unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["funnel"]["stored"].as_u64().unwrap_or(0)
+    };
+    wait_for("every call stored", Duration::from_secs(240), || {
+        std::thread::sleep(Duration::from_millis(500));
+        stored() >= played.len() as u64
+    });
+    let client = reqwest::blocking::Client::new();
+    let mut objects = BTreeSet::new();
+    for call in &played {
+        let view: serde_json::Value = client
+            .get(format!("{}/v1/calls/{}", b.url, call.call_id))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let key = view["object"]["key"].as_str().expect("stored").to_string();
+        assert!(objects.insert(key), "one object per call");
+    }
+    assert!(b.stop().success());
+    // Both replicas scanned the same backlog: each export was requested once (same job ids,
+    // same idempotency keys), and no more than the grouping needs.
+    assert_eq!(ocp.api.exports_created() as usize, fewest_exports(&played));
+    // A file is downloaded twice only if the replica killed was fetching it.
+    let again: u64 = ocp.api.downloads().values().map(|n| n - 1).sum();
+    assert!(again <= 8, "{again} downloads repeated");
+}
+
+#[test]
+fn a_backfill_exports_a_whole_range_in_shards_and_fills_lost_cdr_events() {
+    let ocp = Ocp::start(ocp_config());
+    let dir = folder(&ocp, "", "backfill_shard_hours = 1");
+    // Nothing streamed, and half the Start events lost: all from the exports.
+    let mut plan = sim("", 120, 74, 1.0);
+    plan.lost_start_rate = 0.5;
+    let (dir, played) = stage_one(&ocp, dir, plan);
+    let group = "grp-emea-01";
+    let ours: Vec<&SimCall> = played.iter().filter(|c| c.group_id == group).collect();
+    assert!(ours.iter().any(|c| !c.start_sent));
+    let from = ours.iter().map(|c| c.start).min().unwrap();
+    let to = ours.iter().map(|c| c.start).max().unwrap() + jiff::SignedDuration::from_secs(1);
+    let stdout = run_ok(
+        dir.path(),
+        &[
+            "backfill",
+            "--group",
+            group,
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+        ],
+    );
+    assert!(
+        stdout.contains(&format!("{} recordings stored here", ours.len())),
+        "{stdout}"
+    );
+    let data = dir.path().join("callrec-data");
+    let store = callrec_ingest::store::sqlite::SqliteStore::open(data.join("callrec.db")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for call in &played {
+        let id = callrec_ingest::CallId::parse(&call.call_id).unwrap();
+        let record = runtime.block_on(store.get(&id)).unwrap().unwrap();
+        if call.group_id == group {
+            assert!(record.flags.stored.is_some(), "{}", call.call_id);
+            // The export's CDR filled in the Start that never arrived.
+            assert_eq!(record.flags.started, Some(call.start), "{}", call.call_id);
+        } else {
+            assert!(
+                record.flags.stored.is_none(),
+                "another group's call was backfilled"
+            );
+        }
+    }
+    // One export per shard (one hour each here).
+    let hours = callrec_ingest::reconcile::worker::backfill_shards(group, from, to, 1).len();
+    assert_eq!(
+        ocp.api.exports_by_group().get(group).copied(),
+        Some(hours as u64)
+    );
+}
