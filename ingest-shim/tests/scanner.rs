@@ -171,3 +171,44 @@ async fn missing_calls_become_the_fewest_jobs_once() {
     assert!(retry.created[0].as_str().ends_with("-1"), "{retry:?}");
     assert_ne!(retry.created[0], a.id);
 }
+
+#[tokio::test]
+async fn calls_missing_past_retention_are_lost_loudly_not_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+    let now = t("2026-11-24T00:00:00Z");
+    ended(
+        &store,
+        "old",
+        Some("grp-a"),
+        now - SignedDuration::from_hours(61 * 24),
+    )
+    .await;
+    ended(
+        &store,
+        "recent",
+        Some("grp-a"),
+        now - SignedDuration::from_hours(59 * 24),
+    )
+    .await;
+    let report = scan(&store, &ScanConfig::default(), now).await.unwrap();
+    assert_eq!(report.lost.len(), 1, "{report:?}");
+    assert_eq!(report.lost[0].as_str(), "old");
+    assert_eq!(
+        report.created.len(),
+        1,
+        "the recent call still gets its export"
+    );
+    let old = store
+        .get(&CallId::parse("old").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, callrec_ingest::store::CallStatus::Lost);
+    assert!(old.last_error.unwrap().contains("retention"));
+    assert_eq!(store.funnel().await.unwrap().lost, 1);
+    // Lost calls leave the pending index: the next scan does not count them again.
+    let again = scan(&store, &ScanConfig::default(), now).await.unwrap();
+    assert!(again.lost.is_empty());
+    assert_eq!(again.missing, 1);
+}
