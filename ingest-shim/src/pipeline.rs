@@ -239,10 +239,12 @@ impl Pipeline {
         if let Outcome::Refused(why) = applied.outcome {
             return Err(PipelineError::Refused(why));
         }
-        if !self.keep_staged {
-            self.objects
-                .delete(staging_bucket, &staged.location)
-                .await?;
+        // The call is stored: a staging copy that cannot be removed now is left for the staging
+        // bucket's lifecycle rule, not reported as a failure of the call.
+        if !self.keep_staged
+            && let Err(e) = self.objects.delete(staging_bucket, &staged.location).await
+        {
+            tracing::warn!(call_id = %call_id, location = %staged.location, error = %e, "removing the staged recording failed; left in the staging bucket");
         }
         Ok(Finished::Stored)
     }

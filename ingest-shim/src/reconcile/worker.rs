@@ -30,7 +30,7 @@ use crate::store::{
 };
 use futures_util::StreamExt as _;
 use jiff::{SignedDuration, Timestamp};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,12 +120,39 @@ enum WorkError {
 }
 
 /// What fetching an export did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Fetched {
     stored: u64,
     already: u64,
     failed: u64,
     cdrs_filled: u64,
+    /// Why a call's file in the export was not taken: finalize writes it on the call with the
+    /// attempt it counts (one attempt per export round, whatever went wrong).
+    reasons: HashMap<CallId, String>,
+}
+
+/// What became of one audio file of an export.
+struct Recovered {
+    /// The `callrec_export_files_total` outcome label.
+    outcome: &'static str,
+    /// The call and why it was not stored, when it was not.
+    failure: Option<(CallId, String)>,
+}
+
+impl Recovered {
+    fn only(outcome: &'static str) -> Self {
+        Recovered {
+            outcome,
+            failure: None,
+        }
+    }
+
+    fn failed(call_id: CallId, why: String) -> Self {
+        Recovered {
+            outcome: "failed",
+            failure: Some((call_id, why)),
+        }
+    }
 }
 
 /// The reconciliation worker of one replica.
@@ -600,7 +627,7 @@ impl Reconciler {
                             .await;
                     };
                     return match self.fetch(&job, &export).await {
-                        Ok(fetched) => {
+                        Ok(mut fetched) => {
                             let owner = self.config.owner.clone();
                             self.finish(&job.id, None, move |job| {
                                 job.transition(&owner, Timestamp::now(), JobState::Done)?;
@@ -614,7 +641,8 @@ impl Reconciler {
                                 already_stored = fetched.already, failed = fetched.failed,
                                 cdrs_filled = fetched.cdrs_filled, "export job done"
                             );
-                            self.finalize(&job).await
+                            self.finalize(&job, std::mem::take(&mut fetched.reasons))
+                                .await
                         }
                         Err(WorkError::Ocp(OcpError::Expired(_))) => {
                             self.expire(&job, "expired while it was being fetched")
@@ -699,7 +727,7 @@ impl Reconciler {
     async fn fail(&self, job: &ExportJob, reason: String) -> Result<(), WorkError> {
         self.close(job, JobState::Failed, &reason).await?;
         tracing::error!(job = %job.id, group = %job.group_id, from = %job.from, to = %job.to, reason = %reason, "export job failed");
-        self.finalize(job).await
+        self.finalize(job, HashMap::new()).await
     }
 
     /// The export's data is gone: this job ends `expired`, and a new one asks again for the
@@ -870,16 +898,19 @@ impl Reconciler {
         self.each_file(export, "audio", |file| {
             let counts = &counts;
             async move {
-                let outcome = self.recover(job, export, &file).await?;
+                let recovered = self.recover(job, export, &file).await?;
                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-                match outcome {
+                match recovered.outcome {
                     "stored" => c.stored += 1,
                     "already_stored" | "already_received" => c.already += 1,
                     _ => c.failed += 1,
                 }
+                if let Some((call_id, why)) = recovered.failure {
+                    c.reasons.insert(call_id, why);
+                }
                 self.metrics
                     .export_files
-                    .with_label_values(&[outcome])
+                    .with_label_values(&[recovered.outcome])
                     .inc();
                 Ok(())
             }
@@ -888,43 +919,40 @@ impl Reconciler {
         Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// One audio file of an export; returns its outcome's metric label. OCP errors stop the
-    /// step (the job is tried again); a bad file is counted and recorded on its call.
+    /// One audio file of an export. OCP errors stop the step (the job is tried again); a bad
+    /// file, or an object store that refused the staging write, is counted and its reason given
+    /// to finalize (which records it on the call with the round's attempt).
     async fn recover(
         &self,
         job: &ExportJob,
         export: &str,
         file: &ExportFile,
-    ) -> Result<&'static str, WorkError> {
+    ) -> Result<Recovered, WorkError> {
         let Some(name) = callrec_engine::ocp_name::parse(&file.name) else {
             tracing::warn!(job = %job.id, file = %file.name.escape_debug(), "not an OCP recording name; skipped");
-            return Ok("bad_name");
+            return Ok(Recovered::only("bad_name"));
         };
         let Ok(call_id) = CallId::parse(&name.dialog_id) else {
-            return Ok("bad_name");
+            return Ok(Recovered::only("bad_name"));
         };
         if name.group_id != job.group_id {
             tracing::warn!(job = %job.id, file = %file.name, "recording of another group in export; skipped");
-            return Ok("bad_name");
+            return Ok(Recovered::only("bad_name"));
         }
         let record = self.store().get(&call_id).await?;
         if record.as_ref().is_some_and(|r| r.flags.stored.is_some()) {
-            return Ok("already_stored");
+            return Ok(Recovered::only("already_stored"));
         }
         if record.as_ref().is_some_and(|r| r.flags.received.is_some()) {
             // Streamed after all and in the service's pipeline: not the export's business.
-            return Ok("already_received");
+            return Ok(Recovered::only("already_received"));
         }
         if file.size > self.config.max_file_bytes {
-            self.record_failure(
-                &call_id,
-                format!(
-                    "export file {} is {} bytes, above the limit",
-                    file.name, file.size
-                ),
-            )
-            .await?;
-            return Ok("failed");
+            let why = format!(
+                "export file {} is {} bytes, above the limit",
+                file.name, file.size
+            );
+            return Ok(Recovered::failed(call_id, why));
         }
         // A call whose End never arrived: its CDR first, so the duration check and the routing
         // see its facts (the metadata task may not have reached it yet; applying twice is a
@@ -940,12 +968,8 @@ impl Reconciler {
         match self.ocp.download(export, &file.name, &spool.0).await {
             Ok(_) => {}
             Err(OcpError::Refused { status: 404, .. }) => {
-                self.record_failure(
-                    &call_id,
-                    format!("{} listed but not served by export {export}", file.name),
-                )
-                .await?;
-                return Ok("failed");
+                let why = format!("{} listed but not served by export {export}", file.name);
+                return Ok(Recovered::failed(call_id, why));
             }
             Err(e) => return Err(e.into()),
         }
@@ -964,15 +988,11 @@ impl Reconciler {
         let mut opened = tokio::fs::File::open(&spool.0).await.map_err(io)?;
         let n = opened.read(&mut head).await.map_err(io)?;
         if bytes > self.config.max_file_bytes || !looks_like_audio(&head[..n]) {
-            self.record_failure(
-                &call_id,
-                format!(
-                    "export file {} is not an audio file callrec takes",
-                    file.name
-                ),
-            )
-            .await?;
-            return Ok("failed");
+            let why = format!(
+                "export file {} is not an audio file callrec takes",
+                file.name
+            );
+            return Ok(Recovered::failed(call_id, why));
         }
         let spooled = Spooled {
             path: spool.0.clone(),
@@ -986,22 +1006,24 @@ impl Reconciler {
             Err(crate::receive::ReceiveError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(call_id = %call_id, error = %e, "staging a recovered recording failed");
-                self.record_failure(&call_id, e.to_string()).await?;
-                return Ok("failed");
+                let why = format!("staging the export's recording failed: {e}");
+                return Ok(Recovered::failed(call_id, why));
             }
         };
         drop(spool);
         if outcome == Outcome::Conflict {
             tracing::warn!(call_id = %call_id, job = %job.id, "the export's recording differs from the one received; kept for review");
-            return Ok("conflict");
+            return Ok(Recovered::only("conflict"));
         }
         match self.pipeline.run(&call_id).await {
-            Ok(Finished::Stored) => Ok("stored"),
-            Ok(Finished::NothingToDo) => Ok("already_stored"),
+            Ok(Finished::Stored) => Ok(Recovered::only("stored")),
+            Ok(Finished::NothingToDo) => Ok(Recovered::only("already_stored")),
             Err(e) => {
+                // Received: the pipeline recorded the failure on the call, and a later scan
+                // takes it over (`resume_stale`); finalize leaves received calls alone.
                 self.metrics.failures.with_label_values(&[e.kind()]).inc();
                 tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "processing a recovered recording failed");
-                Ok("failed")
+                Ok(Recovered::only("failed"))
             }
         }
     }
@@ -1014,8 +1036,28 @@ impl Reconciler {
     }
 
     /// Calls of the job's range that were missing when it was recorded and still are: one more
-    /// attempt counted; out of attempts, `lost` (metric + error log).
-    async fn finalize(&self, job: &ExportJob) -> Result<(), WorkError> {
+    /// attempt counted (with the reason the fetch gave for the call's file, if it had one);
+    /// out of attempts, `lost` (metric + error log).
+    async fn finalize(
+        &self,
+        job: &ExportJob,
+        mut reasons: HashMap<CallId, String>,
+    ) -> Result<(), WorkError> {
+        let result = self.count_attempts(job, &mut reasons).await;
+        // Files of calls the range's query did not return (e.g. ended after the job was
+        // recorded): their reason still goes on the call.
+        for (call_id, why) in reasons {
+            self.record_failure(&call_id, format!("export job {}: {why}", job.id))
+                .await?;
+        }
+        result
+    }
+
+    async fn count_attempts(
+        &self,
+        job: &ExportJob,
+        reasons: &mut HashMap<CallId, String>,
+    ) -> Result<(), WorkError> {
         if job.from >= job.created_at {
             return Ok(());
         }
@@ -1040,7 +1082,10 @@ impl Reconciler {
                     continue;
                 }
                 missing += 1;
-                let error = format!("not recovered by export job {}", job.id);
+                let error = match reasons.remove(&call.call_id) {
+                    Some(why) => format!("export job {}: {why}", job.id),
+                    None => format!("not recovered by export job {}", job.id),
+                };
                 let (record, _) = self
                     .store()
                     .update(
