@@ -101,6 +101,23 @@ fn chain(c: &mut Criterion) {
         b.iter(|| encode(black_box(&samples), 8000, 0.9, OutputFormat::Flac).unwrap())
     });
     group.finish();
+
+    // A short call: what is paid per recording whatever its length (filter design, buffers,
+    // the report) weighs more here.
+    let short = AudioSource::from_bytes(write_wav(
+        &synth_call(&CallShape::telephone(30 * 1000, 7)),
+        8000,
+        &WavOptions::new(WavEncoding::I16),
+    ));
+    let mut group = c.benchmark_group("chain/pcm16_8k_mono_30s");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("whole_chain_default", |b| {
+        b.iter(|| process(black_box(&short), &ProcessConfig::default()).unwrap())
+    });
+    group.bench_function("k_weighting_design_8k", |b| {
+        b.iter(|| callrec_engine::dsp::kweight::design_k_weighting(black_box(8000)))
+    });
+    group.finish();
 }
 
 /// The whole chain on the other inputs the engine meets: a stereo call, a 48 kHz stereo file,

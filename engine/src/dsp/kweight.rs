@@ -63,10 +63,40 @@ fn highpass(rate: f64) -> Biquad {
 /// The K-weighting cascade for `rate_hz`, shelf then high-pass: the published biquads at
 /// 48 kHz; at any other rate the high-pass from its analog prototype and the shelf fitted to the
 /// 48 kHz shelf's response.
+///
+/// A design costs about a millisecond (≈ 20% of the whole chain on a 30-second call, PERF.md),
+/// so the designs of the first [`CACHED_RATES`] rates met are kept for the process's life; any
+/// other rate (a hostile file may declare any) is designed each time, so the cache stays bounded.
 pub fn k_weighting(rate_hz: u32) -> [Biquad; 2] {
     if rate_hz == 48_000 {
         return [SHELF_48K, HIGHPASS_48K];
     }
+    static DESIGNED: std::sync::Mutex<Vec<(u32, [Biquad; 2])>> = std::sync::Mutex::new(Vec::new());
+    let cached = |designs: &[(u32, [Biquad; 2])]| {
+        designs
+            .iter()
+            .find(|(rate, _)| *rate == rate_hz)
+            .map(|(_, sections)| *sections)
+    };
+    // A panic elsewhere while the lock was held cannot leave a half-written entry (pushes are
+    // whole), so a poisoned cache is still good.
+    if let Some(sections) = cached(&DESIGNED.lock().unwrap_or_else(|e| e.into_inner())) {
+        return sections;
+    }
+    // Designed outside the lock: two threads meeting a new rate at once both design it.
+    let sections = design_k_weighting(rate_hz);
+    let mut designs = DESIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    if designs.len() < CACHED_RATES && cached(&designs).is_none() {
+        designs.push((rate_hz, sections));
+    }
+    sections
+}
+
+/// How many sample rates' K-weighting designs [`k_weighting`] keeps.
+pub const CACHED_RATES: usize = 16;
+
+/// [`k_weighting`] designed afresh (a fit over 400 points), never from a cache.
+pub fn design_k_weighting(rate_hz: u32) -> [Biquad; 2] {
     let rate = rate_hz as f64;
     let nyquist = rate / 2.0;
     // Above 48 kHz's Nyquist the reference is undefined; the shelf is flat there anyway.
@@ -112,6 +142,17 @@ mod tests {
             }
         }
         worst
+    }
+
+    #[test]
+    fn the_cache_answers_what_a_fresh_design_does_and_stays_bounded() {
+        for rate in [8000, 16_000, 8000] {
+            assert_eq!(k_weighting(rate), design_k_weighting(rate));
+        }
+        // More rates than the cache keeps: every answer is still the design's.
+        for rate in (0..2 * CACHED_RATES as u32).map(|i| 9000 + 100 * i) {
+            assert_eq!(k_weighting(rate), design_k_weighting(rate));
+        }
     }
 
     #[test]
