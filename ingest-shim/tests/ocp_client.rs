@@ -109,6 +109,29 @@ async fn an_export_from_request_to_files_through_faults() {
         std::fs::read(dir.path().join("a.wav")).unwrap(),
         vec![0u8; 1000]
     );
+    // Small files (CDRs) are read into memory, never more than the limit + 1 bytes.
+    let cdr = files.iter().find(|f| f.kind == "cdr").unwrap();
+    let whole = ocp.read(&id, &cdr.name, 4096).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+    assert_eq!(json["call_id"], "dlg-000");
+    let capped = ocp.read(&id, &cdr.name, 5).await.unwrap();
+    assert_eq!(capped.len(), 6);
+    assert_eq!(&capped[..], &whole[..6]);
+    // A name from a hostile listing stays one path segment of this export's files.
+    for hostile in ["../../../oauth/token", "a?page_size=1", "x#y", "%2e%2e"] {
+        let answer = ocp.read(&id, hostile, 100).await;
+        assert!(
+            matches!(answer, Err(OcpError::Refused { status: 404, .. })),
+            "{hostile}: {answer:?}"
+        );
+    }
+    for dots in ["..", ".", ""] {
+        let answer = ocp.read(&id, dots, 100).await;
+        assert!(
+            matches!(answer, Err(OcpError::Refused { status: 400, .. })),
+            "{dots:?}: {answer:?}"
+        );
+    }
     // Ranges OCP does not take are refused, not retried.
     let bad = ocp
         .create_export(

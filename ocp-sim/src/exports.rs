@@ -163,6 +163,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Audio downloads per file name.
     downloads: Mutex<HashMap<String, u64>>,
+    /// Each recording's index by its audio file name (downloads find their file in O(1)).
+    by_name: std::sync::RwLock<HashMap<String, usize>>,
 }
 
 #[derive(Default)]
@@ -178,7 +180,13 @@ pub struct ExportsApi(Arc<Inner>);
 
 impl ExportsApi {
     pub fn new(config: ExportsConfig, recordings: Vec<Recording>) -> Self {
+        let by_name = recordings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.file_name(), i))
+            .collect();
         ExportsApi(Arc::new(Inner {
+            by_name: std::sync::RwLock::new(by_name),
             config,
             recordings: std::sync::RwLock::new(recordings),
             tokens: Mutex::new(HashMap::new()),
@@ -191,11 +199,13 @@ impl ExportsApi {
 
     /// Adds a recording (OCP has it once its call ended); later exports of its range hold it.
     pub fn add(&self, recording: Recording) {
+        let mut recordings = self.0.recordings.write().unwrap_or_else(|e| e.into_inner());
         self.0
-            .recordings
+            .by_name
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(recording);
+            .insert(recording.file_name(), recordings.len());
+        recordings.push(recording);
     }
 
     /// Recordings held.
@@ -586,18 +596,25 @@ async fn get_file(
         if status_of(&api, export) == "expired" {
             return error(StatusCode::GONE, "expired", "the export's data has expired");
         }
-        let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
-        export.files.iter().find_map(|&i| {
-            let recording = &recordings[i];
-            let audio = recording.file_name();
-            if name == audio {
-                Some((true, recording.clone()))
-            } else if name == format!("{}.cdr.json", audio.trim_end_matches(".wav")) {
-                Some((false, recording.clone()))
-            } else {
-                None
-            }
-        })
+        // `{stem}.cdr.json` is the CDR of recording `{stem}.wav`.
+        let cdr_of = name
+            .strip_suffix(".cdr.json")
+            .map(|stem| format!("{stem}.wav"));
+        let audio_name = cdr_of.as_deref().unwrap_or(&name);
+        let index = api
+            .0
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(audio_name)
+            .copied();
+        // `files` is in recording order: a binary search tells whether this export holds it.
+        index
+            .filter(|i| export.files.binary_search(i).is_ok())
+            .map(|i| {
+                let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
+                (cdr_of.is_none(), recordings[i].clone())
+            })
     };
     let Some((is_audio, recording)) = found else {
         return error(

@@ -6,6 +6,7 @@
 //! after a jittered exponential backoff, up to [`MAX_ATTEMPTS`]. Downloads stream to a file.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::path::Path;
@@ -54,7 +55,7 @@ pub enum OcpError {
         message: String,
     },
     /// The group already has a running export (OCP allows one): queue and try later.
-    #[error("group {0} already has a running export")]
+    #[error("OCP is running another export of the group: {0}")]
     GroupBusy(String),
     /// The export's data is gone (OCP keeps it a day): create the export again.
     #[error("export {0} has expired")]
@@ -95,8 +96,13 @@ pub trait OcpExports: Send + Sync + 'static {
     /// One page of a completed export's files.
     async fn files(&self, export_id: &str, page: Option<&str>) -> Result<FilePage, OcpError>;
 
-    /// Streams one file to `dest`; returns its size.
+    /// Streams one file to `dest`; returns its size. `dest` is a spool file, not fsynced: what
+    /// makes a recording durable is its staging write, which follows.
     async fn download(&self, export_id: &str, name: &str, dest: &Path) -> Result<u64, OcpError>;
+
+    /// Reads one small file (a CDR) into memory: at most `limit` + 1 bytes, so a caller can tell
+    /// a file above `limit` without holding all of it.
+    async fn read(&self, export_id: &str, name: &str, limit: u64) -> Result<Bytes, OcpError>;
 }
 
 /// Credentials and endpoint of OCP (secrets: from the environment, never logged).
@@ -266,6 +272,34 @@ fn unavailable(e: reqwest::Error) -> OcpError {
     }
 }
 
+impl HttpOcp {
+    /// GET of one file of an export. The export id and the name come from OCP's answers: each
+    /// is one percent-encoded path segment, so neither can point the request elsewhere.
+    async fn get_file(&self, export_id: &str, name: &str) -> Result<reqwest::Response, OcpError> {
+        let refused = |message: String| OcpError::Refused {
+            status: 400,
+            kind: "bad_name".into(),
+            message,
+        };
+        // Dot segments would be resolved away (`files/..` is the listing): never a file.
+        for part in [export_id, name] {
+            if matches!(part, "" | "." | "..") {
+                return Err(refused(format!("{part:?} is not a file or export name")));
+            }
+        }
+        let mut url = reqwest::Url::parse(&format!("{}/", self.config.base_url))
+            .map_err(|e| refused(format!("ocp.base_url: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| refused("ocp.base_url cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["exports", "v1", "exports", export_id, "files", name]);
+        self.send(export_id, |token| {
+            self.http.get(url.clone()).bearer_auth(token)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl OcpExports for HttpOcp {
     async fn create_export(
@@ -345,13 +379,7 @@ impl OcpExports for HttpOcp {
     }
 
     async fn download(&self, export_id: &str, name: &str, dest: &Path) -> Result<u64, OcpError> {
-        let url = format!(
-            "{}/exports/v1/exports/{export_id}/files/{name}",
-            self.config.base_url
-        );
-        let mut response = self
-            .send(export_id, |token| self.http.get(&url).bearer_auth(token))
-            .await?;
+        let mut response = self.get_file(export_id, name).await?;
         let io = |source| OcpError::Io {
             path: dest.to_path_buf(),
             source,
@@ -362,7 +390,21 @@ impl OcpExports for HttpOcp {
             size += chunk.len() as u64;
             file.write_all(&chunk).await.map_err(io)?;
         }
-        file.sync_all().await.map_err(io)?;
+        file.flush().await.map_err(io)?;
         Ok(size)
+    }
+
+    async fn read(&self, export_id: &str, name: &str, limit: u64) -> Result<Bytes, OcpError> {
+        let mut response = self.get_file(export_id, name).await?;
+        let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            let room = cap - bytes.len();
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() == cap {
+                break;
+            }
+        }
+        Ok(Bytes::from(bytes))
     }
 }

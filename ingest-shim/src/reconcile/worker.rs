@@ -155,6 +155,25 @@ impl Recovered {
     }
 }
 
+/// The CDR files one fetch has applied (or is applying), by name: the metadata task and the
+/// download task both need some of them, and each is read from OCP once. One small entry per
+/// CDR of the export, dropped with the fetch.
+#[derive(Default)]
+struct CdrsApplied(Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>);
+
+impl CdrsApplied {
+    fn cell(&self, name: &str) -> Arc<tokio::sync::OnceCell<bool>> {
+        let mut cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cells.entry(name.to_string()).or_default().clone()
+    }
+
+    /// How many filled something in.
+    fn filled(&self) -> u64 {
+        let cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cells.values().filter(|c| c.get() == Some(&true)).count() as u64
+    }
+}
+
 /// The reconciliation worker of one replica.
 pub struct Reconciler {
     pipeline: Pipeline,
@@ -670,13 +689,7 @@ impl Reconciler {
             .find(|j| j.group_id == job.group_id && j.state == JobState::Polling && j.id != job.id)
         {
             let message = format!("queued behind {} (one running export per group)", ahead.id);
-            let next = self.next_poll(now, 0);
-            self.finish(&job.id, Some(next), move |job| {
-                job.last_error = Some(message.clone());
-                Ok(())
-            })
-            .await?;
-            return Ok(());
+            return self.queue(job, message).await;
         }
         match self
             .ocp
@@ -702,8 +715,26 @@ impl Reconciler {
             Err(e @ (OcpError::Refused { .. } | OcpError::Unauthorized(_))) => {
                 self.fail(job, e.to_string()).await
             }
+            // Another replica (or another of our jobs, launched at the same moment) got the
+            // group's one running export first: queued, as above.
+            Err(e @ OcpError::GroupBusy(_)) => {
+                tracing::debug!(job = %job.id, error = %e, "queued behind the group's running export");
+                self.queue(job, e.to_string()).await
+            }
             Err(e) => self.retry_later(job, &e).await,
         }
+    }
+
+    /// A `created` job waits for its group's running export: asks again at the first poll
+    /// interval, saying why.
+    async fn queue(&self, job: &ExportJob, message: String) -> Result<(), WorkError> {
+        let next = self.next_poll(Timestamp::now(), 0);
+        self.finish(&job.id, Some(next), move |job| {
+            job.last_error = Some(message.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(())
     }
 
     /// Closes the job as `failed` or `expired` with `reason`, and counts it.
@@ -751,12 +782,14 @@ impl Reconciler {
 
     /// Both fetch tasks at once; the first OCP error (e.g. expiry) stops the step.
     async fn fetch(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
-        let (cdrs, audio) = tokio::join!(
-            self.metadata_task(job, export),
-            self.download_task(job, export)
+        let cdrs = CdrsApplied::default();
+        let (metadata, audio) = tokio::join!(
+            self.metadata_task(job, export, &cdrs),
+            self.download_task(job, export, &cdrs)
         );
+        metadata?;
         let mut fetched = audio?;
-        fetched.cdrs_filled = cdrs?;
+        fetched.cdrs_filled = cdrs.filled();
         Ok(fetched)
     }
 
@@ -783,24 +816,31 @@ impl Reconciler {
         }
     }
 
-    /// The metadata task: applies every CDR file. Returns how many filled something in.
-    async fn metadata_task(&self, job: &ExportJob, export: &str) -> Result<u64, WorkError> {
-        let filled = std::sync::atomic::AtomicU64::new(0);
-        self.each_file(export, "cdr", |file| {
-            let filled = &filled;
-            async move {
-                if self.knows_everything(&file.name).await? {
-                    self.metrics.export_cdrs.with_label_values(&["known"]).inc();
-                    return Ok(());
+    /// The metadata task: applies every CDR file of a call that lacks something.
+    async fn metadata_task(
+        &self,
+        job: &ExportJob,
+        export: &str,
+        cdrs: &CdrsApplied,
+    ) -> Result<(), WorkError> {
+        self.each_file(export, "cdr", |file| async move {
+            if self.knows_everything(&file.name).await? {
+                self.metrics.export_cdrs.with_label_values(&["known"]).inc();
+                return Ok(());
+            }
+            match self.apply_cdr_once(job, export, &file.name, cdrs).await {
+                Ok(_) => Ok(()),
+                // Listed but not served, or a name that is no file: that file is bad, the
+                // export is not (other errors, e.g. expiry, stop the step).
+                Err(WorkError::Ocp(e @ OcpError::Refused { .. })) => {
+                    self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
+                    tracing::warn!(job = %job.id, file = %file.name.escape_debug(), error = %e, "CDR file not served; skipped");
+                    Ok(())
                 }
-                if self.apply_cdr(job, export, &file.name).await? {
-                    filled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(())
+                Err(e) => Err(e),
             }
         })
-        .await?;
-        Ok(filled.into_inner())
+        .await
     }
 
     /// Whether the call of CDR file `name` has its Start, End and group already (then the file
@@ -821,30 +861,33 @@ impl Reconciler {
         }))
     }
 
-    /// Downloads and applies one CDR file; true if it filled something in. A bad file is
-    /// counted and logged, not fatal.
+    /// [`Self::apply_cdr`] once per file and fetch, whichever task asks first: the other waits
+    /// for it (the download task needs the CDR applied before it processes the recording).
+    async fn apply_cdr_once(
+        &self,
+        job: &ExportJob,
+        export: &str,
+        name: &str,
+        cdrs: &CdrsApplied,
+    ) -> Result<bool, WorkError> {
+        let cell = cdrs.cell(name);
+        Ok(*cell
+            .get_or_try_init(|| self.apply_cdr(job, export, name))
+            .await?)
+    }
+
+    /// Reads and applies one CDR file; true if it filled something in. A bad file is counted
+    /// and logged, not fatal.
     async fn apply_cdr(
         &self,
         job: &ExportJob,
         export: &str,
         name: &str,
     ) -> Result<bool, WorkError> {
-        let spool = self.spool_path("cdr").await?;
-        self.ocp.download(export, name, &spool.0).await?;
-        let mut bytes = Vec::new();
-        let file = tokio::fs::File::open(&spool.0)
-            .await
-            .map_err(|source| OcpError::Io {
-                path: spool.0.clone(),
-                source,
-            })?;
-        file.take(super::cdr::MAX_CDR_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|source| OcpError::Io {
-                path: spool.0.clone(),
-                source,
-            })?;
+        let bytes = self
+            .ocp
+            .read(export, name, super::cdr::MAX_CDR_BYTES)
+            .await?;
         let (call_id, changes) = match super::cdr::parse(&bytes) {
             Ok(parsed) => parsed,
             Err(why) => {
@@ -893,12 +936,17 @@ impl Reconciler {
 
     /// The download task: every audio file of a call not yet stored goes through the stage-1
     /// path.
-    async fn download_task(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
+    async fn download_task(
+        &self,
+        job: &ExportJob,
+        export: &str,
+        cdrs: &CdrsApplied,
+    ) -> Result<Fetched, WorkError> {
         let counts = Mutex::new(Fetched::default());
         self.each_file(export, "audio", |file| {
             let counts = &counts;
             async move {
-                let recovered = self.recover(job, export, &file).await?;
+                let recovered = self.recover(job, export, &file, cdrs).await?;
                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
                 match recovered.outcome {
                     "stored" => c.stored += 1,
@@ -927,6 +975,7 @@ impl Reconciler {
         job: &ExportJob,
         export: &str,
         file: &ExportFile,
+        cdrs: &CdrsApplied,
     ) -> Result<Recovered, WorkError> {
         let Some(name) = callrec_engine::ocp_name::parse(&file.name) else {
             tracing::warn!(job = %job.id, file = %file.name.escape_debug(), "not an OCP recording name; skipped");
@@ -959,7 +1008,7 @@ impl Reconciler {
         // no-op).
         if record.as_ref().is_none_or(|r| r.flags.ended.is_none()) {
             let cdr = format!("{}.cdr.json", file.name.trim_end_matches(".wav"));
-            match self.apply_cdr(job, export, &cdr).await {
+            match self.apply_cdr_once(job, export, &cdr, cdrs).await {
                 Ok(_) | Err(WorkError::Ocp(OcpError::Refused { .. })) => {}
                 Err(e) => return Err(e),
             }

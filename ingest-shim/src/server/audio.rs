@@ -148,7 +148,9 @@ async fn spool_body(
             .await
             .map_err(ApiError::unavailable)?;
     }
-    file.sync_all().await.map_err(ApiError::unavailable)?;
+    // Not fsynced: the spool is scratch; the staging write that follows is what makes the
+    // recording durable before it is acknowledged.
+    file.flush().await.map_err(ApiError::unavailable)?;
     if bytes == 0 {
         return Err(bad("empty_body", "the recording is empty"));
     }
