@@ -151,9 +151,12 @@ fn a_call_goes_from_cdr_to_stored_once() {
     assert_eq!(after, stored);
     let (_, view) = get_call(&service, "dlg-1");
     assert_eq!(view["status"], "conflict");
-    // Staging holds nothing for the stored call.
-    let staging = service.data().join("objects/callrec-staging/staging/dlg-1");
-    assert!(!staging.exists() || std::fs::read_dir(staging).unwrap().count() == 0);
+    // Staging holds nothing for the stored call, and no directory per call.
+    let staging = service.data().join("objects/callrec-staging/staging");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 
     let metrics = client()
         .get(format!("{}/metrics", service.url))
@@ -623,7 +626,7 @@ async fn stage_received(
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
     crc.update(audio);
     let crc32c = callrec_ingest::objects::crc32c_base64(crc.finalize() as u32);
-    let location = format!("staging/{call}/{sha}.raw");
+    let location = format!("staging/{call}.{sha}.raw");
     let meta = ObjectMeta {
         content_type: "audio/wav".into(),
         crc32c: crc32c.clone(),

@@ -69,7 +69,7 @@ pub async fn receive(
     let location = if conflicting {
         format!("conflicts/{call_id}/{}.raw", spooled.sha256_hex)
     } else {
-        format!("{}/{call_id}/{}.raw", staging.prefix, spooled.sha256_hex)
+        pipeline.routing.staging_key(call_id, &spooled.sha256_hex)
     };
     let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("call-id".to_string(), call_id.to_string());

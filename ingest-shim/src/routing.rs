@@ -334,9 +334,11 @@ impl Routing {
         &self.lines
     }
 
-    /// The staging key of a call's raw upload.
-    pub fn staging_key(&self, call_id: &crate::CallId) -> String {
-        format!("{}/{call_id}.raw", self.staging.prefix)
+    /// The staging key of a call's raw upload with SHA-256 `sha256_hex`: keyed by content, so a
+    /// retry finds its own bytes instead of writing twice; flat under the prefix, so the folder
+    /// store makes no directory per call (and leaves none behind once the copy is removed).
+    pub fn staging_key(&self, call_id: &crate::CallId, sha256_hex: &str) -> String {
+        format!("{}/{call_id}.{sha256_hex}.raw", self.staging.prefix)
     }
 }
 
@@ -482,7 +484,7 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(routing.staging_key(&id), "staging/dlg-42.raw");
+        assert_eq!(routing.staging_key(&id, "ab12"), "staging/dlg-42.ab12.raw");
     }
 
     #[test]
