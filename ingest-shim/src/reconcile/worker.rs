@@ -555,17 +555,12 @@ impl Reconciler {
         f: impl Fn(&mut ExportJob) -> Result<(), LeaseError> + Send + Sync,
     ) -> Result<ExportJob, WorkError> {
         let owner = self.config.owner.clone();
-        let now = Timestamp::now();
-        let job = modify_job(self.store(), id, now, &|job: &mut ExportJob| {
-            if !job.holds(&owner, now) {
-                return Err(LeaseError::NotHolder);
-            }
+        self.save(id, move |job| {
             f(job)?;
             job.next_poll_at = if job.state.is_open() { next } else { None };
             job.release(&owner)
         })
-        .await??;
-        Ok(job)
+        .await
     }
 
     /// Moves to `state` (under the lease).
