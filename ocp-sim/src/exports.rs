@@ -1,32 +1,36 @@
-//! OCP's Exports API, simulated: what reconciliation talks to.
+//! OCP's Exports API, simulated: what reconciliation talks to. Paths, status values and the
+//! listing's fields are this simulator's definitions (OCP's public documentation does not give
+//! them); every one is in the README, with what follows OCP's documentation and what is assumed.
 //!
-//! - `POST /oauth/token` — OpenID Connect password grant (form: `grant_type=password`,
-//!   `username`, `password`, `client_id`) → `{"access_token", "token_type": "Bearer",
-//!   "expires_in"}`.
-//! - `POST /exports/v1/groups/{group_id}/exports` — `{"from", "to", "data_types": ["audio",
-//!   "cdr"], "idempotency_key"}` (RFC 3339, whole hours, 1 hour to 2 days, else 400; one running
-//!   export per group, else 409) → 201 `{"export_id", "status"}`. The same `idempotency_key`
-//!   again answers 200 with the export it created (a retried create makes one export); with
-//!   another group or range, 422.
-//! - `GET /exports/v1/exports/{export_id}` → `{"export_id", "group_id", "from", "to", "status"}`:
-//!   `pending`, then `running`, then `completed` after the configured delay; `expired` once the
-//!   data is older than the configured lifetime (OCP keeps it a day).
+//! - `POST /exports/v1/groups/{group_id}/exports` — `{"from", "to", "data_types":
+//!   ["dialog_start", "dialog_end", "Audio"], "idempotency_key"}` (RFC 3339, whole hours, 1 hour
+//!   to 2 days, else 400; one running export per group, else 409) → 201 `{"export_id",
+//!   "status"}`. The same `idempotency_key` again answers 200 with the export it created (a
+//!   retried create makes one export); with another group or range, 422.
+//! - `GET /exports/v1/groups/{group_id}/exports?from=&to=` → `{"exports": [{"export_id",
+//!   "status", "from", "to"}]}`: the group's exports overlapping the range.
+//! - `GET /exports/v1/exports/{export_id}` → `{"export_id", "group_id", "from", "to",
+//!   "data_types", "status"}`: `pending`, then `running`, then `completed` after the configured
+//!   delay; `expired` once the data is older than the configured lifetime (OCP keeps it a day).
 //! - `GET /exports/v1/exports/{export_id}/files?page_token=&page_size=` (completed exports) →
-//!   `{"files": [{"name", "type": "audio" | "cdr", "size"}], "next_page_token"}`; audio files are
-//!   named `{groupId}~{accountId}~{dialogTimestamp}~{dialogId}.wav`, each with a
-//!   `{…}.cdr.json` beside it.
+//!   `{"files": [{"name", "type", "size"}], "next_page_token"}`: first the CDR files, one per
+//!   hour and CDR data type (`{groupId}~{YYYYMMDDHH}~{type}.jsonl`, OCP's records one a line),
+//!   then the recordings (`{groupId}~{accountId}~{dialogTimestamp}~{dialogId}.wav`, type
+//!   `Audio`).
 //! - `GET /exports/v1/exports/{export_id}/files/{name}` → the file; 410 once expired.
 //!
-//! Every request but the token's needs `Authorization: Bearer <token>` (401). Injectable
-//! faults: a 429 with `Retry-After` every Nth request, a 503 every Mth, a share of audio files
-//! left out of exports, slow exports (the completion delay) and slow downloads.
+//! Every request needs a token from [`crate::idp`] (a bearer access token or a personal access
+//! token), and a group the caller is whitelisted for (403). Injectable faults: a 429 with
+//! `Retry-After` every Nth request, a 503 every Mth, a share of audio files left out of exports,
+//! slow exports (the completion delay) and slow downloads, a skewed `Date`.
 //!
 //! Recordings can be added while the API serves ([`ExportsApi::add`]): the simulator adds each
 //! call's as the call happens. Their audio is either held ([`Audio::held`]) or made again on
 //! demand ([`Audio::lazy`]), so a simulator of thousands of calls does not hold them all.
 
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use crate::idp::{Caller, IdpState, PersonalAccessToken, Refusal, forbidden, gate, gate_group};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -77,7 +81,7 @@ impl std::fmt::Debug for Audio {
     }
 }
 
-/// One recording OCP holds (streamed or not), with its CDR.
+/// One recording OCP holds (streamed or not), with its CDR records.
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub group_id: String,
@@ -86,8 +90,10 @@ pub struct Recording {
     /// The dialog's start: what exports filter on.
     pub dialog_time: Timestamp,
     pub audio: Audio,
-    /// The dialog's CDR, as the export's `{…}.cdr.json` file serves it.
-    pub cdr: serde_json::Value,
+    /// OCP's `dialog_start` record of the dialog, if OCP has one.
+    pub start_record: Option<serde_json::Value>,
+    /// OCP's `dialog_end` record of the dialog, if OCP has one.
+    pub end_record: Option<serde_json::Value>,
 }
 
 impl Recording {
@@ -104,13 +110,28 @@ impl Recording {
     }
 }
 
+/// The data types an export may hold, by OCP's names.
+pub const DATA_TYPES: [&str; 3] = ["dialog_start", "dialog_end", "Audio"];
+
 /// The simulated API's behaviour.
 #[derive(Debug, Clone)]
 pub struct ExportsConfig {
+    /// The user of the password grant.
     pub username: String,
     pub password: String,
+    /// Keycloak's realm in the token endpoint's path (`master`; `ocp` on the Kubernetes
+    /// regions).
+    pub realm: String,
+    /// The client id the token endpoint takes (`ocp`).
+    pub client_id: String,
+    /// The groups the user may export (`None`: all).
+    pub whitelist: Option<Vec<String>>,
+    /// Personal access tokens OCP accepts.
+    pub personal_access_tokens: Vec<PersonalAccessToken>,
     /// Access tokens live this long.
     pub token_lifetime: Duration,
+    /// Refresh tokens live this long.
+    pub refresh_lifetime: Duration,
     /// From creation to `completed` (half of it `pending`, half `running`).
     pub completion_delay: Duration,
     /// From creation to `expired`.
@@ -125,15 +146,23 @@ pub struct ExportsConfig {
     pub omit_rate: f64,
     /// Each file download waits this long before answering (slow downloads).
     pub download_delay: Duration,
+    /// The `Date` of every answer is this far from the true time (a skewed clock).
+    pub clock_offset: SignedDuration,
 }
 
 impl ExportsConfig {
-    /// No faults, exports done in 2 s, data kept a day.
+    /// No faults, exports done in 2 s, data kept a day, tokens of 5 minutes refreshed for 30,
+    /// realm `master`, client `ocp`, every group whitelisted, no personal access token.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
         ExportsConfig {
             username: username.into(),
             password: password.into(),
-            token_lifetime: Duration::from_secs(3600),
+            realm: "master".into(),
+            client_id: "ocp".into(),
+            whitelist: None,
+            personal_access_tokens: Vec::new(),
+            token_lifetime: Duration::from_secs(300),
+            refresh_lifetime: Duration::from_secs(1800),
             completion_delay: Duration::from_secs(2),
             data_lifetime: Duration::from_secs(86_400),
             max_page_size: 100,
@@ -141,23 +170,37 @@ impl ExportsConfig {
             unavailable_every: None,
             omit_rate: 0.0,
             download_delay: Duration::ZERO,
+            clock_offset: SignedDuration::ZERO,
         }
     }
+}
+
+/// One CDR file of an export: the records of one data type of the dialogs that started in one
+/// hour.
+#[derive(Debug, Clone)]
+struct CdrBatch {
+    /// `dialog_start` or `dialog_end`.
+    kind: &'static str,
+    name: String,
+    /// Indexes into the recordings.
+    members: Vec<usize>,
 }
 
 struct Export {
     group_id: String,
     from: Timestamp,
     to: Timestamp,
+    data_types: Vec<String>,
     created: Instant,
-    /// Indexes into the recordings, fixed at creation.
+    cdr_files: Vec<CdrBatch>,
+    /// Audio: indexes into the recordings, in order, fixed at creation.
     files: Vec<usize>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: ExportsConfig,
     recordings: std::sync::RwLock<Vec<Recording>>,
-    tokens: Mutex<HashMap<String, Instant>>,
+    idp: Mutex<IdpState>,
     exports: Mutex<Exports>,
     requests: AtomicU64,
     next_id: AtomicU64,
@@ -174,7 +217,7 @@ struct Exports {
     by_key: HashMap<String, String>,
 }
 
-/// The Exports API's state: share it with [`router`].
+/// The Exports API's state (and its identity provider's): share it with [`router`].
 #[derive(Clone)]
 pub struct ExportsApi(Arc<Inner>);
 
@@ -189,12 +232,33 @@ impl ExportsApi {
             by_name: std::sync::RwLock::new(by_name),
             config,
             recordings: std::sync::RwLock::new(recordings),
-            tokens: Mutex::new(HashMap::new()),
+            idp: Mutex::new(IdpState::default()),
             exports: Mutex::new(Exports::default()),
             requests: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             downloads: Mutex::new(HashMap::new()),
         }))
+    }
+
+    pub(crate) fn config(&self) -> &ExportsConfig {
+        &self.0.config
+    }
+
+    pub(crate) fn idp(&self) -> std::sync::MutexGuard<'_, IdpState> {
+        self.0.idp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn requests(&self) -> &AtomicU64 {
+        &self.0.requests
+    }
+
+    /// Unique and unguessable enough for a simulator's tokens: a counter mixed with the clock.
+    pub(crate) fn random(&self) -> u128 {
+        let n = self.0.requests.fetch_add(1, Ordering::Relaxed) as u128;
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        (t << 20) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
     }
 
     /// Adds a recording (OCP has it once its call ended); later exports of its range hold it.
@@ -242,97 +306,12 @@ impl ExportsApi {
     }
 }
 
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(serde_json::json!({"error": kind, "message": message.into()})),
     )
         .into_response()
-}
-
-#[derive(Deserialize)]
-struct TokenForm {
-    grant_type: String,
-    username: String,
-    password: String,
-}
-
-async fn token(State(api): State<ExportsApi>, Form(form): Form<TokenForm>) -> Response {
-    let config = &api.0.config;
-    if form.grant_type != "password" {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "password grant only",
-        );
-    }
-    if form.username != config.username || form.password != config.password {
-        return error(StatusCode::UNAUTHORIZED, "invalid_grant", "bad credentials");
-    }
-    let token = format!("ocp-{:032x}", rand_token(&api));
-    api.0
-        .tokens
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(token.clone(), Instant::now() + config.token_lifetime);
-    Json(serde_json::json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": config.token_lifetime.as_secs(),
-    }))
-    .into_response()
-}
-
-fn rand_token(api: &ExportsApi) -> u128 {
-    // Unique and unguessable enough for a simulator: a counter mixed with the clock.
-    let n = api.0.requests.fetch_add(1, Ordering::Relaxed) as u128;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    (t << 20) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
-}
-
-/// Authentication and injected faults, before any handler.
-fn gate(api: &ExportsApi, headers: &HeaderMap) -> Option<Response> {
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let valid = presented.is_some_and(|t| {
-        api.0
-            .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(t)
-            .is_some_and(|until| *until > Instant::now())
-    });
-    if !valid {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or expired token",
-        ));
-    }
-    let n = api.0.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let config = &api.0.config;
-    if config.rate_limit_every.is_some_and(|k| n.is_multiple_of(k)) {
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
-        response
-            .headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return Some(response);
-    }
-    if config
-        .unavailable_every
-        .is_some_and(|k| n.is_multiple_of(k))
-    {
-        return Some(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "try again",
-        ));
-    }
-    None
 }
 
 /// A number in [0, 1) from two integers (SplitMix64's finalizer).
@@ -368,14 +347,82 @@ struct CreateExport {
     idempotency_key: Option<String>,
 }
 
+/// The CDR files of an export: per hour of dialog time and per CDR data type asked for.
+fn cdr_batches(
+    recordings: &[Recording],
+    group_id: &str,
+    members: &[usize],
+    data_types: &[String],
+) -> Vec<CdrBatch> {
+    let mut by_hour: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for &i in members {
+        by_hour
+            .entry(recordings[i].dialog_time.as_second().div_euclid(3600))
+            .or_default()
+            .push(i);
+    }
+    let mut batches = Vec::new();
+    for (hour, members) in by_hour {
+        let stamp = Timestamp::from_second(hour * 3600)
+            .map(|t| t.strftime("%Y%m%d%H").to_string())
+            .unwrap_or_default();
+        for kind in ["dialog_start", "dialog_end"] {
+            if data_types.iter().any(|d| d == kind) {
+                batches.push(CdrBatch {
+                    kind,
+                    name: format!("{group_id}~{stamp}~{kind}.jsonl"),
+                    members: members.clone(),
+                });
+            }
+        }
+    }
+    batches
+}
+
+/// A CDR file's bytes: its records, one a line.
+fn batch_bytes(recordings: &[Recording], batch: &CdrBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &i in &batch.members {
+        let record = match batch.kind {
+            "dialog_start" => recordings[i].start_record.as_ref(),
+            _ => recordings[i].end_record.as_ref(),
+        };
+        if let Some(record) = record {
+            out.extend(serde_json::to_vec(record).unwrap_or_default());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn check_range(from: Timestamp, to: Timestamp) -> Option<Response> {
+    let whole_hours = |t: Timestamp| t.as_second() % 3600 == 0 && t.subsec_nanosecond() == 0;
+    let length = to.duration_since(from);
+    if !whole_hours(from) || !whole_hours(to) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "bad_range",
+            "from and to must be whole hours",
+        ));
+    }
+    if length < SignedDuration::from_hours(1) || length > SignedDuration::from_hours(48) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "bad_range",
+            "an export covers 1 hour to 2 days",
+        ));
+    }
+    None
+}
+
 async fn create_export(
     State(api): State<ExportsApi>,
     Path(group_id): Path<String>,
-    headers: HeaderMap,
+    headers: axum::http::HeaderMap,
     body: Result<Json<CreateExport>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(refused) = gate(&api, &headers) {
-        return refused;
+    if let Err(refused) = gate_group(&api, &headers, &group_id) {
+        return *refused;
     }
     let Ok(Json(body)) = body else {
         return error(
@@ -384,27 +431,19 @@ async fn create_export(
             "expected {from, to, data_types}",
         );
     };
-    let whole_hours = |t: Timestamp| t.as_second() % 3600 == 0 && t.subsec_nanosecond() == 0;
-    let length = body.to.duration_since(body.from);
-    if !whole_hours(body.from) || !whole_hours(body.to) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_range",
-            "from and to must be whole hours",
-        );
+    if let Some(refused) = check_range(body.from, body.to) {
+        return refused;
     }
-    if length < SignedDuration::from_hours(1) || length > SignedDuration::from_hours(48) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_range",
-            "an export covers 1 hour to 2 days",
-        );
-    }
-    if body.data_types.iter().any(|d| d != "audio" && d != "cdr") {
+    if body.data_types.is_empty()
+        || body
+            .data_types
+            .iter()
+            .any(|d| !DATA_TYPES.contains(&d.as_str()))
+    {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_data_type",
-            "data_types: audio, cdr",
+            "data_types: one or more of dialog_start, dialog_end, Audio",
         );
     }
     if body
@@ -449,17 +488,26 @@ async fn create_export(
     let number = api.0.next_id.fetch_add(1, Ordering::Relaxed);
     let omit = api.0.config.omit_rate;
     let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
-    let files = recordings
+    let members: Vec<usize> = recordings
         .iter()
         .enumerate()
         .filter(|(_, r)| {
             r.group_id == group_id && body.from <= r.dialog_time && r.dialog_time < body.to
         })
-        // Left out by a hash of (recording, export): deterministic, and independent from one
-        // export to the next, so a later export of the range holds it with probability 1 − omit.
-        .filter(|(i, _)| omit <= 0.0 || unit_hash(*i as u64, number) >= omit)
         .map(|(i, _)| i)
         .collect();
+    let cdr_files = cdr_batches(&recordings, &group_id, &members, &body.data_types);
+    let files = if body.data_types.iter().any(|d| d == "Audio") {
+        members
+            .into_iter()
+            // Left out by a hash of (recording, export): deterministic, and independent from
+            // one export to the next, so a later export of the range holds it with probability
+            // 1 − omit.
+            .filter(|i| omit <= 0.0 || unit_hash(*i as u64, number) >= omit)
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(recordings);
     let id = format!("export-{number:06}");
     if let Some(key) = body.idempotency_key {
@@ -471,7 +519,9 @@ async fn create_export(
             group_id,
             from: body.from,
             to: body.to,
+            data_types: body.data_types,
             created: Instant::now(),
+            cdr_files,
             files,
         },
     );
@@ -482,29 +532,86 @@ async fn create_export(
         .into_response()
 }
 
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: Timestamp,
+    to: Timestamp,
+}
+
+async fn list_exports(
+    State(api): State<ExportsApi>,
+    Path(group_id): Path<String>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(refused) = gate_group(&api, &headers, &group_id) {
+        return *refused;
+    }
+    let Ok(Query(range)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_range",
+            "from and to: RFC 3339",
+        );
+    };
+    let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
+    let mut found: Vec<(&String, &Export)> = exports
+        .by_id
+        .iter()
+        .filter(|(_, e)| e.group_id == group_id && e.from < range.to && range.from < e.to)
+        .collect();
+    found.sort_by_key(|(id, _)| id.as_str());
+    let listed: Vec<serde_json::Value> = found
+        .into_iter()
+        .map(|(id, e)| {
+            serde_json::json!({"export_id": id, "status": status_of(&api, e), "from": e.from, "to": e.to})
+        })
+        .collect();
+    Json(serde_json::json!({ "exports": listed })).into_response()
+}
+
+/// The export `id` if the caller may see it.
+fn find<'a>(
+    api: &ExportsApi,
+    exports: &'a Exports,
+    caller: &Caller,
+    id: &str,
+) -> Result<&'a Export, Refusal> {
+    let Some(export) = exports.by_id.get(id) else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no export {id}"),
+        )));
+    };
+    if !caller.may(&export.group_id) {
+        return Err(Box::new(forbidden(&export.group_id)));
+    }
+    let _ = api;
+    Ok(export)
+}
+
 async fn get_export(
     State(api): State<ExportsApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = gate(&api, &headers) {
-        return refused;
-    }
+    let caller = match gate(&api, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
+    };
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    match exports.by_id.get(&id) {
-        Some(e) => Json(serde_json::json!({
+    match find(&api, &exports, &caller, &id) {
+        Ok(e) => Json(serde_json::json!({
             "export_id": id,
             "group_id": e.group_id,
             "from": e.from,
             "to": e.to,
+            "data_types": e.data_types,
             "status": status_of(&api, e),
         }))
         .into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no export {id}"),
-        ),
+        Err(refused) => *refused,
     }
 }
 
@@ -518,18 +625,16 @@ async fn list_files(
     State(api): State<ExportsApi>,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
-    headers: HeaderMap,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = gate(&api, &headers) {
-        return refused;
-    }
+    let caller = match gate(&api, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
+    };
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(export) = exports.by_id.get(&id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no export {id}"),
-        );
+    let export = match find(&api, &exports, &caller, &id) {
+        Ok(export) => export,
+        Err(refused) => return *refused,
     };
     match status_of(&api, export) {
         "completed" => {}
@@ -542,7 +647,7 @@ async fn list_files(
             );
         }
     }
-    // Two entries per recording: its audio and its CDR.
+    // The CDR files first, then one entry per recording.
     let start: usize = match page.page_token.as_deref().map(str::parse) {
         None => 0,
         Some(Ok(n)) => n,
@@ -558,17 +663,18 @@ async fn list_files(
         .page_size
         .unwrap_or(50)
         .clamp(1, api.0.config.max_page_size);
-    let total = export.files.len() * 2;
+    let cdrs = export.cdr_files.len();
+    let total = cdrs + export.files.len();
     let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
     let files: Vec<serde_json::Value> = (start..total.min(start + size))
         .map(|k| {
-            let recording = &recordings[export.files[k / 2]];
-            let name = recording.file_name();
-            if k % 2 == 0 {
-                serde_json::json!({"name": name, "type": "audio", "size": recording.audio.size()})
+            if k < cdrs {
+                let batch = &export.cdr_files[k];
+                let size = batch_bytes(&recordings, batch).len();
+                serde_json::json!({"name": batch.name, "type": batch.kind, "size": size})
             } else {
-                let cdr = serde_json::to_vec(&recording.cdr).unwrap_or_default();
-                serde_json::json!({"name": format!("{}.cdr.json", name.trim_end_matches(".wav")), "type": "cdr", "size": cdr.len()})
+                let recording = &recordings[export.files[k - cdrs]];
+                serde_json::json!({"name": recording.file_name(), "type": "Audio", "size": recording.audio.size()})
             }
         })
         .collect();
@@ -579,53 +685,55 @@ async fn list_files(
 async fn get_file(
     State(api): State<ExportsApi>,
     Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = gate(&api, &headers) {
-        return refused;
+    let caller = match gate(&api, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
+    };
+    enum Found {
+        Cdr(Vec<u8>),
+        Audio(Recording),
     }
     let found = {
         let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(export) = exports.by_id.get(&id) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no export {id}"),
-            );
+        let export = match find(&api, &exports, &caller, &id) {
+            Ok(export) => export,
+            Err(refused) => return *refused,
         };
         if status_of(&api, export) == "expired" {
             return error(StatusCode::GONE, "expired", "the export's data has expired");
         }
-        // `{stem}.cdr.json` is the CDR of recording `{stem}.wav`.
-        let cdr_of = name
-            .strip_suffix(".cdr.json")
-            .map(|stem| format!("{stem}.wav"));
-        let audio_name = cdr_of.as_deref().unwrap_or(&name);
-        let index = api
-            .0
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(audio_name)
-            .copied();
-        // `files` is in recording order: a binary search tells whether this export holds it.
-        index
-            .filter(|i| export.files.binary_search(i).is_ok())
-            .map(|i| {
-                let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
-                (cdr_of.is_none(), recordings[i].clone())
-            })
+        let recordings = api.0.recordings.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(batch) = export.cdr_files.iter().find(|b| b.name == name) {
+            Some(Found::Cdr(batch_bytes(&recordings, batch)))
+        } else {
+            let index = api
+                .0
+                .by_name
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .copied();
+            // `files` is in recording order: a binary search tells whether this export holds it.
+            index
+                .filter(|i| export.files.binary_search(i).is_ok())
+                .map(|i| Found::Audio(recordings[i].clone()))
+        }
     };
-    let Some((is_audio, recording)) = found else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no file {name} in {id}"),
-        );
+    let recording = match found {
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no file {name} in {id}"),
+            );
+        }
+        Some(Found::Cdr(bytes)) => {
+            return ([("content-type", "application/x-ndjson")], bytes).into_response();
+        }
+        Some(Found::Audio(recording)) => recording,
     };
-    if !is_audio {
-        return Json(recording.cdr).into_response();
-    }
     tokio::time::sleep(api.0.config.download_delay).await;
     *api.0
         .downloads
@@ -644,16 +752,86 @@ async fn get_file(
     }
 }
 
-/// The routes of the simulated Exports API.
+/// Every answer's `Date`, from the (possibly skewed) simulated clock.
+async fn date(
+    State(api): State<ExportsApi>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let now = Timestamp::now()
+        .checked_add(api.0.config.clock_offset)
+        .unwrap_or_else(|_| Timestamp::now());
+    let text = now.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, value);
+    }
+    response
+}
+
+/// The routes of the simulated Exports API and its identity provider.
 pub fn router(api: ExportsApi) -> Router {
     Router::new()
-        .route("/oauth/token", post(token))
-        .route("/exports/v1/groups/{group_id}/exports", post(create_export))
+        .route(
+            "/auth/realms/{realm}/protocol/openid-connect/token",
+            post(crate::idp::token),
+        )
+        .route(
+            "/exports/v1/groups/{group_id}/exports",
+            post(create_export).get(list_exports),
+        )
         .route("/exports/v1/exports/{export_id}", get(get_export))
         .route("/exports/v1/exports/{export_id}/files", get(list_files))
         .route(
             "/exports/v1/exports/{export_id}/files/{name}",
             get(get_file),
         )
+        .layer(axum::middleware::from_fn_with_state(api.clone(), date))
         .with_state(api)
+}
+
+/// A running simulated OCP: its URL, and the CA to trust when it is HTTPS.
+#[derive(Debug)]
+pub struct Served {
+    /// `https://127.0.0.1:PORT` (or `http://` when served without TLS).
+    pub url: String,
+    /// The CA's certificate (PEM) that the server's certificate chains to; `None` over HTTP.
+    pub ca_pem: Option<String>,
+    /// Stops the server when cancelled.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+/// Serves `api` on a free loopback port: over HTTPS with a CA made now (`tls`), as OCP is, or
+/// over plain HTTP.
+pub async fn serve(api: ExportsApi, tls: bool) -> std::io::Result<Served> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone().cancelled_owned();
+    let app = router(api);
+    if tls {
+        let ca = crate::tls::TestCa::generate().map_err(std::io::Error::other)?;
+        let ca_pem = ca.ca_pem().to_string();
+        tokio::spawn(async move {
+            let _ = ca.serve(listener, app, stopped).await;
+        });
+        Ok(Served {
+            url: format!("https://{address}"),
+            ca_pem: Some(ca_pem),
+            stop,
+        })
+    } else {
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+        });
+        Ok(Served {
+            url: format!("http://{address}"),
+            ca_pem: None,
+            stop,
+        })
+    }
 }

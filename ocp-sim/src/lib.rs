@@ -6,10 +6,16 @@
 //! play: a share of recordings is never streamed (OCP loses about 10%), some events and uploads
 //! are sent twice, and some calls arrive out of order (End before Start, audio before End).
 //!
-//! The wire formats are documented in this crate's README.md. [`exports`] plays OCP's Exports
-//! API (what reconciliation talks to) over the recordings it holds, streamed or not.
+//! CDR events are OCP's own records ([`records`]: `dialog_start`, `dialog_end`), posted the way
+//! a streaming subscription delivers them: NDJSON, with the tenant group in the query. The wire
+//! formats are documented in this crate's README.md. [`exports`] plays OCP's Exports API (what
+//! reconciliation talks to) over the recordings it holds, streamed or not, behind [`idp`] (OCP's
+//! identity provider) and over HTTPS ([`tls`]).
 
 pub mod exports;
+pub mod idp;
+pub mod records;
+pub mod tls;
 
 use base64::Engine as _;
 use callrec_fixtures::{CallShape, Rng, WavEncoding, WavOptions, synth_call, write_wav};
@@ -158,6 +164,8 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
     let group = &config.groups[index % config.groups.len().max(1)];
     let duration_ms =
         (rng.range(config.min_call_s, config.max_call_s.max(config.min_call_s)) * 1000.0) as u64;
+    // OCP's times are epoch milliseconds.
+    let base = Timestamp::from_millisecond(base.as_millisecond()).unwrap_or(base);
     let start = base
         .checked_add(SignedDuration::from_millis(index as i64 * 1500))
         .unwrap_or(base);
@@ -192,29 +200,6 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
     }
 }
 
-/// The CDR facts of a call, as the service's CDR events and the exports' CDR files carry them.
-fn cdr_facts(call: &SimCall) -> serde_json::Value {
-    serde_json::json!({
-        "group_id": call.group_id,
-        "account_id": call.account_id,
-        "client_id": "acme",
-        "ivr_channel": "voice",
-        "application": if call.call_id.ends_with('0') { "sales-ivr" } else { "care-ivr" },
-        "metadata": {"ani_country": "GR", "language": "en-US"},
-    })
-}
-
-/// The CDR file an export holds for a call: the facts plus the dialog id, Start, End and
-/// duration (the format ocp-sim's README documents).
-pub fn export_cdr(call: &SimCall) -> serde_json::Value {
-    let mut cdr = cdr_facts(call);
-    cdr["dialog_id"] = call.call_id.clone().into();
-    cdr["start"] = serde_json::to_value(call.start).unwrap_or_default();
-    cdr["end"] = serde_json::to_value(call.end).unwrap_or_default();
-    cdr["duration_ms"] = call.duration_ms.into();
-    cdr
-}
-
 /// What OCP's Exports API holds for a call: its CDR and its recording (held in memory when
 /// `held`, else made again from the seed whenever it is downloaded).
 pub fn export_recording(
@@ -238,7 +223,8 @@ pub fn export_recording(
         dialog_id: call.call_id.clone(),
         dialog_time: call.start,
         audio,
-        cdr: export_cdr(call),
+        start_record: Some(records::dialog_start(call)),
+        end_record: Some(records::dialog_end(call)),
     }
 }
 
@@ -322,25 +308,27 @@ impl Client {
         })
     }
 
+    /// Posts the call's `dialog_start` or `dialog_end` record as a streaming subscription
+    /// delivers it: NDJSON, the tenant group in the query.
     async fn event(&self, call: &SimCall, kind: &str) -> Result<(), SimError> {
         if kind == "start" && !call.start_sent {
             return Ok(());
         }
-        let mut event = cdr_facts(call);
-        event["type"] = kind.into();
-        event["call_id"] = call.call_id.clone().into();
-        event["timestamp"] = serde_json::to_value(if kind == "start" {
-            call.start
+        let record = if kind == "start" {
+            records::dialog_start(call)
         } else {
-            call.end
-        })
-        .unwrap_or_default();
-        if kind == "end" {
-            event["duration_ms"] = call.duration_ms.into();
-        }
+            records::dialog_end(call)
+        };
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        let line = bytes::Bytes::from(line);
         let url = format!("{}/v1/cdr", self.config.target);
-        self.send(format!("{kind} event of {}", call.call_id), || {
-            self.http.post(&url).json(&event)
+        self.send(format!("{kind} record of {}", call.call_id), || {
+            self.http
+                .post(&url)
+                .query(&[("group", call.group_id.as_str())])
+                .header("content-type", "application/x-ndjson")
+                .body(line.clone())
         })
         .await?;
         self.progress

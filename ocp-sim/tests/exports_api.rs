@@ -1,8 +1,12 @@
-//! The simulated Exports API over real HTTP on a loopback port.
+//! The simulated Exports API and identity provider over real HTTP(S) on a loopback port.
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
 use ocp_sim::exports::{Audio, ExportsApi, ExportsConfig, Recording, router};
+use ocp_sim::idp::PersonalAccessToken;
+
+const TOKEN_PATH: &str = "/auth/realms/master/protocol/openid-connect/token";
+const ALL: [&str; 3] = ["dialog_start", "dialog_end", "Audio"];
 use std::time::Duration;
 
 fn recordings() -> Vec<Recording> {
@@ -18,7 +22,12 @@ fn recordings() -> Vec<Recording> {
             dialog_id: format!("dlg-{i:03}"),
             dialog_time: base + SignedDuration::from_mins(10 * i),
             audio: Audio::held(Bytes::from(vec![i as u8; 100 + i as usize])),
-            cdr: serde_json::json!({"call_id": format!("dlg-{i:03}")}),
+            start_record: Some(
+                serde_json::json!({"message_type": "dialog_start", "id": format!("dlg-{i:03}")}),
+            ),
+            end_record: Some(
+                serde_json::json!({"message_type": "dialog_end", "id": format!("dlg-{i:03}")}),
+            ),
         })
         .collect()
 }
@@ -34,12 +43,12 @@ async fn start(config: ExportsConfig) -> (String, ExportsApi) {
 
 async fn token(client: &reqwest::Client, url: &str) -> String {
     let response = client
-        .post(format!("{url}/oauth/token"))
+        .post(format!("{url}{TOKEN_PATH}"))
         .form(&[
             ("grant_type", "password"),
             ("username", "cc"),
             ("password", "secret"),
-            ("client_id", "callrec"),
+            ("client_id", "ocp"),
         ])
         .send()
         .await
@@ -57,11 +66,12 @@ async fn exports_list_and_serve_the_recordings_of_their_range() {
     let (url, api) = start(config).await;
     let client = reqwest::Client::new();
     let bad = client
-        .post(format!("{url}/oauth/token"))
+        .post(format!("{url}{TOKEN_PATH}"))
         .form(&[
             ("grant_type", "password"),
             ("username", "cc"),
             ("password", "wrong"),
+            ("client_id", "ocp"),
         ])
         .send()
         .await
@@ -71,7 +81,7 @@ async fn exports_list_and_serve_the_recordings_of_their_range() {
     let create = |group: &str, from: &str, to: &str, auth: bool| {
         let mut request = client
             .post(format!("{url}/exports/v1/groups/{group}/exports"))
-            .json(&serde_json::json!({"from": from, "to": to, "data_types": ["audio", "cdr"]}));
+            .json(&serde_json::json!({"from": from, "to": to, "data_types": ALL}));
         if auth {
             request = request.bearer_auth(&tok);
         }
@@ -183,8 +193,21 @@ async fn exports_list_and_serve_the_recordings_of_their_range() {
             None => break,
         }
     }
-    // grp-a dialogs in [08:00, 11:00): i in 0..18 with i % 3 != 0 → 12 recordings, audio + CDR.
-    assert_eq!(names.len(), 24);
+    // grp-a dialogs in [08:00, 11:00): i in 0..18 with i % 3 != 0 → 12 recordings, and per hour
+    // (08, 09, 10) a dialog_start and a dialog_end batch, listed first.
+    assert_eq!(names.len(), 18);
+    assert_eq!(names[0], "grp-a~2026112408~dialog_start.jsonl");
+    let batch = client
+        .get(format!("{url}/exports/v1/exports/{id}/files/{}", names[0]))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // 08:00-08:50 of grp-a: dialogs 1, 2, 4, 5.
+    assert_eq!(batch.lines().count(), 4, "{batch}");
     let audio: Vec<&String> = names.iter().filter(|n| n.ends_with(".wav")).collect();
     assert_eq!(audio.len(), 12);
     assert_eq!(audio[0], "grp-a~acct-1~20261124081000000~dlg-001.wav");
@@ -230,9 +253,9 @@ async fn faults_rate_limits_omissions_and_expiry() {
         let response = client
             .post(format!("{url}/exports/v1/groups/grp-a/exports"))
             .bearer_auth(&tok)
-            .json(
-                &serde_json::json!({"from": "2026-11-24T08:00:00Z", "to": "2026-11-24T13:00:00Z"}),
-            )
+            .json(&serde_json::json!({
+                "from": "2026-11-24T08:00:00Z", "to": "2026-11-24T13:00:00Z", "data_types": ALL,
+            }))
             .send()
             .await
             .unwrap();
@@ -263,13 +286,19 @@ async fn faults_rate_limits_omissions_and_expiry() {
             .unwrap();
         if response.status() == 200 {
             let body: serde_json::Value = response.json().await.unwrap();
-            files = Some(body["files"].as_array().unwrap().len());
+            let audio = body["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["type"] == "Audio")
+                .count();
+            files = Some(audio);
             break;
         }
     }
-    // 20 grp-a recordings in range, about half left out (each with its CDR).
+    // 20 grp-a recordings in range, about half left out (their CDR records stay).
     let files = files.unwrap();
-    assert!(files > 0 && files < 40, "{files}");
+    assert!(files > 0 && files < 20, "{files}");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut expired = false;
     for _ in 0..4 {
@@ -285,4 +314,168 @@ async fn faults_rate_limits_omissions_and_expiry() {
         }
     }
     assert!(expired);
+}
+
+async fn form(
+    client: &reqwest::Client,
+    url: &str,
+    fields: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(format!("{url}{TOKEN_PATH}"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_identity_provider_speaks_keycloak_over_https() {
+    let mut config = ExportsConfig::new("cc", "secret");
+    config.whitelist = Some(vec!["grp-a".into()]);
+    config.personal_access_tokens = vec![PersonalAccessToken {
+        token: "pat-b".into(),
+        groups: vec!["grp-b".into()],
+        expires_at: None,
+    }];
+    config.clock_offset = SignedDuration::from_secs(-120);
+    let api = ExportsApi::new(config, recordings());
+    let served = ocp_sim::exports::serve(api.clone(), true).await.unwrap();
+    let url = served.url.clone();
+    assert!(url.starts_with("https://127.0.0.1:"));
+    // Without the CA: no connection; with it: the token endpoint answers.
+    assert!(reqwest::Client::new().get(&url).send().await.is_err());
+    let ca = reqwest::Certificate::from_pem(served.ca_pem.as_deref().unwrap().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let (status, body) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "ocp"),
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "secret"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let access = body["access_token"].as_str().unwrap().to_string();
+    // The refresh grant rotates: the old refresh token is spent.
+    let (status, renewed) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "ocp"),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_ne!(renewed["refresh_token"].as_str().unwrap(), refresh);
+    let (status, spent) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "ocp"),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, spent["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Another client id, another realm.
+    let (status, wrong) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "callrec"),
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "secret"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let realm = client
+        .post(format!(
+            "{url}/auth/realms/ocp/protocol/openid-connect/token"
+        ))
+        .form(&[("client_id", "ocp")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(realm.status(), 404);
+    // Whitelisting: the user may see grp-a, not grp-b; the PAT the other way round.
+    let list = |group: &str, header: (&'static str, String)| {
+        client
+            .get(format!("{url}/exports/v1/groups/{group}/exports"))
+            .query(&[
+                ("from", "2026-11-24T08:00:00Z"),
+                ("to", "2026-11-24T09:00:00Z"),
+            ])
+            .header(header.0, header.1)
+            .send()
+    };
+    let bearer = ("authorization", format!("Bearer {access}"));
+    let pat = ("x-ocp-personal-access-token", "pat-b".to_string());
+    let ok = list("grp-a", bearer.clone()).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    // The skewed clock shows in Date.
+    let date = ok.headers()["date"].to_str().unwrap().to_string();
+    let parsed = jiff::civil::DateTime::strptime("%a, %d %b %Y %H:%M:%S GMT", &date)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    let skew = parsed.duration_since(Timestamp::now()).as_secs();
+    assert!((-125..=-115).contains(&skew), "{date}: {skew}");
+    assert_eq!(list("grp-b", bearer).await.unwrap().status(), 403);
+    assert_eq!(list("grp-b", pat.clone()).await.unwrap().status(), 200);
+    assert_eq!(list("grp-a", pat.clone()).await.unwrap().status(), 403);
+    assert_eq!(api.pat_requests(), 2);
+    // Faults: an outage of the token endpoint, then revoked credentials.
+    api.idp_outage(503, Duration::from_secs(30));
+    let (status, _) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "ocp"),
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "secret"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 503);
+    api.idp_outage(503, Duration::ZERO);
+    api.revoke_credentials();
+    let (status, _) = form(
+        &client,
+        &url,
+        &[
+            ("client_id", "ocp"),
+            ("grant_type", "password"),
+            ("username", "cc"),
+            ("password", "secret"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(list("grp-b", pat).await.unwrap().status(), 401);
+    assert_eq!(api.grants().password, 1);
+    assert_eq!(api.grants().refresh, 1);
 }
