@@ -110,19 +110,18 @@ fn main() {
         .collect();
     let api = ExportsApi::new(exports, recordings);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let url = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
-        tokio::spawn(axum::serve(listener, ocp_sim::exports::router(api.clone())).into_future());
-        url
-    });
+    // Over HTTPS, as OCP is: the TLS cost is part of the figure.
+    let served = runtime
+        .block_on(ocp_sim::exports::serve(api.clone(), true))
+        .expect("serving the simulated OCP");
+    let url = served.url;
     let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(dir.path().join("ocp-ca.pem"), served.ca_pem.expect("a CA"))
+        .expect("writing the CA");
     std::fs::write(
         dir.path().join("callrec.toml"),
         format!(
-            "[ocp]\nbase_url = \"{url}\"\nusername = \"callrec\"\n\
+            "[ocp]\nbase_url = \"{url}\"\nca_file = \"ocp-ca.pem\"\nusername = \"callrec\"\n\
              [reconcile]\npoll_initial_s = 0.2\npoll_max_s = 1.0\n\
              download_concurrency = {downloads}\n"
         ),

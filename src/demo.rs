@@ -113,10 +113,17 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+/// The simulated OCP the demo talks to: over HTTPS, its CA in a file callrec trusts
+/// (`ocp.ca_file`), a personal access token as the credentials (the recommended mode).
+struct DemoOcp {
+    url: String,
+    ca_file: PathBuf,
+    personal_access_token: String,
+}
+
 /// The demo's configuration: the embedded defaults under `data`, two lines of business, and
-/// reconciliation against the simulated Exports API at `ocp_url` with seconds, not minutes,
-/// between polls.
-fn demo_config(data: &std::path::Path, token: &str, ocp_url: &str, ocp_password: &str) -> Config {
+/// reconciliation against the simulated Exports API with seconds, not minutes, between polls.
+fn demo_config(data: &std::path::Path, token: &str, ocp: &DemoOcp) -> Config {
     let mut config = Config::default();
     config.state.sqlite_path = data.join("callrec.db");
     config.objects.folder_root = data.join("objects");
@@ -128,11 +135,13 @@ fn demo_config(data: &std::path::Path, token: &str, ocp_url: &str, ocp_password:
         line_of_business: "sales".into(),
         application: Some("sales-*".into()),
         ivr_channel: None,
+        application_type: None,
+        direction: None,
         group_id: None,
     }];
-    config.ocp.base_url = Some(ocp_url.to_string());
-    config.ocp.username = "callrec-demo".into();
-    config.ocp.password = ocp_password.to_string();
+    config.ocp.base_url = Some(ocp.url.clone());
+    config.ocp.ca_file = Some(ocp.ca_file.clone());
+    config.ocp.personal_access_token = ocp.personal_access_token.clone();
     config.reconcile.poll_initial_s = 1.0;
     config.reconcile.poll_max_s = 3.0;
     config.reconcile.grace_s = 0.0;
@@ -152,36 +161,46 @@ fn demo_config(data: &std::path::Path, token: &str, ocp_url: &str, ocp_password:
     config
 }
 
-/// Serves OCP's simulated Exports API on a free loopback port; returns its URL.
-async fn serve_exports(api: ExportsApi) -> Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// Serves OCP's simulated Exports API over HTTPS on a free loopback port, with a CA made now
+/// whose certificate goes to `data/ocp-sim-ca.pem`.
+async fn serve_exports(
+    api: ExportsApi,
+    data: &std::path::Path,
+    personal_access_token: String,
+) -> Result<DemoOcp> {
+    let served = ocp_sim::exports::serve(api, true)
         .await
-        .context("binding the simulated Exports API")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, ocp_sim::exports::router(api)).await {
-            tracing::error!(error = %e, "the simulated Exports API stopped");
-        }
-    });
-    Ok(url)
+        .context("serving the simulated OCP")?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let ca_file = data.join("ocp-sim-ca.pem");
+    std::fs::write(&ca_file, served.ca_pem.as_deref().unwrap_or_default())
+        .with_context(|| format!("writing {}", ca_file.display()))?;
+    Ok(DemoOcp {
+        url: served.url,
+        ca_file,
+        personal_access_token,
+    })
 }
 
 pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     // Progress bars and a summary; warnings and errors still show (CALLREC_LOG=info for more).
     crate::serve::init_logging_at(false, "warn");
     let token = format!("demo-{:032x}", rand::random::<u128>());
-    let ocp_password = format!("{:032x}", rand::random::<u128>());
+    let personal_access_token = format!("ocp-pat-{:032x}", rand::random::<u128>());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let exports = ExportsApi::new(
-            ExportsConfig::new("callrec-demo", ocp_password.clone()),
-            Vec::new(),
-        );
-        let ocp_url = serve_exports(exports.clone()).await?;
-        let config = demo_config(&args.data, &token, &ocp_url, &ocp_password);
+        let mut ocp_config = ExportsConfig::new("callrec-demo", format!("{:032x}", rand::random::<u128>()));
+        ocp_config.personal_access_tokens = vec![ocp_sim::idp::PersonalAccessToken {
+            token: personal_access_token.clone(),
+            groups: Vec::new(),
+            expires_at: None,
+        }];
+        let exports = ExportsApi::new(ocp_config, Vec::new());
+        let ocp = serve_exports(exports.clone(), &args.data, personal_access_token).await?;
+        let config = demo_config(&args.data, &token, &ocp);
         let routing = config.validate()?;
         let loaded = callrec_ingest::config::Loaded {
             config,
@@ -206,6 +225,11 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         println!(
             "callrec demo: service on http://{address} ({}), {} calls, seed {}",
             loaded.source, sim.calls, sim.seed
+        );
+        println!(
+            "simulated OCP on {} (TLS, its CA in {}; personal access token; native CDR records)",
+            ocp.url,
+            ocp.ca_file.display()
         );
         let bars = MultiProgress::new();
         let simulated = bars.add(ProgressBar::new(sim.calls as u64));

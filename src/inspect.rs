@@ -88,7 +88,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         for outcome in &outcomes {
             let line = match &outcome.result {
                 Ok(report) => {
-                    serde_json::json!({"path": outcome.path, "ok": true, "report": report})
+                    // OCP's recording names carry the call's facts: reported beside the engine's
+                    // report (the engine knows nothing of OCP).
+                    let ocp = outcome
+                        .path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(callrec_ingest::ocp::name::parse);
+                    serde_json::json!({"path": outcome.path, "ok": true, "ocp": ocp, "report": report})
                 }
                 Err(err) => serde_json::json!({
                     "path": outcome.path,

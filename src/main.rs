@@ -4,6 +4,7 @@ mod demo;
 mod files;
 mod init;
 mod inspect;
+mod ocp;
 mod process;
 mod reconcile;
 mod serve;
@@ -42,6 +43,9 @@ enum Command {
     Backfill(reconcile::BackfillArgs),
     /// The funnel and the open export jobs, from the state store.
     Status(reconcile::StatusArgs),
+    /// Talk to OCP: `callrec ocp check` says whether this configuration can reach it, log in,
+    /// and see its groups' exports.
+    Ocp(ocp::OcpArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => reconcile::run_reconcile(args),
         Command::Backfill(args) => reconcile::run_backfill(args),
         Command::Status(args) => reconcile::run_status(args),
+        Command::Ocp(args) => ocp::run(args),
     };
     match result {
         Ok(code) => code,

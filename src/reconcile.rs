@@ -78,8 +78,8 @@ async fn open(loaded: &Loaded, metrics: Arc<Metrics>) -> Result<Arc<Reconciler>>
     match crate::serve::reconciler(loaded, pipeline, metrics)? {
         Some(reconciler) => Ok(reconciler),
         None => bail!(
-            "config key `ocp.base_url` is not set: reconciliation needs OCP's Exports API \
-             (CALLREC_OCP__BASE_URL, CALLREC_OCP__USERNAME, CALLREC_OCP__PASSWORD)"
+            "OCP is not configured (config key `ocp.region` or `ocp.base_url`): reconciliation \
+             needs OCP's Exports API; see README, \"Connecting to OCP\""
         ),
     }
 }
@@ -190,7 +190,7 @@ fn parse_time(flag: &str, text: &str) -> Result<Timestamp> {
 pub fn run_backfill(args: BackfillArgs) -> Result<ExitCode> {
     crate::serve::init_logging(false);
     let loaded = Config::load(args.config.as_deref())?;
-    if !callrec_engine::ocp_name::is_safe_id(&args.group) {
+    if !callrec_ingest::ids::is_safe_id(&args.group) {
         bail!("--group {:?}: 1-128 of A-Z a-z 0-9 - _ .", args.group);
     }
     let from = parse_time("--from", &args.from)?;
@@ -321,6 +321,13 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
         let store = reconciler_store(&loaded).await?;
         let funnel = store.funnel().await?;
         let open = store.open_jobs(10_000).await?;
+        // What the jobs are waiting on OCP for: credentials or TLS need a person.
+        let mut waiting: std::collections::BTreeMap<&str, usize> = Default::default();
+        for job in &open {
+            if let Some(upstream) = job.waiting_on.as_deref() {
+                *waiting.entry(upstream).or_default() += 1;
+            }
+        }
         if args.json {
             let jobs: Vec<serde_json::Value> = open.iter().map(job_json).collect();
             println!(
@@ -328,6 +335,7 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
                 serde_json::to_string_pretty(&serde_json::json!({
                     "funnel": funnel,
                     "open_jobs": jobs,
+                    "jobs_waiting_on_ocp": waiting,
                 }))?
             );
             return Ok(ExitCode::SUCCESS);
@@ -343,6 +351,20 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
         if open.is_empty() {
             println!("no open export jobs");
             return Ok(ExitCode::SUCCESS);
+        }
+        for (upstream, jobs) in &waiting {
+            let what = match *upstream {
+                "credentials" => {
+                    "OCP refuses callrec's credentials: fix them (README, \"Connecting to OCP\"; \
+                     `callrec ocp check` tells what is wrong); no call is charged meanwhile"
+                }
+                "tls" => {
+                    "OCP's certificate is not trusted: set ocp.ca_file if a proxy inspects TLS \
+                     (`callrec ocp check`); no call is charged meanwhile"
+                }
+                _ => "OCP or its identity provider is unavailable; retried, no call is charged",
+            };
+            println!("OCP: {jobs} job(s) waiting on {upstream}: {what}");
         }
         println!("{} open export jobs:", open.len());
         println!(
@@ -384,5 +406,6 @@ fn job_json(job: &ExportJob) -> serde_json::Value {
         "deadline": job.deadline,
         "lease_owner": job.lease_owner,
         "last_error": job.last_error,
+        "waiting_on": job.waiting_on,
     })
 }

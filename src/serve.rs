@@ -67,7 +67,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 }
 
 /// Starts stage 2 (the scanner and the export-job timer loop) beside the service, when
-/// `[ocp] base_url` is set and `reconcile.enabled`.
+/// OCP is configured (`ocp.region` or `ocp.base_url`) and `reconcile.enabled`.
 pub fn spawn_reconciler(
     loaded: &Loaded,
     state: &AppState,
@@ -78,11 +78,12 @@ pub fn spawn_reconciler(
         tracing::info!("reconciliation off: reconcile.enabled = false");
         return Ok(None);
     }
-    let Some(reconciler) = reconciler(loaded, state.pipeline.clone(), state.metrics.clone())?
-    else {
-        tracing::info!("reconciliation off: no ocp.base_url");
+    let Some(ocp) = state.ocp.clone() else {
+        tracing::info!("reconciliation off: OCP is not configured (ocp.region or ocp.base_url)");
         return Ok(None);
     };
+    let worker = WorkerConfig::from_config(config, default_owner());
+    let reconciler = Reconciler::new(state.pipeline.clone(), ocp, worker, state.metrics.clone());
     tracing::info!(
         owner = %reconciler.config().owner,
         scan_interval_s = config.reconcile.scan_interval_s,
@@ -134,6 +135,8 @@ pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         metrics: Arc::new(Metrics::new()),
         tasks: tokio_util::task::TaskTracker::new(),
+        ocp: callrec_ingest::setup::open_ocp(&config.ocp)?,
+        default_group: config.ocp.default_group.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await

@@ -107,7 +107,7 @@ fn ocp_names_and_muted_spans_are_reported() {
         "fixtures/audio/grp-emea-01~acct-4711~20261124101500123~dlg-0001.wav",
     ]);
     let line = &json_lines(&output)[0];
-    let ocp = &line["report"]["ocp"];
+    let ocp = &line["ocp"];
     assert_eq!(ocp["group_id"], "grp-emea-01");
     assert_eq!(ocp["account_id"], "acct-4711");
     assert_eq!(ocp["dialog_id"], "dlg-0001");

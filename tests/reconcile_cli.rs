@@ -1,6 +1,7 @@
 //! Stage 2 end to end: `callrec serve` takes what OCP streams (10% or more never arrives), then
 //! `callrec reconcile` (or the reconciler inside `callrec serve`) recovers the rest from
-//! ocp-sim's Exports API on a loopback port — with faults, with kills, with two replicas.
+//! ocp-sim's Exports API on a loopback port (HTTPS with a CA made at start, OCP's password and
+//! refresh grants, native CDR records) — with faults, with kills, with two replicas.
 
 use callrec_ingest::store::CallStore as _;
 use ocp_sim::SimCall;
@@ -15,9 +16,11 @@ use common::service::{Service, TOKEN, walk};
 
 const OCP_PASSWORD: &str = "ocp-test-secret";
 
-/// ocp-sim's Exports API on a free port, served by its own runtime.
+/// ocp-sim's Exports API over HTTPS on a free port, served by its own runtime.
 struct Ocp {
     url: String,
+    /// The CA the simulator's certificate chains to (PEM).
+    ca_pem: String,
     api: ExportsApi,
     runtime: tokio::runtime::Runtime,
 }
@@ -26,15 +29,15 @@ impl Ocp {
     fn start(config: ExportsConfig) -> Ocp {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let api = ExportsApi::new(config, Vec::new());
-        let url = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(
-                axum::serve(listener, ocp_sim::exports::router(api.clone())).into_future(),
-            );
-            url
-        });
-        Ocp { url, api, runtime }
+        let served = runtime
+            .block_on(ocp_sim::exports::serve(api.clone(), true))
+            .unwrap();
+        Ocp {
+            url: served.url,
+            ca_pem: served.ca_pem.unwrap(),
+            api,
+            runtime,
+        }
     }
 
     /// Plays the calls against the service; every recording (streamed or not) goes to OCP.
@@ -63,6 +66,8 @@ fn ocp_config() -> ExportsConfig {
 /// fractions of a second.
 fn folder(ocp: &Ocp, stores: &str, reconcile: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    // Relative to the folder, which every command runs in.
+    std::fs::write(dir.path().join("ocp-ca.pem"), &ocp.ca_pem).unwrap();
     std::fs::write(
         dir.path().join("callrec.toml"),
         format!(
@@ -70,6 +75,7 @@ fn folder(ocp: &Ocp, stores: &str, reconcile: &str) -> tempfile::TempDir {
             {stores}
             [ocp]
             base_url = "{}"
+            ca_file = "ocp-ca.pem"
             username = "callrec"
             [reconcile]
             scan_interval_s = 1.0
@@ -343,11 +349,13 @@ fn two_replicas_on_dynamodb_and_s3_share_a_backlog_and_one_finishes_alone() {
     // Two replicas, each `callrec serve` with its reconciler, on the same stores.
     let a = Service::start_in(dir, &env());
     let second = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        a.dir.as_ref().unwrap().path().join("callrec.toml"),
-        second.path().join("callrec.toml"),
-    )
-    .unwrap();
+    for file in ["callrec.toml", "ocp-ca.pem"] {
+        std::fs::copy(
+            a.dir.as_ref().unwrap().path().join(file),
+            second.path().join(file),
+        )
+        .unwrap();
+    }
     let mut b = Service::start_in(second, &env());
     wait_for("a third of the downloads", Duration::from_secs(120), || {
         ocp.downloads() as usize >= dropped / 3

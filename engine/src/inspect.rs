@@ -36,7 +36,7 @@ impl InspectOptions {
 }
 
 /// Verifies and describes one input: digests (checked against any expected ones), container and
-/// codec, exact duration, tags, per-channel levels, and the OCP file-name facts.
+/// codec, exact duration, tags and per-channel levels.
 pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report> {
     let digests = input_digests(source, options)?;
     let mut decoder = Decoder::open(source, &options.limits)?;
@@ -116,7 +116,6 @@ pub(crate) fn describe(
         file_bytes: source.len(),
         bitrate_bps,
         tags: info.tags.clone(),
-        ocp: source.name().and_then(crate::ocp_name::parse),
         levels,
         checksums: digests.to_report(),
         warnings: info.warnings.clone(),

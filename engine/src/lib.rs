@@ -22,7 +22,6 @@ pub mod encode;
 pub mod error;
 pub mod inspect;
 pub mod limits;
-pub mod ocp_name;
 pub mod process;
 pub mod report;
 pub mod simd;

@@ -3,7 +3,6 @@
 use crate::checksum::Checksums;
 use crate::decode::DecoderPath;
 use crate::dsp::levels::ChannelLevels;
-use crate::ocp_name::OcpFileName;
 use serde::Serialize;
 
 /// A metadata tag (`title`, `comment`, … or the container's raw key).
@@ -37,8 +36,6 @@ pub struct Report {
     /// Average bitrate of the whole file (bits per second of audio).
     pub bitrate_bps: u64,
     pub tags: Vec<Tag>,
-    /// The OCP file-name facts, when the name matches OCP's pattern.
-    pub ocp: Option<OcpFileName>,
     /// One entry per channel.
     pub levels: Vec<ChannelLevels>,
     /// Digests of the input bytes.

@@ -58,7 +58,7 @@ impl AudioSource {
         Ok(AudioSource { bytes, name, hint })
     }
 
-    /// Sets the file name (used for the format hint and the OCP file-name facts).
+    /// Sets the file name (used for the format hint and reported as `file`).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
         if self.hint.is_none() {

@@ -162,27 +162,207 @@ impl Default for ReconcileConfig {
     }
 }
 
-/// `[ocp]`: OCP's Exports API. The password is a secret: set it through the environment
-/// (`CALLREC_OCP__PASSWORD`), never in a committed file; it is never logged.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `[ocp]`: where OCP is and how to log in (README, "Connecting to OCP"). Unset `region` and
+/// `base_url`: no OCP, no stage 2. The password and the personal access token are secrets: only
+/// from the environment (`CALLREC_OCP__PASSWORD`, `CALLREC_OCP__PERSONAL_ACCESS_TOKEN`, the way
+/// ECS injects Secrets Manager values), never from the file, never logged.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OcpSection {
-    /// The API's base URL; unset: no reconciliation.
+    /// `eu1`, `us1`, `us2`, `ca1` or `frankfurt`: fills the hosts and the realm.
+    pub region: Option<crate::ocp::Region>,
+    /// The API's base URL (overrides the region's host).
     pub base_url: Option<String>,
+    /// The token endpoint, whole (overrides everything else about it).
+    pub auth_url: Option<String>,
+    /// Keycloak's realm (`master`; `ocp` on CA1 and Frankfurt).
+    pub realm: Option<String>,
     pub username: String,
     pub password: String,
-    /// The OpenID Connect client id.
+    /// Recommended over the password: OCP makes OTP mandatory, and a personal access token is
+    /// what an unattended client uses. When set, the token endpoint is never called.
+    pub personal_access_token: String,
+    /// Keycloak's client id (`ocp`).
     pub client_id: String,
+    /// Extra CA certificates (PEM) to trust besides the built-in roots: a corporate TLS
+    /// inspection proxy's, or a simulator's.
+    pub ca_file: Option<PathBuf>,
+    /// Allows `http://` URLs (a simulator on this machine). Never for a real OCP.
+    pub allow_insecure_http: bool,
+    /// The OCP group of native CDR records posted without `?group=` or `X-OCP-Group`.
+    pub default_group: Option<String>,
+    pub connect_timeout_s: f64,
+    /// Longest wait for the next bytes of an answer.
+    pub read_timeout_s: f64,
+    /// Longest total of one API request (a download adds its size at `min_download_rate`).
+    pub request_timeout_s: f64,
+    /// Bytes per second a download is allowed at the least before its total times out.
+    pub min_download_rate: u64,
+    /// Tries per request on transient failures (5xx, 429, timeouts), the first included.
+    pub retry_attempts: u32,
+    pub retry_max_backoff_s: f64,
+}
+
+impl Default for OcpSection {
+    fn default() -> Self {
+        OcpSection {
+            region: None,
+            base_url: None,
+            auth_url: None,
+            realm: None,
+            username: String::new(),
+            password: String::new(),
+            personal_access_token: String::new(),
+            client_id: "ocp".into(),
+            ca_file: None,
+            allow_insecure_http: false,
+            default_group: None,
+            connect_timeout_s: 10.0,
+            read_timeout_s: 60.0,
+            request_timeout_s: 60.0,
+            min_download_rate: 256 << 10,
+            retry_attempts: 4,
+            retry_max_backoff_s: 10.0,
+        }
+    }
 }
 
 impl std::fmt::Debug for OcpSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &str| if s.is_empty() { "" } else { "[redacted]" };
         f.debug_struct("OcpSection")
+            .field("region", &self.region)
             .field("base_url", &self.base_url)
+            .field("auth_url", &self.auth_url)
+            .field("realm", &self.realm)
             .field("username", &self.username)
-            .field("password", &"[redacted]")
+            .field("password", &secret(&self.password))
+            .field(
+                "personal_access_token",
+                &secret(&self.personal_access_token),
+            )
             .field("client_id", &self.client_id)
-            .finish()
+            .field("ca_file", &self.ca_file)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("default_group", &self.default_group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OcpSection {
+    /// Whether OCP is configured (a region or a base URL): stage 2 runs only then.
+    pub fn is_configured(&self) -> bool {
+        self.region.is_some() || self.base_url.is_some()
+    }
+
+    /// The client's configuration, checked (`None`: OCP is not configured). Reads `ca_file`.
+    /// Every error names its key.
+    pub fn client_config(&self) -> Result<Option<crate::ocp::OcpConfig>, ConfigError> {
+        use crate::ocp::{Credentials, OcpConfig, RetryPolicy, Secret, Timeouts};
+        let error = |key: &str, message: String| ConfigError {
+            key: key.into(),
+            message,
+        };
+        if let Some(group) = &self.default_group
+            && !crate::ids::is_safe_id(group)
+        {
+            return Err(error(
+                "ocp.default_group",
+                "an OCP group id: 1-128 of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        let place = crate::ocp::region::Where {
+            region: self.region,
+            base_url: self.base_url.as_deref(),
+            auth_url: self.auth_url.as_deref(),
+            realm: self.realm.as_deref(),
+            allow_insecure_http: self.allow_insecure_http,
+        };
+        let Some(endpoints) = place.resolve().map_err(|e| error(e.key, e.message))? else {
+            return Ok(None);
+        };
+        let credentials = if !self.personal_access_token.is_empty() {
+            let pat = &self.personal_access_token;
+            if pat.len() > 8192 || pat.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(error(
+                    "ocp.personal_access_token",
+                    "not a token (spaces or control characters)".into(),
+                ));
+            }
+            Credentials::PersonalAccessToken(Secret::new(pat.clone()))
+        } else if !self.username.is_empty() {
+            if self.password.is_empty() {
+                return Err(error(
+                    "ocp.password",
+                    "needed with ocp.username: set CALLREC_OCP__PASSWORD".into(),
+                ));
+            }
+            Credentials::Password {
+                username: self.username.clone(),
+                password: Secret::new(self.password.clone()),
+            }
+        } else {
+            return Err(error(
+                "ocp.personal_access_token",
+                "OCP needs credentials: a personal access token \
+                 (CALLREC_OCP__PERSONAL_ACCESS_TOKEN, recommended) or ocp.username with \
+                 CALLREC_OCP__PASSWORD"
+                    .into(),
+            ));
+        };
+        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
+            return Err(error(
+                "ocp.client_id",
+                "a client id (OCP's is `ocp`)".into(),
+            ));
+        }
+        let extra_ca_pem = match &self.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| error("ocp.ca_file", format!("{}: {e}", path.display())))?;
+                crate::ocp::http::check_ca_pem(&pem)
+                    .map_err(|e| error("ocp.ca_file", format!("{}: {e}", path.display())))?;
+                Some(pem)
+            }
+        };
+        let seconds = |key: &str, value: f64| {
+            if value.is_finite() && value > 0.0 && value < 1e7 {
+                Ok(std::time::Duration::from_secs_f64(value))
+            } else {
+                Err(error(key, "seconds above 0".into()))
+            }
+        };
+        let timeouts = Timeouts {
+            connect: seconds("ocp.connect_timeout_s", self.connect_timeout_s)?,
+            read_idle: seconds("ocp.read_timeout_s", self.read_timeout_s)?,
+            request: seconds("ocp.request_timeout_s", self.request_timeout_s)?,
+            min_download_rate: match self.min_download_rate {
+                0 => {
+                    return Err(error(
+                        "ocp.min_download_rate",
+                        "bytes per second above 0".into(),
+                    ));
+                }
+                rate => rate,
+            },
+        };
+        if !(1..=20).contains(&self.retry_attempts) {
+            return Err(error("ocp.retry_attempts", "1 to 20".into()));
+        }
+        let retry = RetryPolicy {
+            attempts: self.retry_attempts,
+            max_backoff: seconds("ocp.retry_max_backoff_s", self.retry_max_backoff_s)?,
+            ..RetryPolicy::default()
+        };
+        Ok(Some(OcpConfig {
+            endpoints,
+            credentials,
+            client_id: self.client_id.clone(),
+            extra_ca_pem,
+            timeouts,
+            retry,
+        }))
     }
 }
 
@@ -246,10 +426,7 @@ impl Default for Config {
                 },
             )]),
             reconcile: ReconcileConfig::default(),
-            ocp: OcpSection {
-                client_id: "callrec".into(),
-                ..OcpSection::default()
-            },
+            ocp: OcpSection::default(),
         }
     }
 }
@@ -312,6 +489,27 @@ impl Config {
             if table.contains_key("lines_of_business") {
                 defaults.lines_of_business.clear();
             }
+            // Secrets come from the environment only: a file is copied, committed, baked into
+            // images.
+            if let Some(toml::Value::Table(ocp)) = table.get("ocp") {
+                for (key, variable) in [
+                    ("password", "CALLREC_OCP__PASSWORD"),
+                    (
+                        "personal_access_token",
+                        "CALLREC_OCP__PERSONAL_ACCESS_TOKEN",
+                    ),
+                ] {
+                    if ocp.contains_key(key) {
+                        return Err(ConfigError {
+                            key: format!("ocp.{key}"),
+                            message: format!(
+                                "a secret: set it through the environment ({variable}), never \
+                                 in a file"
+                            ),
+                        });
+                    }
+                }
+            }
             text = Some(read);
             source = path.display().to_string();
         }
@@ -360,7 +558,6 @@ impl Config {
         for (key, url) in [
             ("state.endpoint_url", &self.state.endpoint_url),
             ("objects.endpoint_url", &self.objects.endpoint_url),
-            ("ocp.base_url", &self.ocp.base_url),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -454,12 +651,7 @@ impl Config {
             };
             error(key, e.message)
         })?;
-        if self.ocp.base_url.is_some() && self.ocp.username.is_empty() {
-            return Err(ConfigError {
-                key: "ocp.username".into(),
-                message: "needed with ocp.base_url".into(),
-            });
-        }
+        self.ocp.client_config()?;
         Ok(())
     }
 

@@ -1,7 +1,21 @@
 //! Identifiers that come from outside (OCP, HTTP paths, CDRs), validated once at the edge.
 
-use callrec_engine::ocp_name::{MAX_ID_LEN, is_safe_id};
 use std::fmt;
+
+/// Longest id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Whether `part` is a safe id: 1–128 bytes of ASCII letters, digits, `-`, `_` and `.`, not
+/// starting with `.` (so it can never be `..` or a hidden file), safe in a file name, an S3 key,
+/// a URL segment and a query.
+pub fn is_safe_id(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= MAX_ID_LEN
+        && !part.starts_with('.')
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 
 /// Why an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

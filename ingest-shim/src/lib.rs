@@ -9,6 +9,8 @@
 //!   jobs, leases, the funnel;
 //! - [`objects`]: the object store ([`objects::ObjectStore`]: a folder, S3) — create-only,
 //!   checksummed writes;
+//! - [`ocp`]: everything that faces OCP — login, the HTTPS client, the Exports API, its CDR
+//!   records and recording names, `callrec ocp check`;
 //! - [`routing`]: line of business, bucket and key of each call;
 //! - [`config`]: one TOML file + `CALLREC_*` overrides, embedded defaults;
 //! - [`setup`]: opening the configured stores, and `callrec init`.
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod ids;
 pub mod objects;
+pub mod ocp;
 pub mod pipeline;
 pub mod receive;
 pub mod reconcile;

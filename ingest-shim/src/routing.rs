@@ -1,6 +1,7 @@
 //! Routing: which line of business a call belongs to, and where its audio goes.
 //!
-//! Ordered rules match CDR fields (IVR channel, application, OCP group); the first match names
+//! Ordered rules match CDR fields (IVR channel, application and its type, direction, OCP group;
+//! from OCP's records: `channel`, `flow.name`, `flow.type`, `direction`); the first match names
 //! the line of business, else the default. Each line of business names its bucket, a key
 //! template, and optionally a storage class and an SSE-KMS key. A staging location holds raw
 //! uploads until their call is stored. Everything is checked when the configuration is loaded,
@@ -93,6 +94,10 @@ pub struct RuleConfig {
     pub line_of_business: String,
     pub ivr_channel: Option<String>,
     pub application: Option<String>,
+    #[serde(default)]
+    pub application_type: Option<String>,
+    #[serde(default)]
+    pub direction: Option<String>,
     pub group_id: Option<String>,
 }
 
@@ -149,6 +154,8 @@ struct Rule {
     lob: usize,
     ivr_channel: Option<Pattern>,
     application: Option<Pattern>,
+    application_type: Option<Pattern>,
+    direction: Option<Pattern>,
     group_id: Option<Pattern>,
 }
 
@@ -215,7 +222,7 @@ impl Routing {
         let mut built = Vec::new();
         for (name, line) in lines {
             let key = format!("lines_of_business.{name}");
-            if !callrec_engine::ocp_name::is_safe_id(name) {
+            if !crate::ids::is_safe_id(name) {
                 return Err(config_error(&key, "names are 1-128 of A-Z a-z 0-9 - _ ."));
             }
             validate_bucket(&line.bucket)
@@ -273,17 +280,21 @@ impl Routing {
         for (i, rule) in routing.rules.iter().enumerate() {
             let key = format!("routing.rules[{i}]");
             let lob = index_of(&format!("{key}.line_of_business"), &rule.line_of_business)?;
-            if rule.ivr_channel.is_none() && rule.application.is_none() && rule.group_id.is_none() {
-                return Err(config_error(
-                    &key,
-                    "a rule needs at least one of ivr_channel, application, group_id",
-                ));
-            }
-            for (field, value) in [
+            let fields = [
                 ("ivr_channel", &rule.ivr_channel),
                 ("application", &rule.application),
+                ("application_type", &rule.application_type),
+                ("direction", &rule.direction),
                 ("group_id", &rule.group_id),
-            ] {
+            ];
+            if fields.iter().all(|(_, value)| value.is_none()) {
+                return Err(config_error(
+                    &key,
+                    "a rule needs at least one of ivr_channel, application, application_type, \
+                     direction, group_id",
+                ));
+            }
+            for (field, value) in fields {
                 if let Some(v) = value
                     && (v.is_empty() || v.trim_end_matches('*').contains('*'))
                 {
@@ -297,6 +308,8 @@ impl Routing {
                 lob,
                 ivr_channel: rule.ivr_channel.clone().map(Pattern),
                 application: rule.application.clone().map(Pattern),
+                application_type: rule.application_type.clone().map(Pattern),
+                direction: rule.direction.clone().map(Pattern),
                 group_id: rule.group_id.clone().map(Pattern),
             });
         }
@@ -324,6 +337,8 @@ impl Routing {
             .find(|r| {
                 matches(&r.ivr_channel, cdr.ivr_channel.as_deref())
                     && matches(&r.application, cdr.application.as_deref())
+                    && matches(&r.application_type, cdr.application_type.as_deref())
+                    && matches(&r.direction, cdr.direction.as_deref())
                     && matches(&r.group_id, cdr.group_id.as_deref())
             })
             .map_or(self.default, |r| r.lob);
@@ -457,6 +472,41 @@ mod tests {
             "general"
         );
         assert_eq!(routing.route(&CdrFacts::default()).name, "general");
+    }
+
+    #[test]
+    fn rules_match_the_flow_type_and_direction_of_ocp_records() {
+        let routing = load(
+            r#"
+            [routing]
+            default = "general"
+            staging = { bucket = "callrec-staging" }
+            [[routing.rules]]
+            line_of_business = "outbound"
+            direction = "outbound"
+            [[routing.rules]]
+            line_of_business = "banking"
+            application_type = "Banking*"
+            [lines_of_business.outbound]
+            bucket = "calls-outbound"
+            [lines_of_business.banking]
+            bucket = "calls-banking"
+            [lines_of_business.general]
+            bucket = "calls-general"
+            "#,
+        )
+        .unwrap();
+        let facts = |direction: &str, kind: &str| CdrFacts {
+            direction: Some(direction.into()),
+            application_type: Some(kind.into()),
+            ..CdrFacts::default()
+        };
+        assert_eq!(
+            routing.route(&facts("outbound", "Banking2")).name,
+            "outbound"
+        );
+        assert_eq!(routing.route(&facts("inbound", "Banking2")).name, "banking");
+        assert_eq!(routing.route(&facts("inbound", "Telco")).name, "general");
     }
 
     #[test]

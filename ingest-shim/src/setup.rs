@@ -20,6 +20,10 @@ pub enum SetupError {
     Objects(#[from] ObjectError),
     #[error("bucket {0} does not exist (create it, or run `callrec init --create-buckets`)")]
     MissingBucket(String),
+    #[error(transparent)]
+    Config(#[from] crate::routing::ConfigError),
+    #[error(transparent)]
+    Ocp(#[from] crate::ocp::OcpError),
 }
 
 /// The configured state store (SQLite migrations run on open).
@@ -137,18 +141,12 @@ pub async fn init(loaded: &Loaded, create_buckets: bool) -> Result<Vec<String>, 
     Ok(report)
 }
 
-/// The OCP Exports API client, when `[ocp] base_url` is set (`None`: no reconciliation).
+/// The OCP Exports API client, when OCP is configured (`None`: no reconciliation).
 pub fn open_ocp(
     config: &crate::config::OcpSection,
-) -> Result<Option<Arc<dyn crate::reconcile::ocp::OcpExports>>, crate::reconcile::ocp::OcpError> {
-    let Some(base_url) = &config.base_url else {
+) -> Result<Option<Arc<dyn crate::ocp::OcpExports>>, SetupError> {
+    let Some(client) = config.client_config()? else {
         return Ok(None);
     };
-    let client = crate::reconcile::ocp::HttpOcp::new(crate::reconcile::ocp::OcpConfig {
-        base_url: base_url.trim_end_matches('/').to_string(),
-        username: config.username.clone(),
-        password: config.password.clone(),
-        client_id: config.client_id.clone(),
-    })?;
-    Ok(Some(Arc::new(client)))
+    Ok(Some(Arc::new(crate::ocp::HttpOcp::new(client)?)))
 }

@@ -1,6 +1,8 @@
 //! The reconciliation worker in process, against the SQLite store, the folder object store and
-//! ocp-sim's Exports API on a loopback port: object-store errors while recovering lose nothing
-//! and store nothing twice; a job past its deadline fails loudly and never hangs.
+//! ocp-sim's Exports API on a loopback port (HTTPS, OCP's login): object-store errors while
+//! recovering lose nothing and store nothing twice; a job past its deadline fails loudly and
+//! never hangs; an identity-provider outage and revoked credentials make jobs wait without
+//! charging or losing a call.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -10,15 +12,15 @@ use callrec_ingest::objects::folder::FolderStore;
 use callrec_ingest::objects::{
     Body, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome,
 };
+use callrec_ingest::ocp::{Credentials, HttpOcp, OcpConfig, RetryPolicy, Secret};
 use callrec_ingest::pipeline::{EngineRunner, Pipeline};
-use callrec_ingest::reconcile::ocp::{HttpOcp, OcpConfig};
 use callrec_ingest::reconcile::schedule::PollSchedule;
 use callrec_ingest::reconcile::worker::{Reconciler, WorkerConfig};
 use callrec_ingest::server::metrics::Metrics;
 use callrec_ingest::store::sqlite::SqliteStore;
 use callrec_ingest::store::{CallStatus, CallStore, JobState};
 use jiff::{SignedDuration, Timestamp};
-use ocp_sim::exports::{ExportsApi, ExportsConfig, router};
+use ocp_sim::exports::{ExportsApi, ExportsConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -172,26 +174,36 @@ async fn rig(
     let mut recordings = Vec::new();
     for index in 0..calls {
         let call = ocp_sim::plan_call(&sim, index, base);
-        let cdr = serde_json::to_vec(&ocp_sim::export_cdr(&call)).unwrap();
-        let (call_id, changes) = callrec_ingest::reconcile::cdr::parse(&cdr).unwrap();
-        for change in &changes {
-            store.update(&call_id, change, call.end).await.unwrap();
+        for record in [
+            ocp_sim::records::dialog_start(&call),
+            ocp_sim::records::dialog_end(&call),
+        ] {
+            let mapped = callrec_ingest::ocp::cdr::map_record(&record, GROUP).unwrap();
+            store
+                .update(&mapped.call_id, &mapped.change, call.end)
+                .await
+                .unwrap();
         }
         let audio = Bytes::from(ocp_sim::recording(&sim, &call, index));
         recordings.push(ocp_sim::export_recording(&sim, &call, index, audio, true));
         planned.push(call);
     }
     let api = ExportsApi::new(exports, recordings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, router(api.clone())).into_future());
-    let ocp = HttpOcp::new(OcpConfig {
-        base_url: url,
+    let served = ocp_sim::exports::serve(api.clone(), true).await.unwrap();
+    let credentials = Credentials::Password {
         username: "callrec".into(),
-        password: "ocp-secret".into(),
-        client_id: "callrec".into(),
-    })
-    .unwrap();
+        password: Secret::new("ocp-secret"),
+    };
+    let mut ocp_config = OcpConfig::new(&served.url, credentials, false)
+        .unwrap()
+        .trusting(served.ca_pem.as_deref().unwrap());
+    ocp_config.retry = RetryPolicy {
+        attempts: 3,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(2),
+    };
+    let ocp = HttpOcp::new(ocp_config).unwrap();
 
     let pipeline = Pipeline {
         store: store.clone(),
@@ -439,5 +451,117 @@ impl std::io::Write for LogWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Runs the replica's loop (scans every 150 ms) until every call is stored or `limit` passes.
+async fn run_until_stored(rig: &Rig, limit: Duration) -> bool {
+    let stop = CancellationToken::new();
+    let task = {
+        let reconciler = Arc::clone(&rig.reconciler);
+        let stop = stop.clone();
+        tokio::spawn(async move { reconciler.run(stop).await })
+    };
+    let started = std::time::Instant::now();
+    let mut all = false;
+    while started.elapsed() < limit {
+        if rig.store.funnel().await.unwrap().stored == rig.calls.len() as u64 {
+            all = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_provider_outage_longer_than_max_attempts_rounds_charges_no_call() {
+    let rig = rig(
+        6,
+        exports_config(),
+        |inner, _| Arc::new(inner),
+        |config| {
+            config.max_attempts = 2;
+            config.scan_interval = Duration::from_millis(150);
+        },
+    )
+    .await;
+    // The token endpoint answers 503 for 3 s: 20 scan rounds, 10 times max_attempts.
+    rig.api.idp_outage(503, Duration::from_secs(3));
+    let stored = run_until_stored(&rig, Duration::from_secs(60)).await;
+    assert!(
+        stored,
+        "every call stored once the identity provider is back"
+    );
+    assert!(rig.api.grants().unavailable >= 2, "{:?}", rig.api.grants());
+    assert!(rig.metrics.ocp_unavailable.get() >= 2);
+    assert_eq!(rig.metrics.ocp_auth_failures.get(), 0);
+    assert_eq!(rig.metrics.calls_lost.get(), 0);
+    for call in &rig.calls {
+        let record = rig.record(call).await;
+        assert_eq!(record.status, CallStatus::Complete, "{}", call.call_id);
+        assert_eq!(record.attempts, 0, "{} was charged", call.call_id);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn revoked_credentials_make_jobs_wait_loudly_and_charge_no_call() {
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rig = rig(
+        4,
+        exports_config(),
+        |inner, _| Arc::new(inner),
+        |config| {
+            config.max_attempts = 1;
+            config.scan_interval = Duration::from_millis(150);
+            // Past the deadline while waiting: closed, but its calls still not charged.
+            config.scan.job_deadline = SignedDuration::from_millis(1200);
+        },
+    )
+    .await;
+    rig.api.revoke_credentials();
+    assert!(!run_until_stored(&rig, Duration::from_secs(3)).await);
+    assert!(rig.metrics.ocp_auth_failures.get() >= 2);
+    assert_eq!(rig.metrics.calls_lost.get(), 0);
+    for call in &rig.calls {
+        let record = rig.record(call).await;
+        assert_eq!(record.status, CallStatus::Pending, "{}", call.call_id);
+        assert_eq!(record.attempts, 0, "{} was charged", call.call_id);
+    }
+    // The jobs say why they wait (or why the one past its deadline closed).
+    let open = rig.store.open_jobs(100).await.unwrap();
+    assert!(
+        open.iter()
+            .all(|j| j.waiting_on.as_deref() == Some("credentials")),
+        "{open:?}"
+    );
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let refused = text
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("refused callrec's credentials"))
+        .count();
+    // Once per job, not once per attempt.
+    let jobs = rig.api.grants().refused;
+    assert!(
+        refused >= 1 && (refused as u64) < jobs,
+        "{refused} error lines, {jobs} refusals:\n{text}"
+    );
+    assert!(!text.contains("ocp-secret"), "a secret in the logs");
+
+    // A person fixes the credentials: every call is stored, still uncharged.
+    rig.api.restore_credentials();
+    assert!(run_until_stored(&rig, Duration::from_secs(60)).await);
+    for call in &rig.calls {
+        assert_eq!(rig.record(call).await.attempts, 0);
     }
 }

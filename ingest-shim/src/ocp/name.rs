@@ -1,12 +1,11 @@
 //! OCP recording file names: `{groupId}~{accountId}~{dialogTimestamp}~{dialogId}.wav`.
 //!
-//! The parts come from outside, so each is validated (length and character set) before it is
-//! reported; a name that does not match is simply not an OCP name.
+//! Audio files of an export are named so (Whole Call Recording), and `callrec inspect` reports
+//! the facts of a file named so. The parts come from outside, so each is validated (length and
+//! character set) before it is reported; a name that does not match is simply not an OCP name.
 
+use crate::ids::is_safe_id;
 use serde::Serialize;
-
-/// Longest id part accepted, in bytes.
-pub const MAX_ID_LEN: usize = 128;
 
 /// The facts in an OCP recording's file name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -19,17 +18,6 @@ pub struct OcpFileName {
     /// `YYYYMMDDhhmmss[SSS]`, or ISO 8601 with an offset).
     pub dialog_time: Option<String>,
     pub dialog_id: String,
-}
-
-/// Whether `part` is a safe id: 1–128 bytes of ASCII letters, digits, `-`, `_` and `.`, not
-/// starting with `.` (so it can never be `..` or a hidden file).
-pub fn is_safe_id(part: &str) -> bool {
-    !part.is_empty()
-        && part.len() <= MAX_ID_LEN
-        && !part.starts_with('.')
-        && part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Parses a file name (no directories). `None` when it is not an OCP recording name.

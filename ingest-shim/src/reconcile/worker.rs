@@ -8,21 +8,34 @@
 //! because the replica died. Every write a step makes checks that the lease is still held; the
 //! write that ends a step sets the next timer and gives the lease back at once.
 //!
-//! On `completed` two tasks run at once: the metadata task applies the export's CDR files
-//! (filling Start/End events that never arrived) and the download task streams each audio file
-//! of a call not yet stored through the stage-1 path ([`crate::receive`], then the pipeline),
-//! with bounded concurrency. Then finalize: calls of the job's range that are still missing get
-//! an attempt counted; out of attempts (or past OCP's retention, see [`super::scanner`]) they are
-//! `lost` — counted and logged as errors. An export whose data expired is created again (a new
-//! job for the same range); a job past its deadline fails loudly.
+//! On `completed` the metadata task reads the export's CDR records (OCP's `dialog_start` and
+//! `dialog_end`, filling Start/End events that never arrived), then the download task streams
+//! each audio file of a call not yet stored through the stage-1 path ([`crate::receive`], then
+//! the pipeline), with bounded concurrency. Then finalize: calls of the job's range that are
+//! still missing get an attempt counted; out of attempts (or past OCP's retention, see
+//! [`super::scanner`]) they are `lost` — counted and logged as errors. An export whose data
+//! expired is created again (a new job for the same range); a job past its deadline fails loudly.
+//!
+//! What OCP's failures cost ([`crate::ocp::error`]): an unavailable OCP or identity provider
+//! (5xx, 429, timeouts) and refused credentials or an untrusted certificate make the job *wait*
+//! — rescheduled, `waiting_on` set, no call charged, even past the deadline (the job then closes
+//! and the next scan makes another). Refused credentials are logged as an error once per job and
+//! counted (`callrec_ocp_auth_failures_total`). A call is charged an attempt only for what
+//! concerns the call itself: its file absent from a completed export, or its bytes bad.
 
-use super::ocp::{ExportFile, ExportStatus, OcpError, OcpExports};
 use super::plan::ExportRange;
 use super::scanner::{ScanConfig, ScanReport, create_job_for_range, dialog_time, scan};
 use super::schedule::PollSchedule;
 use crate::ids::CallId;
+use crate::ocp::{DataType, ExportFile, ExportStatus, OcpError, OcpExports, RECOVERY_DATA};
 use crate::pipeline::{Finished, Pipeline};
 use crate::receive::{Spooled, looks_like_audio, receive};
+
+/// Largest CDR batch file of an export read, bytes (a day of a busy group's records).
+pub const MAX_CDR_FILE_BYTES: u64 = 1 << 30;
+/// Most pages of one export's listing: a listing that goes on (a repeating page token) is an
+/// error, not a loop.
+const MAX_PAGES: usize = 100_000;
 use crate::server::metrics::Metrics;
 use crate::store::{
     CallChange, CallStore, ExportJob, JobId, JobState, LeaseError, Outcome, PendingQuery,
@@ -34,7 +47,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -152,25 +165,6 @@ impl Recovered {
             outcome: "failed",
             failure: Some((call_id, why)),
         }
-    }
-}
-
-/// The CDR files one fetch has applied (or is applying), by name: the metadata task and the
-/// download task both need some of them, and each is read from OCP once. One small entry per
-/// CDR of the export, dropped with the fetch.
-#[derive(Default)]
-struct CdrsApplied(Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>);
-
-impl CdrsApplied {
-    fn cell(&self, name: &str) -> Arc<tokio::sync::OnceCell<bool>> {
-        let mut cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cells.entry(name.to_string()).or_default().clone()
-    }
-
-    /// How many filled something in.
-    fn filled(&self) -> u64 {
-        let cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cells.values().filter(|c| c.get() == Some(&true)).count() as u64
     }
 }
 
@@ -567,22 +561,63 @@ impl Reconciler {
     async fn go(&self, id: &JobId, state: JobState) -> Result<ExportJob, WorkError> {
         let owner = self.config.owner.clone();
         self.save(id, move |job| {
-            job.transition(&owner, Timestamp::now(), state)
+            job.transition(&owner, Timestamp::now(), state)?;
+            job.waiting_on = None;
+            Ok(())
         })
         .await
     }
 
-    /// Reschedules after a transient failure.
-    async fn retry_later(&self, job: &ExportJob, error: &OcpError) -> Result<(), WorkError> {
-        tracing::warn!(job = %job.id, state = job.state.name(), error = %error, "OCP call failed; polling again later");
+    /// OCP answered with something other than progress: the job keeps its place and waits
+    /// (rescheduled on the poll schedule, or later if OCP asked for it), and no call is charged.
+    /// Refused credentials and untrusted certificates need a person: an error log the first time
+    /// a job meets one, and `callrec_ocp_auth_failures_total`.
+    async fn wait_on(&self, job: &ExportJob, error: &OcpError) -> Result<(), WorkError> {
+        let upstream = if error.needs_person() {
+            error.kind()
+        } else {
+            "unavailable"
+        };
+        if error.needs_person() {
+            self.metrics.ocp_auth_failures.inc();
+            if job.waiting_on.as_deref() != Some(upstream) {
+                tracing::error!(job = %job.id, group = %job.group_id, error = %error, "OCP refused callrec's credentials or TLS failed; the job waits for a person to fix it (no call is charged)");
+            }
+        } else {
+            self.metrics.ocp_unavailable.inc();
+            tracing::warn!(job = %job.id, state = job.state.name(), error = %error, "OCP unavailable; trying again later");
+        }
         let message = error.to_string();
-        let next = self.next_poll(Timestamp::now(), job.attempt.saturating_add(1));
+        let now = Timestamp::now();
+        let mut next = self.next_poll(now, job.attempt.saturating_add(1));
+        if let Some(asked) = error.retry_after() {
+            // OCP's Retry-After, but never past the longest poll wait: the timer stays bounded.
+            let asked = SignedDuration::try_from(asked)
+                .unwrap_or(SignedDuration::MAX)
+                .min(self.config.poll.max);
+            next = next.max(now.checked_add(asked).unwrap_or(next));
+        }
+        let upstream = upstream.to_string();
         self.finish(&job.id, Some(next), move |job| {
             job.attempt = job.attempt.saturating_add(1);
             job.last_error = Some(message.clone());
+            job.waiting_on = Some(upstream.clone());
             Ok(())
         })
         .await?;
+        Ok(())
+    }
+
+    /// The deadline passed while the job waited on OCP (down, or credentials refused): closed as
+    /// `failed`, loudly, but its calls are not charged — they are still missing, and the next
+    /// scan gives them a new job.
+    async fn give_up_waiting(&self, job: &ExportJob, upstream: &str) -> Result<(), WorkError> {
+        let reason = format!(
+            "deadline passed while waiting on OCP ({upstream}); its calls were not charged and \
+             the next scan asks again"
+        );
+        self.close(job, JobState::Failed, &reason).await?;
+        tracing::error!(job = %job.id, group = %job.group_id, from = %job.from, to = %job.to, reason = %reason, last_error = ?job.last_error, "export job failed");
         Ok(())
     }
 
@@ -591,6 +626,9 @@ impl Reconciler {
         loop {
             let now = Timestamp::now();
             if job.state.is_open() && now > job.deadline {
+                if let Some(upstream) = job.waiting_on.clone() {
+                    return self.give_up_waiting(&job, &upstream).await;
+                }
                 return self
                     .fail(&job, format!("deadline passed while {}", job.state.name()))
                     .await;
@@ -608,6 +646,7 @@ impl Reconciler {
                             let next = self.next_poll(now, attempt);
                             self.finish(&job.id, Some(next), move |job| {
                                 job.attempt = attempt;
+                                job.waiting_on = None;
                                 Ok(())
                             })
                             .await?;
@@ -625,10 +664,10 @@ impl Reconciler {
                         Err(OcpError::Refused { status: 404, .. }) => {
                             return self.expire(&job, "OCP does not know the export").await;
                         }
-                        Err(e @ (OcpError::Refused { .. } | OcpError::Unauthorized(_))) => {
+                        Err(e @ OcpError::Refused { .. }) => {
                             return self.fail(&job, e.to_string()).await;
                         }
-                        Err(e) => return self.retry_later(&job, &e).await,
+                        Err(e) => return self.wait_on(&job, &e).await,
                     }
                 }
                 JobState::Completed => {
@@ -662,7 +701,7 @@ impl Reconciler {
                             self.expire(&job, "expired while it was being fetched")
                                 .await
                         }
-                        Err(WorkError::Ocp(e)) => self.retry_later(&job, &e).await,
+                        Err(WorkError::Ocp(e)) => self.wait_on(&job, &e).await,
                         Err(e) => Err(e),
                     };
                 }
@@ -688,7 +727,13 @@ impl Reconciler {
         }
         match self
             .ocp
-            .create_export(&job.group_id, job.from, job.to, &job.idempotency_token)
+            .create_export(
+                &job.group_id,
+                job.from,
+                job.to,
+                &RECOVERY_DATA,
+                &job.idempotency_token,
+            )
             .await
         {
             Ok(export) => {
@@ -700,6 +745,7 @@ impl Reconciler {
                     job.ocp_export_id = Some(id.clone());
                     job.attempt = 0;
                     job.last_error = None;
+                    job.waiting_on = None;
                     Ok(())
                 })
                 .await?;
@@ -707,16 +753,14 @@ impl Reconciler {
                 tracing::info!(job = %job.id, export = %export, group = %job.group_id, from = %job.from, to = %job.to, "export requested");
                 Ok(())
             }
-            Err(e @ (OcpError::Refused { .. } | OcpError::Unauthorized(_))) => {
-                self.fail(job, e.to_string()).await
-            }
+            Err(e @ OcpError::Refused { .. }) => self.fail(job, e.to_string()).await,
             // Another replica (or another of our jobs, launched at the same moment) got the
             // group's one running export first: queued, as above.
             Err(e @ OcpError::GroupBusy(_)) => {
                 tracing::debug!(job = %job.id, error = %e, "queued behind the group's running export");
                 self.queue(job, e.to_string()).await
             }
-            Err(e) => self.retry_later(job, &e).await,
+            Err(e) => self.wait_on(job, &e).await,
         }
     }
 
@@ -775,144 +819,186 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Both fetch tasks at once; the first OCP error (e.g. expiry) stops the step.
+    /// The metadata task, then the download task; the first OCP error (e.g. expiry) stops the
+    /// step. CDRs first, so a call whose End never arrived has its facts (duration, routing)
+    /// before its recording goes through the pipeline.
     async fn fetch(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
-        let cdrs = CdrsApplied::default();
-        let (metadata, audio) = tokio::join!(
-            self.metadata_task(job, export, &cdrs),
-            self.download_task(job, export, &cdrs)
-        );
-        metadata?;
-        let mut fetched = audio?;
-        fetched.cdrs_filled = cdrs.filled();
+        let cdrs_filled = self.metadata_task(job, export).await?;
+        let mut fetched = self.download_task(job, export).await?;
+        fetched.cdrs_filled = cdrs_filled;
         Ok(fetched)
     }
 
-    /// Every page of the export's files of `kind`, passed to `each` (which may run several
-    /// at once).
-    async fn each_file<F, Fut>(&self, export: &str, kind: &str, each: F) -> Result<(), WorkError>
+    /// Every page of the export's files that `wanted` accepts, passed to `each` (which may run
+    /// several at once). A listing that never ends (a page token seen before, or more than
+    /// [`MAX_PAGES`] pages) is OCP's fault: the step stops, the job tries again later.
+    async fn each_file<F, Fut>(
+        &self,
+        export: &str,
+        wanted: impl Fn(&ExportFile) -> bool,
+        each: F,
+    ) -> Result<(), WorkError>
     where
         F: Fn(ExportFile) -> Fut,
         Fut: std::future::Future<Output = Result<(), WorkError>>,
     {
         let mut page: Option<String> = None;
-        loop {
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
             let listing = self.ocp.files(export, page.as_deref()).await?;
-            let files = listing.files.into_iter().filter(|f| f.kind == kind);
+            let files = listing.files.into_iter().filter(|f| wanted(f));
             let mut running = futures_util::stream::iter(files.map(&each))
                 .buffer_unordered(self.config.download_concurrency);
             while let Some(result) = running.next().await {
                 result?;
             }
             match listing.next {
+                Some(next) if !seen.insert(next.clone()) => break,
                 Some(next) => page = Some(next),
                 None => return Ok(()),
             }
         }
+        Err(OcpError::Unavailable {
+            what: format!("listing export {export}"),
+            reason: crate::ocp::Transient::BadAnswer,
+            detail: "the listing does not end (a page token repeats)".into(),
+            retry_after: None,
+        }
+        .into())
     }
 
-    /// The metadata task: applies every CDR file of a call that lacks something.
-    async fn metadata_task(
-        &self,
-        job: &ExportJob,
-        export: &str,
-        cdrs: &CdrsApplied,
-    ) -> Result<(), WorkError> {
-        self.each_file(export, "cdr", |file| async move {
-            if self.knows_everything(&file.name).await? {
-                self.metrics.export_cdrs.with_label_values(&["known"]).inc();
-                return Ok(());
-            }
-            match self.apply_cdr_once(job, export, &file.name, cdrs).await {
-                Ok(_) => Ok(()),
-                // Listed but not served, or a name that is no file: that file is bad, the
-                // export is not (other errors, e.g. expiry, stop the step).
-                Err(WorkError::Ocp(e @ OcpError::Refused { .. })) => {
-                    self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
-                    tracing::warn!(job = %job.id, file = %file.name.escape_debug(), error = %e, "CDR file not served; skipped");
+    /// The metadata task: reads every CDR file of the export (batches of OCP's `dialog_start`
+    /// and `dialog_end` records, one a line) and applies the records of calls that lack
+    /// something. Returns how many records filled something in.
+    async fn metadata_task(&self, job: &ExportJob, export: &str) -> Result<u64, WorkError> {
+        let filled = std::sync::atomic::AtomicU64::new(0);
+        self.each_file(
+            export,
+            |file| file.data_type().is_some_and(DataType::is_cdr),
+            |file| {
+                let filled = &filled;
+                async move {
+                    let n = self.apply_cdr_file(job, export, &file).await?;
+                    filled.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     Ok(())
                 }
-                Err(e) => Err(e),
-            }
-        })
-        .await
+            },
+        )
+        .await?;
+        Ok(filled.into_inner())
     }
 
-    /// Whether the call of CDR file `name` has its Start, End and group already (then the file
-    /// cannot add anything and is not downloaded). A name that is not an OCP name: false (the
-    /// file is read and judged).
-    async fn knows_everything(&self, name: &str) -> Result<bool, WorkError> {
-        let Some(stem) = name.strip_suffix(".cdr.json") else {
-            return Ok(false);
-        };
-        let Some(parsed) = callrec_engine::ocp_name::parse(&format!("{stem}.wav")) else {
-            return Ok(false);
-        };
-        let Ok(call_id) = CallId::parse(&parsed.dialog_id) else {
-            return Ok(false);
-        };
-        Ok(self.store().get(&call_id).await?.is_some_and(|r| {
-            r.flags.started.is_some() && r.flags.ended.is_some() && r.cdr.group_id.is_some()
-        }))
-    }
-
-    /// [`Self::apply_cdr`] once per file and fetch, whichever task asks first: the other waits
-    /// for it (the download task needs the CDR applied before it processes the recording).
-    async fn apply_cdr_once(
+    /// Reads one CDR batch file of the export through a spool file, one record a line; applies
+    /// the records of calls missing their Start, End or group. A bad file or record is counted
+    /// and logged, never fatal. Returns how many records filled something in.
+    async fn apply_cdr_file(
         &self,
         job: &ExportJob,
         export: &str,
-        name: &str,
-        cdrs: &CdrsApplied,
-    ) -> Result<bool, WorkError> {
-        let cell = cdrs.cell(name);
-        Ok(*cell
-            .get_or_try_init(|| self.apply_cdr(job, export, name))
-            .await?)
-    }
-
-    /// Reads and applies one CDR file; true if it filled something in. A bad file is counted
-    /// and logged, not fatal.
-    async fn apply_cdr(
-        &self,
-        job: &ExportJob,
-        export: &str,
-        name: &str,
-    ) -> Result<bool, WorkError> {
-        let bytes = self
+        file: &ExportFile,
+    ) -> Result<u64, WorkError> {
+        let spool = self.spool_path("cdr").await?;
+        match self
             .ocp
-            .read(export, name, super::cdr::MAX_CDR_BYTES)
-            .await?;
-        let (call_id, changes) = match super::cdr::parse(&bytes) {
-            Ok(parsed) => parsed,
-            Err(why) => {
+            .download(export, file, &spool.0, MAX_CDR_FILE_BYTES)
+            .await
+        {
+            Ok(_) => {}
+            // Listed but not served, too large, not the size listed: that file is bad, the
+            // export is not (other errors, e.g. expiry, stop the step).
+            Err(e @ OcpError::Refused { .. }) => {
                 self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
-                tracing::warn!(job = %job.id, file = name, error = %why, "bad CDR file in export");
-                return Ok(false);
+                tracing::warn!(job = %job.id, file = %file.name.escape_debug(), error = %e, "CDR file not taken");
+                return Ok(0);
             }
+            Err(e) => return Err(e.into()),
+        }
+        let io = |source| OcpError::Io {
+            path: spool.0.clone(),
+            source,
         };
-        let group_matches = changes.iter().all(|c| match c {
-            CallChange::Start { facts, .. } | CallChange::End { facts, .. } => {
-                facts.group_id.as_deref().is_none_or(|g| g == job.group_id)
+        let opened = tokio::fs::File::open(&spool.0).await.map_err(io)?;
+        let mut reader = tokio::io::BufReader::new(opened);
+        let mut line = Vec::new();
+        let (mut filled, mut bad, mut number) = (0u64, 0u64, 0u64);
+        let mut first_bad = None;
+        loop {
+            line.clear();
+            let limit = crate::ocp::cdr::MAX_LINE_BYTES as u64 + 1;
+            let n = (&mut reader)
+                .take(limit)
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(io)?;
+            if n == 0 {
+                break;
             }
-            _ => true,
+            number += 1;
+            let outcome = if line.len() as u64 == limit && !line.ends_with(b"\n") {
+                // Too long: skip to its end.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    let m = (&mut reader)
+                        .take(limit)
+                        .read_until(b'\n', &mut rest)
+                        .await
+                        .map_err(io)?;
+                    if m == 0 || rest.ends_with(b"\n") {
+                        break;
+                    }
+                }
+                Err(format!("above {} bytes", crate::ocp::cdr::MAX_LINE_BYTES))
+            } else if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            } else {
+                self.apply_cdr_record(job, &line).await?
+            };
+            match outcome {
+                Ok(true) => filled += 1,
+                Ok(false) => {}
+                Err(why) => {
+                    bad += 1;
+                    self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
+                    first_bad.get_or_insert(format!("line {number}: {why}"));
+                }
+            }
+        }
+        if let Some(first) = first_bad {
+            tracing::warn!(job = %job.id, file = %file.name.escape_debug(), bad, first = %first, "bad CDR records in export; skipped");
+        }
+        Ok(filled)
+    }
+
+    /// One record line: `Ok(true)` it filled something in, `Ok(false)` nothing to fill, the
+    /// inner `Err` what is wrong with the record.
+    async fn apply_cdr_record(
+        &self,
+        job: &ExportJob,
+        line: &[u8],
+    ) -> Result<Result<bool, String>, WorkError> {
+        let mapped = match serde_json::from_slice::<serde_json::Value>(line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|record| crate::ocp::cdr::map_record(&record, &job.group_id))
+        {
+            Ok(mapped) => mapped,
+            Err(why) => return Ok(Err(why)),
+        };
+        let known = self.store().get(&mapped.call_id).await?.is_some_and(|r| {
+            r.flags.started.is_some() && r.flags.ended.is_some() && r.cdr.group_id.is_some()
         });
-        if !group_matches {
-            self.metrics.export_cdrs.with_label_values(&["bad"]).inc();
-            tracing::warn!(job = %job.id, file = name, "CDR of another group in export; ignored");
-            return Ok(false);
+        if known {
+            self.metrics.export_cdrs.with_label_values(&["known"]).inc();
+            return Ok(Ok(false));
         }
-        let mut changed = false;
-        for change in &changes {
-            let (_, applied) = self
-                .store()
-                .update(&call_id, change, Timestamp::now())
-                .await?;
-            changed |= applied.outcome == Outcome::Changed;
-        }
+        let (_, applied) = self
+            .store()
+            .update(&mapped.call_id, &mapped.change, Timestamp::now())
+            .await?;
+        let changed = applied.outcome == Outcome::Changed;
         let outcome = if changed { "filled" } else { "unchanged" };
         self.metrics.export_cdrs.with_label_values(&[outcome]).inc();
-        Ok(changed)
+        Ok(Ok(changed))
     }
 
     async fn spool_path(&self, what: &str) -> Result<SpoolFile, WorkError> {
@@ -931,17 +1017,13 @@ impl Reconciler {
 
     /// The download task: every audio file of a call not yet stored goes through the stage-1
     /// path.
-    async fn download_task(
-        &self,
-        job: &ExportJob,
-        export: &str,
-        cdrs: &CdrsApplied,
-    ) -> Result<Fetched, WorkError> {
+    async fn download_task(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
         let counts = Mutex::new(Fetched::default());
-        self.each_file(export, "audio", |file| {
+        let audio = |file: &ExportFile| file.data_type() == Some(DataType::Audio);
+        self.each_file(export, audio, |file| {
             let counts = &counts;
             async move {
-                let recovered = self.recover(job, export, &file, cdrs).await?;
+                let recovered = self.recover(job, export, &file).await?;
                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
                 match recovered.outcome {
                     "stored" => c.stored += 1,
@@ -970,9 +1052,8 @@ impl Reconciler {
         job: &ExportJob,
         export: &str,
         file: &ExportFile,
-        cdrs: &CdrsApplied,
     ) -> Result<Recovered, WorkError> {
-        let Some(name) = callrec_engine::ocp_name::parse(&file.name) else {
+        let Some(name) = crate::ocp::name::parse(&file.name) else {
             tracing::warn!(job = %job.id, file = %file.name.escape_debug(), "not an OCP recording name; skipped");
             return Ok(Recovered::only("bad_name"));
         };
@@ -998,22 +1079,20 @@ impl Reconciler {
             );
             return Ok(Recovered::failed(call_id, why));
         }
-        // A call whose End never arrived: its CDR first, so the duration check and the routing
-        // see its facts (the metadata task may not have reached it yet; applying twice is a
-        // no-op).
-        if record.as_ref().is_none_or(|r| r.flags.ended.is_none()) {
-            let cdr = format!("{}.cdr.json", file.name.trim_end_matches(".wav"));
-            match self.apply_cdr_once(job, export, &cdr, cdrs).await {
-                Ok(_) | Err(WorkError::Ocp(OcpError::Refused { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
         let spool = self.spool_path("audio").await?;
-        match self.ocp.download(export, &file.name, &spool.0).await {
+        match self
+            .ocp
+            .download(export, file, &spool.0, self.config.max_file_bytes)
+            .await
+        {
             Ok(_) => {}
             Err(OcpError::Refused { status: 404, .. }) => {
                 let why = format!("{} listed but not served by export {export}", file.name);
                 return Ok(Recovered::failed(call_id, why));
+            }
+            // Too large, or not the size listed: the file's bytes are bad (charged to the call).
+            Err(e @ OcpError::Refused { .. }) => {
+                return Ok(Recovered::failed(call_id, e.to_string()));
             }
             Err(e) => return Err(e.into()),
         }

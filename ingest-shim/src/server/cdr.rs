@@ -1,22 +1,20 @@
-//! `POST /v1/cdr`: CDR Start and End events, one or a batch. Sets `started` / `ended`; repeated
-//! events change nothing.
+//! `POST /v1/cdr`: CDR Start and End events, one or a batch, in callrec's v1 shape or as OCP's
+//! own records ([`crate::ocp::cdr`]). Sets `started` / `ended`; repeated events change nothing.
 
 use super::calls::CallView;
 use super::{ApiError, AppState};
 use crate::ids::{CallId, ClientId};
 use crate::store::{CallChange, CdrFacts, Outcome};
 use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Events per request at most.
 pub const MAX_EVENTS: usize = 1000;
-const MAX_METADATA_ENTRIES: usize = 64;
-const MAX_TEXT: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +23,7 @@ pub enum EventType {
     End,
 }
 
-/// One CDR event as OCP (or `ocp-sim`) sends it.
+/// One CDR event in callrec's own v1 shape (DESIGN.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CdrEvent {
@@ -55,48 +53,15 @@ fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-fn check_text(field: &str, value: &Option<String>) -> Result<(), String> {
-    match value {
-        Some(v) if v.is_empty() || v.len() > MAX_TEXT || v.chars().any(char::is_control) => Err(
-            format!("{field}: 1-{MAX_TEXT} characters, no control characters"),
-        ),
-        _ => Ok(()),
-    }
-}
-
-fn check_id(field: &str, value: &Option<String>) -> Result<(), String> {
-    match value {
-        Some(v) if !callrec_engine::ocp_name::is_safe_id(v) => Err(format!(
-            "{field}: 1-128 of A-Z a-z 0-9 - _ ., not starting with '.'"
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Checks one event; returns its call id and the change it makes.
 pub(crate) fn validate(event: &CdrEvent) -> Result<(CallId, CallChange), String> {
     let call_id = CallId::parse(&event.call_id).map_err(|e| e.to_string())?;
-    check_id("group_id", &event.group_id)?;
-    check_id("account_id", &event.account_id)?;
-    check_text("ivr_channel", &event.ivr_channel)?;
-    check_text("application", &event.application)?;
     let client_id = event
         .client_id
         .as_deref()
         .map(ClientId::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    if event.metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(format!("metadata: at most {MAX_METADATA_ENTRIES} entries"));
-    }
-    for (key, value) in &event.metadata {
-        check_text("metadata key", &Some(key.clone()))?;
-        if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-            return Err(format!(
-                "metadata.{key}: at most {MAX_TEXT} characters, no control characters"
-            ));
-        }
-    }
     if event.event_type == EventType::Start && event.duration_ms.is_some() {
         return Err("duration_ms belongs to an end event".into());
     }
@@ -108,7 +73,9 @@ pub(crate) fn validate(event: &CdrEvent) -> Result<(CallId, CallChange), String>
         application: event.application.clone(),
         duration_ms: event.duration_ms,
         metadata: event.metadata.clone(),
+        ..CdrFacts::default()
     };
+    facts.validate()?;
     let at = event.timestamp;
     let change = match event.event_type {
         EventType::Start => CallChange::Start { at, facts },
@@ -117,37 +84,92 @@ pub(crate) fn validate(event: &CdrEvent) -> Result<(CallId, CallChange), String>
     Ok((call_id, change))
 }
 
-/// Applies the events in order; answers with each call's state afterwards.
+/// Where a native record's OCP group comes from: `?group=G`, else the `X-OCP-Group` header,
+/// else `ocp.default_group`.
+#[derive(Debug, Deserialize)]
+pub struct CdrQuery {
+    group: Option<String>,
+}
+
+/// A checked change and what to count it as.
+struct Checked {
+    call_id: CallId,
+    change: CallChange,
+    /// `start` or `end`, for `callrec_cdr_events_total`.
+    kind: &'static str,
+}
+
+/// `POST /v1/cdr`: callrec's v1 events (one, or `{"events": [...]}`) or OCP's native records
+/// (one object with `message_type`, an array of them, or NDJSON with `Content-Type:
+/// application/x-ndjson`). All are checked before anything is written (a bad one refuses the
+/// request, naming it and its field); then they are applied in order, and the answer holds each
+/// call's state afterwards.
 pub async fn post_cdr(
     State(state): State<AppState>,
-    body: Result<Json<CdrBody>, JsonRejection>,
+    Query(query): Query<CdrQuery>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(body) = body.map_err(|e| bad(format!("not a CDR event or batch: {e}")))?;
-    let events = match body {
-        CdrBody::Batch { events } => events,
-        CdrBody::One(event) => vec![*event],
+    let ndjson = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|v| matches!(v.as_str(), "application/x-ndjson" | "application/jsonl"));
+    let checked = if ndjson {
+        let records = crate::ocp::cdr::ndjson_records(&body, MAX_EVENTS).map_err(bad)?;
+        native(&state, &query, &headers, &records)?
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("not a CDR event, record or batch: {e}")))?;
+        match value {
+            serde_json::Value::Array(records) => native(&state, &query, &headers, &records)?,
+            record if crate::ocp::cdr::is_record(&record) => {
+                native(&state, &query, &headers, std::slice::from_ref(&record))?
+            }
+            v1 => {
+                let events = match serde_json::from_value::<CdrBody>(v1)
+                    .map_err(|e| bad(format!("not a CDR event or batch: {e}")))?
+                {
+                    CdrBody::Batch { events } => events,
+                    CdrBody::One(event) => vec![*event],
+                };
+                if events.is_empty() || events.len() > MAX_EVENTS {
+                    return Err(bad(format!("1 to {MAX_EVENTS} events per request")));
+                }
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let (call_id, change) =
+                            validate(e).map_err(|m| bad(format!("event {i}: {m}")))?;
+                        let kind = match e.event_type {
+                            EventType::Start => "start",
+                            EventType::End => "end",
+                        };
+                        Ok(Checked {
+                            call_id,
+                            change,
+                            kind,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?
+            }
+        }
     };
-    if events.is_empty() || events.len() > MAX_EVENTS {
-        return Err(bad(format!("1 to {MAX_EVENTS} events per request")));
-    }
-    // All or nothing at validation: a bad event refuses the batch before any write.
-    let changes = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| validate(e).map_err(|m| bad(format!("event {i}: {m}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut calls = Vec::with_capacity(changes.len());
-    for ((call_id, change), event) in changes.iter().zip(&events) {
+    let mut calls = Vec::with_capacity(checked.len());
+    for item in &checked {
         let (record, applied) = state
             .pipeline
             .store
-            .update(call_id, change, Timestamp::now())
+            .update(&item.call_id, &item.change, Timestamp::now())
             .await
             .map_err(ApiError::unavailable)?;
-        let kind = match event.event_type {
-            EventType::Start => "start",
-            EventType::End => "end",
-        };
         let outcome = if applied.outcome == Outcome::Changed {
             "changed"
         } else {
@@ -156,9 +178,58 @@ pub async fn post_cdr(
         state
             .metrics
             .events
-            .with_label_values(&[kind, outcome])
+            .with_label_values(&[item.kind, outcome])
             .inc();
         calls.push(CallView::of(&record));
     }
     Ok(Json(serde_json::json!({ "calls": calls })))
+}
+
+/// Checks OCP's native records (all of them, before any write) for the request's group.
+fn native(
+    state: &AppState,
+    query: &CdrQuery,
+    headers: &HeaderMap,
+    records: &[serde_json::Value],
+) -> Result<Vec<Checked>, ApiError> {
+    if records.is_empty() || records.len() > MAX_EVENTS {
+        return Err(bad(format!("1 to {MAX_EVENTS} records per request")));
+    }
+    let (group, from) = if let Some(group) = &query.group {
+        (group.clone(), "?group=")
+    } else if let Some(header) = headers.get("x-ocp-group") {
+        let group = header
+            .to_str()
+            .map_err(|_| bad("X-OCP-Group: not text".into()))?;
+        (group.to_string(), "X-OCP-Group")
+    } else if let Some(group) = &state.default_group {
+        (group.clone(), "ocp.default_group")
+    } else {
+        return Err(bad(
+            "OCP's records do not carry the OCP group (tenant) they belong to: give it as \
+             ?group=G or the X-OCP-Group header (or set ocp.default_group)"
+                .into(),
+        ));
+    };
+    if !crate::ids::is_safe_id(&group) {
+        return Err(bad(format!(
+            "{from}: an OCP group id, 1-128 of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let mapped = crate::ocp::cdr::map_record(record, &group)
+                .map_err(|m| bad(format!("record {i}: {m}")))?;
+            Ok(Checked {
+                call_id: mapped.call_id,
+                kind: match mapped.message_type {
+                    crate::ocp::cdr::MessageType::DialogStart => "start",
+                    crate::ocp::cdr::MessageType::DialogEnd => "end",
+                },
+                change: mapped.change,
+            })
+        })
+        .collect()
 }

@@ -9,11 +9,27 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the state store answers (the funnel read is one item / one small table).
+/// Ready when the state store answers (the funnel read is one item / one small table). OCP's
+/// state does not decide readiness — stage 1 takes uploads without it — but a credentials or
+/// TLS problem with OCP is reported on a second line, for whoever looks.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let ocp = state
+        .ocp
+        .as_ref()
+        .and_then(|ocp| ocp.health().problem())
+        .map(|p| {
+            format!(
+                "\nOCP: {} problem since {}: stage 2 waits ({})",
+                p.kind, p.since, p.message
+            )
+        })
+        .unwrap_or_default();
     match state.pipeline.store.funnel().await {
-        Ok(_) => (StatusCode::OK, "ready".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+        Ok(_) => (StatusCode::OK, format!("ready{ocp}")),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {e}{ocp}"),
+        ),
     }
 }
 

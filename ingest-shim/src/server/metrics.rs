@@ -33,8 +33,12 @@ pub struct Metrics {
     pub export_polls: IntCounter,
     /// Export audio files by outcome (stored, already_stored, conflict, failed, bad_name).
     pub export_files: IntCounterVec,
-    /// Export CDR files by outcome (filled, unchanged, bad).
+    /// Export CDR records by outcome (filled, unchanged, known, bad).
     pub export_cdrs: IntCounterVec,
+    /// OCP refused the credentials (or TLS failed): each step that stopped on it.
+    pub ocp_auth_failures: IntCounter,
+    /// Steps that found OCP (or its identity provider) unavailable and will try again.
+    pub ocp_unavailable: IntCounter,
     /// Calls given up on (past OCP's retention, or out of attempts).
     pub calls_lost: IntCounter,
 }
@@ -99,8 +103,18 @@ impl Metrics {
         )
         .expect("valid metric");
         let export_cdrs = IntCounterVec::new(
-            Opts::new("export_cdrs_total", "Export CDR files by outcome"),
+            Opts::new("export_cdrs_total", "Export CDR records by outcome"),
             &["outcome"],
+        )
+        .expect("valid metric");
+        let ocp_auth_failures = IntCounter::new(
+            "ocp_auth_failures_total",
+            "Export-job steps stopped because OCP refused the credentials or TLS failed",
+        )
+        .expect("valid metric");
+        let ocp_unavailable = IntCounter::new(
+            "ocp_unavailable_total",
+            "Export-job steps that found OCP or its identity provider unavailable",
         )
         .expect("valid metric");
         let calls_lost = IntCounter::new(
@@ -123,6 +137,8 @@ impl Metrics {
             Box::new(export_files.clone()),
             Box::new(export_cdrs.clone()),
             Box::new(calls_lost.clone()),
+            Box::new(ocp_auth_failures.clone()),
+            Box::new(ocp_unavailable.clone()),
         ] {
             registry
                 .register(metric)
@@ -143,6 +159,8 @@ impl Metrics {
             export_polls,
             export_files,
             export_cdrs,
+            ocp_auth_failures,
+            ocp_unavailable,
             calls_lost,
         }
     }

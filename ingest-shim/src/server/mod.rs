@@ -36,6 +36,11 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The processing tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// OCP's Exports API, when OCP is configured: stage 2 uses it, `/readyz` reports its
+    /// credentials or TLS problems.
+    pub ocp: Option<Arc<dyn crate::ocp::OcpExports>>,
+    /// The OCP group of native CDR records posted without `?group=` or `X-OCP-Group`.
+    pub default_group: Option<String>,
 }
 
 /// An error answer: `{"error": kind, "message": …}` with its status.

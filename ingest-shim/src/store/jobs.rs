@@ -15,7 +15,7 @@ pub struct JobId(String);
 impl JobId {
     /// Accepts the same characters as call ids (it ends up in keys and queries).
     pub fn parse(raw: &str) -> Result<Self, crate::ids::IdError> {
-        if callrec_engine::ocp_name::is_safe_id(raw) {
+        if crate::ids::is_safe_id(raw) {
             Ok(JobId(raw.to_string()))
         } else {
             Err(crate::ids::IdError {
@@ -148,6 +148,11 @@ pub struct ExportJob {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// Why the job is waiting on OCP instead of moving (`credentials`, `tls`, or `unavailable`:
+    /// OCP or its identity provider down): its calls are not charged for the wait, even when
+    /// the deadline passes. Cleared by the next step that gets an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// The compare-and-swap token.
@@ -179,6 +184,7 @@ impl ExportJob {
             lease_owner: None,
             lease_expires_at: None,
             last_error: None,
+            waiting_on: None,
             created_at: now,
             updated_at: now,
             version: 0,

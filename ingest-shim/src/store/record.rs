@@ -129,14 +129,71 @@ pub struct CdrFacts {
     pub account_id: Option<String>,
     pub client_id: Option<ClientId>,
     pub ivr_channel: Option<String>,
+    /// The IVR application (OCP: the flow's name).
     pub application: Option<String>,
+    /// The application's type (OCP: the flow's type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<String>,
+    /// `inbound` or `outbound`, as OCP reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// Duration the CDR reports, ms (End events).
     pub duration_ms: Option<u64>,
     /// Correlation metadata (keys are kept; a later event adds keys, never replaces values).
     pub metadata: BTreeMap<String, String>,
+    /// OCP's own CDR records of the call, by message type (`dialog_start`, `dialog_end`), each
+    /// as received and size-capped ([`crate::ocp::cdr`]): they go into the sidecar whole.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ocp_records: BTreeMap<String, serde_json::Value>,
+}
+
+/// Most metadata entries a call keeps.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Longest text fact or metadata value, bytes.
+pub const MAX_TEXT: usize = 1024;
+
+fn check_text(field: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_TEXT || v.chars().any(char::is_control) => Err(
+            format!("{field}: 1-{MAX_TEXT} characters, no control characters"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn check_id(field: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(v) if !crate::ids::is_safe_id(v) => Err(format!(
+            "{field}: 1-128 of A-Z a-z 0-9 - _ ., not starting with '.'"
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl CdrFacts {
+    /// Checks facts that came from outside (an event, a record, an export): ids safe in keys
+    /// and queries, texts bounded and printable, metadata bounded. The error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        check_id("group_id", self.group_id.as_deref())?;
+        check_id("account_id", self.account_id.as_deref())?;
+        check_text("ivr_channel", self.ivr_channel.as_deref())?;
+        check_text("application", self.application.as_deref())?;
+        check_text("application_type", self.application_type.as_deref())?;
+        check_text("direction", self.direction.as_deref())?;
+        if self.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(format!("metadata: at most {MAX_METADATA_ENTRIES} entries"));
+        }
+        for (key, value) in &self.metadata {
+            check_text("metadata key", Some(key))?;
+            if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+                return Err(format!(
+                    "metadata.{key}: at most {MAX_TEXT} characters, no control characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Fills what is missing from `other`; true if anything changed.
     fn fill_from(&mut self, other: &CdrFacts) -> bool {
         fn fill<T: Clone>(slot: &mut Option<T>, value: &Option<T>) -> bool {
@@ -151,10 +208,18 @@ impl CdrFacts {
         changed |= fill(&mut self.client_id, &other.client_id);
         changed |= fill(&mut self.ivr_channel, &other.ivr_channel);
         changed |= fill(&mut self.application, &other.application);
+        changed |= fill(&mut self.application_type, &other.application_type);
+        changed |= fill(&mut self.direction, &other.direction);
         changed |= fill(&mut self.duration_ms, &other.duration_ms);
         for (key, value) in &other.metadata {
-            if !self.metadata.contains_key(key) {
+            if !self.metadata.contains_key(key) && self.metadata.len() < MAX_METADATA_ENTRIES {
                 self.metadata.insert(key.clone(), value.clone());
+                changed = true;
+            }
+        }
+        for (kind, record) in &other.ocp_records {
+            if !self.ocp_records.contains_key(kind) {
+                self.ocp_records.insert(kind.clone(), record.clone());
                 changed = true;
             }
         }
