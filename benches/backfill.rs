@@ -11,7 +11,8 @@
 //! Knobs (environment): `BACKFILL_CALLS`, `BACKFILL_DAYS`, `BACKFILL_MIN_S`, `BACKFILL_MAX_S`
 //! (call lengths), `BACKFILL_SHARD_HOURS` (1–48), `BACKFILL_DOWNLOADS`
 //! (`reconcile.download_concurrency`), `BACKFILL_EXPORT_S` (how long OCP takes to complete an
-//! export), `BACKFILL_WRAP` (a command the child runs under, e.g. `perf record -g -o FILE --`).
+//! export), `BACKFILL_WRAP` (a command the child runs under, e.g. `perf record -g -o FILE --`),
+//! `BACKFILL_PLAIN_HTTP=1` (OCP over plain HTTP instead of HTTPS, to see what TLS costs).
 //! Prints a Markdown table for PERF.md.
 
 use bytes::Bytes;
@@ -110,18 +111,25 @@ fn main() {
         .collect();
     let api = ExportsApi::new(exports, recordings);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    // Over HTTPS, as OCP is: the TLS cost is part of the figure.
+    // Over HTTPS, as OCP is: the TLS cost (both ends: the simulator runs in this process) is part
+    // of the figure, unless BACKFILL_PLAIN_HTTP asks to leave it out.
+    let plain: u8 = knob("BACKFILL_PLAIN_HTTP", 0);
     let served = runtime
-        .block_on(ocp_sim::exports::serve(api.clone(), true))
+        .block_on(ocp_sim::exports::serve(api.clone(), plain == 0))
         .expect("serving the simulated OCP");
     let url = served.url;
     let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::write(dir.path().join("ocp-ca.pem"), served.ca_pem.expect("a CA"))
-        .expect("writing the CA");
+    let trust = match served.ca_pem {
+        Some(pem) => {
+            std::fs::write(dir.path().join("ocp-ca.pem"), pem).expect("writing the CA");
+            "ca_file = \"ocp-ca.pem\""
+        }
+        None => "allow_insecure_http = true",
+    };
     std::fs::write(
         dir.path().join("callrec.toml"),
         format!(
-            "[ocp]\nbase_url = \"{url}\"\nca_file = \"ocp-ca.pem\"\nusername = \"callrec\"\n\
+            "[ocp]\nbase_url = \"{url}\"\n{trust}\nusername = \"callrec\"\n\
              [reconcile]\npoll_initial_s = 0.2\npoll_max_s = 1.0\n\
              download_concurrency = {downloads}\n"
         ),

@@ -823,7 +823,9 @@ impl Reconciler {
     /// step. CDRs first, so a call whose End never arrived has its facts (duration, routing)
     /// before its recording goes through the pipeline.
     async fn fetch(&self, job: &ExportJob, export: &str) -> Result<Fetched, WorkError> {
+        let started = std::time::Instant::now();
         let cdrs_filled = self.metadata_task(job, export).await?;
+        tracing::info!(job = %job.id, export, filled = cdrs_filled, seconds = started.elapsed().as_secs_f64(), "export CDR records applied");
         let mut fetched = self.download_task(job, export).await?;
         fetched.cdrs_filled = cdrs_filled;
         Ok(fetched)
