@@ -3,32 +3,14 @@
 //! not whitelisted, a skewed clock, and a configuration that sends credentials in clear text.
 
 use jiff::SignedDuration;
-use ocp_sim::exports::{ExportsApi, ExportsConfig};
+use ocp_sim::exports::ExportsConfig;
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::ocp::Ocp;
+
 const PASSWORD: &str = "ocp-check-secret";
-
-struct Ocp {
-    url: String,
-    ca_pem: String,
-    api: ExportsApi,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn start(config: ExportsConfig) -> Ocp {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let api = ExportsApi::new(config, Vec::new());
-    let served = runtime
-        .block_on(ocp_sim::exports::serve(api.clone(), true))
-        .unwrap();
-    Ocp {
-        url: served.url,
-        ca_pem: served.ca_pem.unwrap(),
-        api,
-        _runtime: runtime,
-    }
-}
 
 fn config() -> ExportsConfig {
     let mut config = ExportsConfig::new("svc-callrec", PASSWORD);
@@ -70,7 +52,7 @@ fn check(dir: &Path, password: &str, args: &[&str]) -> (Output, String) {
 
 #[test]
 fn a_working_connection_passes_and_each_broken_part_is_named() {
-    let ocp = start(config());
+    let ocp = Ocp::start(config());
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &ocp, &ocp.url, true);
 
@@ -137,7 +119,7 @@ fn a_working_connection_passes_and_each_broken_part_is_named() {
 fn a_skewed_clock_fails_the_check() {
     let mut config = config();
     config.clock_offset = SignedDuration::from_mins(5);
-    let ocp = start(config);
+    let ocp = Ocp::start(config);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &ocp, &ocp.url, true);
     let (output, text) = check(dir.path(), PASSWORD, &["--group", "grp-emea-01"]);
@@ -157,7 +139,7 @@ fn a_personal_access_token_is_checked_by_the_api_alone() {
         groups: vec!["grp-emea-01".into()],
         expires_at: None,
     }];
-    let ocp = start(config);
+    let ocp = Ocp::start(config);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ocp-ca.pem"), &ocp.ca_pem).unwrap();
     std::fs::write(

@@ -5,41 +5,19 @@
 
 use callrec_ingest::store::CallStore as _;
 use ocp_sim::SimCall;
-use ocp_sim::exports::{ExportsApi, ExportsConfig};
+use ocp_sim::exports::ExportsConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::ocp::Ocp;
 use common::service::{Service, TOKEN, walk};
 
 const OCP_PASSWORD: &str = "ocp-test-secret";
 
-/// ocp-sim's Exports API over HTTPS on a free port, served by its own runtime.
-struct Ocp {
-    url: String,
-    /// The CA the simulator's certificate chains to (PEM).
-    ca_pem: String,
-    api: ExportsApi,
-    runtime: tokio::runtime::Runtime,
-}
-
 impl Ocp {
-    fn start(config: ExportsConfig) -> Ocp {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let api = ExportsApi::new(config, Vec::new());
-        let served = runtime
-            .block_on(ocp_sim::exports::serve(api.clone(), true))
-            .unwrap();
-        Ocp {
-            url: served.url,
-            ca_pem: served.ca_pem.unwrap(),
-            api,
-            runtime,
-        }
-    }
-
     /// Plays the calls against the service; every recording (streamed or not) goes to OCP.
     fn play(&self, sim: ocp_sim::SimConfig) -> Vec<SimCall> {
         self.runtime

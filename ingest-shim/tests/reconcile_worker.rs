@@ -371,15 +371,7 @@ async fn object_store_errors_while_recovering_lose_nothing_and_store_nothing_twi
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_job_past_its_deadline_fails_loudly_and_counts_an_attempt() {
-    // Logs of this test's thread (the current-thread runtime runs every task here).
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let mut exports = exports_config();
     // OCP never finishes the export within the job's deadline.
@@ -439,6 +431,19 @@ async fn a_job_past_its_deadline_fails_loudly_and_counts_an_attempt() {
         4,
         "{logs}"
     );
+}
+
+/// Warnings and errors logged on this test's thread (a current-thread runtime runs every task
+/// here), kept until the guard is dropped.
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
@@ -508,14 +513,7 @@ async fn an_identity_provider_outage_longer_than_max_attempts_rounds_charges_no_
 
 #[tokio::test(flavor = "current_thread")]
 async fn revoked_credentials_make_jobs_wait_loudly_and_charge_no_call() {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let rig = rig(
         4,

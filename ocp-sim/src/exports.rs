@@ -571,12 +571,7 @@ async fn list_exports(
 }
 
 /// The export `id` if the caller may see it.
-fn find<'a>(
-    api: &ExportsApi,
-    exports: &'a Exports,
-    caller: &Caller,
-    id: &str,
-) -> Result<&'a Export, Refusal> {
+fn find<'a>(exports: &'a Exports, caller: &Caller, id: &str) -> Result<&'a Export, Refusal> {
     let Some(export) = exports.by_id.get(id) else {
         return Err(Box::new(error(
             StatusCode::NOT_FOUND,
@@ -587,7 +582,6 @@ fn find<'a>(
     if !caller.may(&export.group_id) {
         return Err(Box::new(forbidden(&export.group_id)));
     }
-    let _ = api;
     Ok(export)
 }
 
@@ -601,7 +595,7 @@ async fn get_export(
         Err(refused) => return *refused,
     };
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    match find(&api, &exports, &caller, &id) {
+    match find(&exports, &caller, &id) {
         Ok(e) => Json(serde_json::json!({
             "export_id": id,
             "group_id": e.group_id,
@@ -632,7 +626,7 @@ async fn list_files(
         Err(refused) => return *refused,
     };
     let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-    let export = match find(&api, &exports, &caller, &id) {
+    let export = match find(&exports, &caller, &id) {
         Ok(export) => export,
         Err(refused) => return *refused,
     };
@@ -697,7 +691,7 @@ async fn get_file(
     }
     let found = {
         let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
-        let export = match find(&api, &exports, &caller, &id) {
+        let export = match find(&exports, &caller, &id) {
             Ok(export) => export,
             Err(refused) => return *refused,
         };

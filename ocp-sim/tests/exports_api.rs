@@ -7,6 +7,13 @@ use ocp_sim::idp::PersonalAccessToken;
 
 const TOKEN_PATH: &str = "/auth/realms/master/protocol/openid-connect/token";
 const ALL: [&str; 3] = ["dialog_start", "dialog_end", "Audio"];
+/// The password grant of the simulator's user.
+const LOGIN: &[(&str, &str)] = &[
+    ("client_id", "ocp"),
+    ("grant_type", "password"),
+    ("username", "cc"),
+    ("password", "secret"),
+];
 use std::time::Duration;
 
 fn recordings() -> Vec<Recording> {
@@ -44,12 +51,7 @@ async fn start(config: ExportsConfig) -> (String, ExportsApi) {
 async fn token(client: &reqwest::Client, url: &str) -> String {
     let response = client
         .post(format!("{url}{TOKEN_PATH}"))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "cc"),
-            ("password", "secret"),
-            ("client_id", "ocp"),
-        ])
+        .form(LOGIN)
         .send()
         .await
         .unwrap();
@@ -352,17 +354,7 @@ async fn the_identity_provider_speaks_keycloak_over_https() {
         .add_root_certificate(ca)
         .build()
         .unwrap();
-    let (status, body) = form(
-        &client,
-        &url,
-        &[
-            ("client_id", "ocp"),
-            ("grant_type", "password"),
-            ("username", "cc"),
-            ("password", "secret"),
-        ],
-    )
-    .await;
+    let (status, body) = form(&client, &url, LOGIN).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["expires_in"].as_u64().unwrap() > 0);
     let refresh = body["refresh_token"].as_str().unwrap().to_string();
@@ -449,31 +441,11 @@ async fn the_identity_provider_speaks_keycloak_over_https() {
     assert_eq!(api.pat_requests(), 2);
     // Faults: an outage of the token endpoint, then revoked credentials.
     api.idp_outage(503, Duration::from_secs(30));
-    let (status, _) = form(
-        &client,
-        &url,
-        &[
-            ("client_id", "ocp"),
-            ("grant_type", "password"),
-            ("username", "cc"),
-            ("password", "secret"),
-        ],
-    )
-    .await;
+    let (status, _) = form(&client, &url, LOGIN).await;
     assert_eq!(status, 503);
     api.idp_outage(503, Duration::ZERO);
     api.revoke_credentials();
-    let (status, _) = form(
-        &client,
-        &url,
-        &[
-            ("client_id", "ocp"),
-            ("grant_type", "password"),
-            ("username", "cc"),
-            ("password", "secret"),
-        ],
-    )
-    .await;
+    let (status, _) = form(&client, &url, LOGIN).await;
     assert_eq!(status, 401);
     assert_eq!(list("grp-b", pat).await.unwrap().status(), 401);
     assert_eq!(api.grants().password, 1);

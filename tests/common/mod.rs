@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests of the `callrec` binary.
 #![allow(dead_code)]
 
+pub mod ocp;
 pub mod service;
 
 use std::path::PathBuf;

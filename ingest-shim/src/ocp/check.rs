@@ -137,9 +137,6 @@ pub async fn check(config: OcpConfig, groups: &[String]) -> CheckReport {
                     exports.len()
                 ),
             ),
-            Err(e @ OcpError::Credentials { .. }) => {
-                report.push("group", false, format!("group {group}: {}", explain(&e)))
-            }
             Err(e) => report.push("group", false, format!("group {group}: {}", explain(&e))),
         }
     }

@@ -39,6 +39,13 @@ pub enum DataType {
 }
 
 impl DataType {
+    /// The data type OCP names so, if callrec knows it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [DataType::DialogStart, DataType::DialogEnd, DataType::Audio]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DataType::DialogStart => "dialog_start",
@@ -71,7 +78,7 @@ pub struct ExportFile {
 
 impl ExportFile {
     pub fn data_type(&self) -> Option<DataType> {
-        serde_json::from_value(serde_json::Value::String(self.kind.clone())).ok()
+        DataType::from_name(&self.kind)
     }
 }
 

@@ -1074,13 +1074,7 @@ impl Reconciler {
             // Streamed after all and in the service's pipeline: not the export's business.
             return Ok(Recovered::only("already_received"));
         }
-        if file.size > self.config.max_file_bytes {
-            let why = format!(
-                "export file {} is {} bytes, above the limit",
-                file.name, file.size
-            );
-            return Ok(Recovered::failed(call_id, why));
-        }
+        // The download refuses a file above the limit (declared or streamed) before writing it.
         let spool = self.spool_path("audio").await?;
         match self
             .ocp
@@ -1112,7 +1106,7 @@ impl Reconciler {
         let mut head = [0u8; 12];
         let mut opened = tokio::fs::File::open(&spool.0).await.map_err(io)?;
         let n = opened.read(&mut head).await.map_err(io)?;
-        if bytes > self.config.max_file_bytes || !looks_like_audio(&head[..n]) {
+        if !looks_like_audio(&head[..n]) {
             let why = format!(
                 "export file {} is not an audio file callrec takes",
                 file.name
