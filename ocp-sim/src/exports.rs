@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -197,8 +198,26 @@ struct Export {
     files: Vec<usize>,
 }
 
+/// Hostile or unlucky answers, switched on and off while the API serves
+/// ([`ExportsApi::set_faults`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Answer every authenticated API request with 429 and this `Retry-After` (seconds).
+    pub throttle_all: Option<u64>,
+    /// File listings never end: every page's `next_page_token` is the first page's.
+    pub repeat_page_token: bool,
+    /// Every Nth recording (by index) is served as ten times the bytes its listing declares.
+    pub oversize_every: Option<usize>,
+    /// Recordings are sent in 8 pieces this far apart (a slow link that keeps sending).
+    pub trickle: Option<Duration>,
+    /// The first download of every Nth recording (by index) sends half its bytes, then stalls
+    /// (the connection stays open, nothing more comes).
+    pub stall_every: Option<usize>,
+}
+
 pub(crate) struct Inner {
     config: ExportsConfig,
+    faults: Mutex<Faults>,
     recordings: std::sync::RwLock<Vec<Recording>>,
     idp: Mutex<IdpState>,
     exports: Mutex<Exports>,
@@ -231,6 +250,7 @@ impl ExportsApi {
         ExportsApi(Arc::new(Inner {
             by_name: std::sync::RwLock::new(by_name),
             config,
+            faults: Mutex::new(Faults::default()),
             recordings: std::sync::RwLock::new(recordings),
             idp: Mutex::new(IdpState::default()),
             exports: Mutex::new(Exports::default()),
@@ -242,6 +262,19 @@ impl ExportsApi {
 
     pub(crate) fn config(&self) -> &ExportsConfig {
         &self.0.config
+    }
+
+    /// Switches the runtime faults (all off: `Faults::default()`).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.0.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.0
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn idp(&self) -> std::sync::MutexGuard<'_, IdpState> {
@@ -672,7 +705,11 @@ async fn list_files(
             }
         })
         .collect();
-    let next = (start + size < total).then(|| (start + size).to_string());
+    let next = if api.faults().repeat_page_token {
+        Some("0".to_string())
+    } else {
+        (start + size < total).then(|| (start + size).to_string())
+    };
     Json(serde_json::json!({"files": files, "next_page_token": next})).into_response()
 }
 
@@ -687,7 +724,7 @@ async fn get_file(
     };
     enum Found {
         Cdr(Vec<u8>),
-        Audio(Recording),
+        Audio(usize, Recording),
     }
     let found = {
         let exports = api.0.exports.lock().unwrap_or_else(|e| e.into_inner());
@@ -712,10 +749,10 @@ async fn get_file(
             // `files` is in recording order: a binary search tells whether this export holds it.
             index
                 .filter(|i| export.files.binary_search(i).is_ok())
-                .map(|i| Found::Audio(recordings[i].clone()))
+                .map(|i| Found::Audio(i, recordings[i].clone()))
         }
     };
-    let recording = match found {
+    let (index, recording) = match found {
         None => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -726,24 +763,53 @@ async fn get_file(
         Some(Found::Cdr(bytes)) => {
             return ([("content-type", "application/x-ndjson")], bytes).into_response();
         }
-        Some(Found::Audio(recording)) => recording,
+        Some(Found::Audio(index, recording)) => (index, recording),
     };
     tokio::time::sleep(api.0.config.download_delay).await;
-    *api.0
-        .downloads
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(name)
-        .or_insert(0) += 1;
+    let attempt = {
+        let mut downloads = api.0.downloads.lock().unwrap_or_else(|e| e.into_inner());
+        let n = downloads.entry(name).or_insert(0);
+        *n += 1;
+        *n
+    };
     // Making the audio may take a while (synthesis): off the async threads.
-    match tokio::task::spawn_blocking(move || recording.audio.bytes()).await {
-        Ok(bytes) => ([("content-type", "audio/wav")], bytes).into_response(),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "making the recording failed",
-        ),
-    }
+    let bytes = match tokio::task::spawn_blocking(move || recording.audio.bytes()).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "making the recording failed",
+            );
+        }
+    };
+    let faults = api.faults();
+    let every = |n: Option<usize>| n.is_some_and(|n| n > 0 && index.is_multiple_of(n));
+    let bytes = if every(faults.oversize_every) {
+        Bytes::from(bytes.repeat(10))
+    } else {
+        bytes
+    };
+    let body = if every(faults.stall_every) && attempt == 1 {
+        let half = bytes.slice(..bytes.len() / 2);
+        let pieces = futures_util::stream::iter([Ok::<_, std::io::Error>(half)])
+            .chain(futures_util::stream::pending());
+        axum::body::Body::from_stream(pieces)
+    } else if let Some(gap) = faults.trickle {
+        let step = bytes.len().div_ceil(8).max(1);
+        let pieces: Vec<Bytes> = (0..bytes.len())
+            .step_by(step)
+            .map(|at| bytes.slice(at..(at + step).min(bytes.len())))
+            .collect();
+        let paced = futures_util::stream::iter(pieces).then(move |piece| async move {
+            tokio::time::sleep(gap).await;
+            Ok::<_, std::io::Error>(piece)
+        });
+        axum::body::Body::from_stream(paced)
+    } else {
+        axum::body::Body::from(bytes)
+    };
+    ([("content-type", "audio/wav")], body).into_response()
 }
 
 /// Every answer's `Date`, from the (possibly skewed) simulated clock.

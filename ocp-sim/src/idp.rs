@@ -237,6 +237,13 @@ pub(crate) fn gate(api: &ExportsApi, headers: &HeaderMap) -> Result<Caller, Refu
             "missing, expired or revoked token",
         )));
     };
+    if let Some(seconds) = api.faults().throttle_all {
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return Err(Box::new(response));
+    }
     let n = api.requests().fetch_add(1, Ordering::Relaxed) + 1;
     if config.rate_limit_every.is_some_and(|k| n.is_multiple_of(k)) {
         let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
