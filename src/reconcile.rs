@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use callrec_ingest::config::{Config, Loaded};
-use callrec_ingest::reconcile::worker::Reconciler;
-use callrec_ingest::server::metrics::Metrics;
-use callrec_ingest::store::{CallStore, ExportJob};
+use callrec_ingest::metrics::Metrics;
+use callrec_ingest::reconcile::Reconciler;
+use callrec_ingest::store::{CallStore, ExportJob, count_open_jobs, open_jobs_paged};
 use clap::Args;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use std::path::PathBuf;
@@ -131,7 +132,9 @@ pub fn run_reconcile(args: ReconcileArgs) -> Result<ExitCode> {
             let store = reconciler_store(&loaded).await?;
             tokio::spawn(async move {
                 loop {
-                    let open = store.open_jobs(10_000).await.map(|j| j.len()).unwrap_or(0);
+                    let open = count_open_jobs(store.as_ref(), &|_| true)
+                        .await
+                        .unwrap_or(0);
                     spinner.set_message(format!(
                         "{open} export jobs open, {} recordings recovered",
                         counter(&metrics, "stored")
@@ -141,13 +144,11 @@ pub fn run_reconcile(args: ReconcileArgs) -> Result<ExitCode> {
                 }
             })
         };
-        reconciler
-            .work_until(stop.clone(), |open| open.is_empty())
-            .await;
+        reconciler.work_until(stop.clone(), |_| true).await;
         ticker.abort();
         spinner.finish_and_clear();
         let store = reconciler_store(&loaded).await?;
-        let open = store.open_jobs(10_000).await?;
+        let open = count_open_jobs(store.as_ref(), &|_| true).await?;
         println!(
             "{:.1} s: {} exports requested, {} jobs done, {} failed, {} expired (asked again); \
              {} recordings recovered, {} already stored, {} failed; {} CDRs filled in; {} calls lost",
@@ -164,7 +165,7 @@ pub fn run_reconcile(args: ReconcileArgs) -> Result<ExitCode> {
         );
         print_funnel(store.as_ref()).await?;
         if stop.is_cancelled() {
-            println!("interrupted: {} export jobs still open (their timers are durable; any replica continues them)", open.len());
+            println!("interrupted: {open} export jobs still open (their timers are durable; any replica continues them)");
             return Ok(ExitCode::from(130));
         }
         Ok(ExitCode::SUCCESS)
@@ -242,19 +243,14 @@ pub fn run_backfill(args: BackfillArgs) -> Result<ExitCode> {
             let group = args.group.clone();
             tokio::spawn(async move {
                 loop {
-                    let open = store
-                        .open_jobs(10_000)
-                        .await
-                        .map(|jobs| {
-                            jobs.iter()
-                                .filter(|j| {
-                                    j.purpose == "backfill"
-                                        && j.group_id == group
-                                        && shards.iter().any(|s| s.from == j.from && s.to == j.to)
-                                })
-                                .count() as u64
-                        })
-                        .unwrap_or(total);
+                    let open = count_open_jobs(store.as_ref(), &|j| {
+                        j.purpose == "backfill"
+                            && j.group_id == group
+                            && shards.iter().any(|s| s.from == j.from && s.to == j.to)
+                    })
+                    .await
+                    .map(|n| n as u64)
+                    .unwrap_or(total);
                     bar.set_position(total.saturating_sub(open));
                     let stored = counter(&metrics, "stored");
                     bar.set_message(format!(
@@ -266,9 +262,7 @@ pub fn run_backfill(args: BackfillArgs) -> Result<ExitCode> {
             })
         };
         let stop = stop_on_signal();
-        reconciler
-            .work_until(stop.clone(), |open| !open.iter().any(ours))
-            .await;
+        reconciler.work_until(stop.clone(), &ours).await;
         ticker.abort();
         bar.finish();
         let seconds = started.elapsed().as_secs_f64();
@@ -287,12 +281,7 @@ pub fn run_backfill(args: BackfillArgs) -> Result<ExitCode> {
             println!("interrupted: the open shards stay recorded; any replica continues them");
             return Ok(ExitCode::from(130));
         }
-        let failed = store
-            .open_jobs(10_000)
-            .await?
-            .iter()
-            .filter(|j| ours(j))
-            .count();
+        let failed = count_open_jobs(store.as_ref(), &ours).await?;
         Ok(
             if failed == 0 && metrics.export_jobs.with_label_values(&["failed"]).get() == 0 {
                 ExitCode::SUCCESS
@@ -315,12 +304,18 @@ async fn print_funnel(store: &dyn CallStore) -> Result<()> {
     Ok(())
 }
 
+/// Most open jobs `callrec status` lists (the counts cover them all).
+const MAX_JOBS_SHOWN: usize = 1000;
+
 pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
     let loaded = Config::load(args.config.as_deref())?;
     runtime()?.block_on(async move {
         let store = reconciler_store(&loaded).await?;
         let funnel = store.funnel().await?;
-        let open = store.open_jobs(10_000).await?;
+        let open: Vec<_> = open_jobs_paged(store.as_ref())
+            .take(MAX_JOBS_SHOWN)
+            .try_collect()
+            .await?;
         // What the jobs are waiting on OCP for: credentials or TLS need a person.
         let mut waiting: std::collections::BTreeMap<&str, usize> = Default::default();
         for job in &open {

@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result, bail};
 use callrec_ingest::config::{Config, Loaded};
+use callrec_ingest::metrics::Metrics;
 use callrec_ingest::pipeline::{EngineRunner, Pipeline};
-use callrec_ingest::reconcile::worker::{Reconciler, WorkerConfig, default_owner};
-use callrec_ingest::server::{AppState, metrics::Metrics, serve};
+use callrec_ingest::reconcile::{Reconciler, default_owner};
+use callrec_ingest::server::{AppState, serve};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,7 +83,7 @@ pub fn spawn_reconciler(
         tracing::info!("reconciliation off: OCP is not configured (ocp.region or ocp.base_url)");
         return Ok(None);
     };
-    let worker = WorkerConfig::from_config(config, default_owner());
+    let worker = config.worker_config(default_owner());
     let reconciler = Reconciler::new(state.pipeline.clone(), ocp, worker, state.metrics.clone());
     tracing::info!(
         owner = %reconciler.config().owner,
@@ -103,7 +104,7 @@ pub fn reconciler(
     let Some(ocp) = callrec_ingest::setup::open_ocp(&loaded.config.ocp)? else {
         return Ok(None);
     };
-    let config = WorkerConfig::from_config(&loaded.config, default_owner());
+    let config = loaded.config.worker_config(default_owner());
     Ok(Some(Reconciler::new(pipeline, ocp, config, metrics)))
 }
 

@@ -298,6 +298,64 @@ fn faults_and_kills_while_polling_and_downloading_lose_nothing_and_store_nothing
     assert_all_stored_once(&data, &played);
 }
 
+/// Sends `signal` (`STOP`, `CONT`, `TERM`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+#[test]
+fn a_replica_paused_past_its_lease_is_fenced_off_and_every_call_is_stored_once() {
+    let mut config = ocp_config();
+    config.download_delay = Duration::from_millis(150);
+    let ocp = Ocp::start(config);
+    let dir = folder(&ocp, "", "download_concurrency = 1\nmax_attempts = 50");
+    let (dir, played) = stage_one(&ocp, dir, sim("", 60, 75, 1.0));
+    let data = dir.path().join("callrec-data");
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let spawn = |name: &str| {
+        Worker(
+            callrec_in(dir.path(), &["reconcile"])
+                .stdout(Stdio::null())
+                .stderr(log(name))
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // Replica A fetches; it is paused (SIGSTOP) mid-fetch, for three lease lengths.
+    let mut a = spawn("a.log");
+    wait_for("A downloading", Duration::from_secs(60), || {
+        ocp.downloads() >= 3
+    });
+    signal(&a.0, "STOP");
+    let paused_at = ocp.downloads();
+    let mut b = spawn("b.log");
+    wait_for("B taking the job over", Duration::from_secs(60), || {
+        ocp.downloads() >= paused_at + 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // A wakes up past its lease: it stops the step, and whatever it still writes is fenced off.
+    signal(&a.0, "CONT");
+    wait_for("every call stored", Duration::from_secs(240), || {
+        stored_count(&data) >= played.len()
+    });
+    for worker in [&mut a, &mut b] {
+        signal(&worker.0, "TERM");
+        assert!(worker.0.wait().unwrap().success());
+    }
+    assert_all_stored_once(&data, &played);
+    let a_log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    let b_log = std::fs::read_to_string(dir.path().join("b.log")).unwrap();
+    assert!(b_log.contains("took over an export job"), "B:\n{b_log}");
+    assert!(a_log.contains("lease lost"), "A:\n{a_log}");
+    // Only the file A was fetching when it was paused may have been downloaded twice.
+    let again: u64 = ocp.api.downloads().values().map(|n| n - 1).sum();
+    assert!(again <= 2, "{again} downloads repeated");
+}
+
 #[test]
 fn two_replicas_on_dynamodb_and_s3_share_a_backlog_and_one_finishes_alone() {
     let moto = callrec_fixtures::moto::Moto::start();
@@ -417,7 +475,7 @@ fn a_backfill_exports_a_whole_range_in_shards_and_fills_lost_cdr_events() {
         }
     }
     // One export per shard (one hour each here).
-    let hours = callrec_ingest::reconcile::worker::backfill_shards(group, from, to, 1).len();
+    let hours = callrec_ingest::reconcile::plan::backfill_shards(group, from, to, 1).len();
     assert_eq!(
         ocp.api.exports_by_group().get(group).copied(),
         Some(hours as u64)

@@ -623,9 +623,9 @@ async fn stage_received(
     use callrec_ingest::objects::{Body, ObjectMeta, ObjectStore};
     use callrec_ingest::store::{CallChange, CallStore, StagedAudio};
     let sha = sha256_hex(audio);
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut crc = callrec_ingest::objects::Crc32c::new();
     crc.update(audio);
-    let crc32c = callrec_ingest::objects::crc32c_base64(crc.finalize() as u32);
+    let crc32c = crc.base64();
     let location = format!("staging/{call}.{sha}.raw");
     let meta = ObjectMeta {
         content_type: "audio/wav".into(),

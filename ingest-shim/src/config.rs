@@ -138,6 +138,12 @@ pub struct ReconcileConfig {
     /// Seconds a received call may wait for `stored` before a scan takes it over (its replica
     /// died mid-pipeline); processing is idempotent, so a slow replica finishing too is harmless.
     pub stale_after_s: f64,
+    /// Longest wait OCP's `Retry-After` may impose on a job, seconds: a longer one reschedules
+    /// the job at this cap (its lease given back), never parks it for days.
+    pub max_retry_after_s: f64,
+    /// Times a range's export may expire before it was fetched, asked again each time; one more
+    /// and its job fails loudly (the successor chain is bounded).
+    pub max_expiries: u32,
 }
 
 impl Default for ReconcileConfig {
@@ -158,6 +164,8 @@ impl Default for ReconcileConfig {
             poll_jitter: 0.2,
             backfill_shard_hours: 48,
             stale_after_s: 600.0,
+            max_retry_after_s: 300.0,
+            max_expiries: 5,
         }
     }
 }
@@ -194,10 +202,9 @@ pub struct OcpSection {
     pub connect_timeout_s: f64,
     /// Longest wait for the next bytes of an answer.
     pub read_timeout_s: f64,
-    /// Longest total of one API request (a download adds its size at `min_download_rate`).
+    /// Longest total of one API request (downloads have none: only `read_timeout_s` between
+    /// bytes, so a large file on a slow link completes and a stalled one fails fast).
     pub request_timeout_s: f64,
-    /// Bytes per second a download is allowed at the least before its total times out.
-    pub min_download_rate: u64,
     /// Tries per request on transient failures (5xx, 429, timeouts), the first included.
     pub retry_attempts: u32,
     pub retry_max_backoff_s: f64,
@@ -220,7 +227,6 @@ impl Default for OcpSection {
             connect_timeout_s: 10.0,
             read_timeout_s: 60.0,
             request_timeout_s: 60.0,
-            min_download_rate: 256 << 10,
             retry_attempts: 4,
             retry_max_backoff_s: 10.0,
         }
@@ -337,15 +343,6 @@ impl OcpSection {
             connect: seconds("ocp.connect_timeout_s", self.connect_timeout_s)?,
             read_idle: seconds("ocp.read_timeout_s", self.read_timeout_s)?,
             request: seconds("ocp.request_timeout_s", self.request_timeout_s)?,
-            min_download_rate: match self.min_download_rate {
-                0 => {
-                    return Err(error(
-                        "ocp.min_download_rate",
-                        "bytes per second above 0".into(),
-                    ));
-                }
-                rate => rate,
-            },
         };
         if !(1..=20).contains(&self.retry_attempts) {
             return Err(error("ocp.retry_attempts", "1 to 20".into()));
@@ -616,6 +613,7 @@ impl Config {
             ("job_deadline_s", r.job_deadline_s),
             ("lease_ttl_s", r.lease_ttl_s),
             ("stale_after_s", r.stale_after_s),
+            ("max_retry_after_s", r.max_retry_after_s),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(error(key, "seconds above 0"));
@@ -629,6 +627,9 @@ impl Config {
         }
         if r.max_attempts == 0 {
             return Err(error("max_attempts", "must be above 0"));
+        }
+        if !(1..=100).contains(&r.max_expiries) {
+            return Err(error("max_expiries", "1 to 100"));
         }
         if r.download_concurrency == 0 || r.download_concurrency > 256 {
             return Err(error("download_concurrency", "1 to 256"));
@@ -653,6 +654,33 @@ impl Config {
         })?;
         self.ocp.client_config()?;
         Ok(())
+    }
+
+    /// The reconciler's settings (`[reconcile]`, and `[server]`'s spool and size limit) for the
+    /// replica named `owner` in leases.
+    pub fn worker_config(&self, owner: String) -> crate::reconcile::WorkerConfig {
+        let r = &self.reconcile;
+        use jiff::SignedDuration;
+        let secs = SignedDuration::from_secs_f64;
+        crate::reconcile::WorkerConfig {
+            owner,
+            scan: crate::reconcile::scanner::ScanConfig {
+                grace: secs(r.grace_s),
+                job_deadline: secs(r.job_deadline_s),
+                retention: SignedDuration::from_hours(24 * i64::from(r.retention_days)),
+            },
+            scan_interval: std::time::Duration::from_secs_f64(r.scan_interval_s),
+            poll: self.poll_schedule(),
+            lease_ttl: secs(r.lease_ttl_s),
+            max_attempts: r.max_attempts,
+            max_retry_after: secs(r.max_retry_after_s),
+            max_expiries: r.max_expiries,
+            download_concurrency: r.download_concurrency,
+            jobs_concurrency: r.jobs_concurrency,
+            spool_dir: self.server.spool_dir.clone(),
+            max_file_bytes: self.server.max_body_bytes,
+            stale_after: secs(r.stale_after_s),
+        }
     }
 
     /// The export jobs' polling schedule.

@@ -17,10 +17,11 @@
 
 pub mod config;
 pub mod ids;
+pub mod intake;
+pub mod metrics;
 pub mod objects;
 pub mod ocp;
 pub mod pipeline;
-pub mod receive;
 pub mod reconcile;
 pub mod routing;
 pub mod server;

@@ -345,7 +345,7 @@ impl Pipeline {
         let sidecar_key = format!("{key}.json");
         let sidecar_meta = ObjectMeta {
             content_type: "application/json".into(),
-            crc32c: crate::objects::crc32c_base64(crc32c(&sidecar)),
+            crc32c: crate::objects::Crc32c::of(&sidecar),
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sidecar)),
             metadata,
             storage_class: lob.storage_class.clone(),
@@ -374,10 +374,4 @@ impl Pipeline {
             sha256: report.output.sha256.clone(),
         })
     }
-}
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    digest.update(bytes);
-    digest.finalize() as u32
 }

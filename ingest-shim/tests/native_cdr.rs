@@ -4,9 +4,10 @@
 //! records refused with their field named and nothing written.
 
 use callrec_ingest::CallId;
+use callrec_ingest::metrics::Metrics;
 use callrec_ingest::objects::folder::FolderStore;
 use callrec_ingest::pipeline::{EngineRunner, Pipeline};
-use callrec_ingest::server::{AppState, metrics::Metrics};
+use callrec_ingest::server::AppState;
 use callrec_ingest::store::CallStore;
 use callrec_ingest::store::sqlite::SqliteStore;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! rule, pagination, streamed downloads and their limits, expiry.
 
 use bytes::Bytes;
+use callrec_ingest::intake::{Digesting, Spool};
 use callrec_ingest::ocp::{
     Credentials, DataType, ExportFile, ExportStatus, HttpOcp, OcpConfig, OcpError, OcpExports,
     RECOVERY_DATA, RetryPolicy, Secret, Transient,
@@ -362,34 +363,36 @@ async fn an_export_from_request_to_files_through_faults() {
     assert_eq!(of(DataType::DialogStart), 2);
     assert_eq!(of(DataType::DialogEnd), 2);
     let dir = tempfile::tempdir().unwrap();
+    let spool = |limit: u64| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            Spool::create(&dir, "t", limit, Digesting::Recording)
+                .await
+                .unwrap()
+        }
+    };
     let first = files
         .iter()
         .find(|f| f.data_type() == Some(DataType::Audio))
         .unwrap();
-    let size = ocp
-        .download(&id, first, &dir.path().join("a.wav"), 1 << 20)
-        .await
-        .unwrap();
+    let mut into = spool(1 << 20).await;
+    let size = ocp.download(&id, first, &mut into).await.unwrap();
     assert_eq!(size, first.size);
-    assert_eq!(
-        std::fs::read(dir.path().join("a.wav")).unwrap(),
-        vec![0u8; 1000]
-    );
+    let spooled = into.finish().await.unwrap();
+    assert_eq!(std::fs::read(spooled.path()).unwrap(), vec![0u8; 1000]);
     // A CDR batch: OCP's records, one a line.
     let starts = files
         .iter()
         .find(|f| f.data_type() == Some(DataType::DialogStart))
         .unwrap();
-    ocp.download(&id, starts, &dir.path().join("s.jsonl"), 1 << 20)
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(dir.path().join("s.jsonl")).unwrap();
+    let mut into = spool(1 << 20).await;
+    ocp.download(&id, starts, &mut into).await.unwrap();
+    let spooled = into.finish().await.unwrap();
+    let text = std::fs::read_to_string(spooled.path()).unwrap();
     assert_eq!(text.lines().count(), 6);
     assert!(text.lines().all(|l| l.contains("\"dialog_start\"")));
     // Above the limit, or not the size listed: refused (the file is bad, not OCP).
-    let big = ocp
-        .download(&id, first, &dir.path().join("b.wav"), 999)
-        .await;
+    let big = ocp.download(&id, first, &mut spool(999).await).await;
     assert!(
         matches!(big, Err(OcpError::Refused { status: 413, .. })),
         "{big:?}"
@@ -398,9 +401,7 @@ async fn an_export_from_request_to_files_through_faults() {
         size: 400,
         ..first.clone()
     };
-    let short = ocp
-        .download(&id, &lying, &dir.path().join("c.wav"), 1 << 20)
-        .await;
+    let short = ocp.download(&id, &lying, &mut spool(1 << 20).await).await;
     assert!(
         matches!(short, Err(OcpError::Refused { ref kind, .. }) if kind == "size_mismatch"),
         "{short:?}"
@@ -417,7 +418,7 @@ async fn an_export_from_request_to_files_through_faults() {
             kind: "Audio".into(),
             size: 10,
         };
-        let answer = ocp.download(&id, &file, &dir.path().join("h"), 100).await;
+        let answer = ocp.download(&id, &file, &mut spool(100).await).await;
         assert!(
             matches!(answer, Err(OcpError::Refused { status: 404, .. })),
             "{hostile}: {answer:?}"
@@ -429,7 +430,7 @@ async fn an_export_from_request_to_files_through_faults() {
             kind: "Audio".into(),
             size: 10,
         };
-        let answer = ocp.download(&id, &file, &dir.path().join("h"), 100).await;
+        let answer = ocp.download(&id, &file, &mut spool(100).await).await;
         assert!(
             matches!(answer, Err(OcpError::Refused { status: 400, .. })),
             "{dots:?}: {answer:?}"

@@ -4,30 +4,20 @@
 //! never hangs; an identity-provider outage and revoked credentials make jobs wait without
 //! charging or losing a call.
 
+mod common;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use callrec_ingest::CallId;
-use callrec_ingest::config::Config;
 use callrec_ingest::objects::folder::FolderStore;
 use callrec_ingest::objects::{
     Body, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome,
 };
-use callrec_ingest::ocp::{Credentials, HttpOcp, OcpConfig, RetryPolicy, Secret};
-use callrec_ingest::pipeline::{EngineRunner, Pipeline};
-use callrec_ingest::reconcile::schedule::PollSchedule;
-use callrec_ingest::reconcile::worker::{Reconciler, WorkerConfig};
-use callrec_ingest::server::metrics::Metrics;
-use callrec_ingest::store::sqlite::SqliteStore;
-use callrec_ingest::store::{CallStatus, CallStore, JobState};
-use jiff::{SignedDuration, Timestamp};
-use ocp_sim::exports::{ExportsApi, ExportsConfig};
+use callrec_ingest::store::{CallStatus, JobState};
+use common::reconcile::*;
+use jiff::SignedDuration;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-const GROUP: &str = "grp-emea-01";
 
 /// Which object-store operation a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,163 +112,6 @@ impl ObjectStore for Flaky {
         self.inner.delete(bucket, key).await
     }
 }
-
-/// Everything one test needs: the stores, OCP with the calls' recordings, a reconciler.
-struct Rig {
-    _dir: tempfile::TempDir,
-    objects_root: std::path::PathBuf,
-    store: Arc<dyn CallStore>,
-    api: ExportsApi,
-    metrics: Arc<Metrics>,
-    reconciler: Arc<Reconciler>,
-    calls: Vec<ocp_sim::SimCall>,
-}
-
-/// `calls` calls of one group that ended hours ago, their Start and End events in the store and
-/// none of their recordings: OCP holds them all. `objects` wraps the folder store.
-async fn rig(
-    calls: usize,
-    exports: ExportsConfig,
-    objects: impl FnOnce(FolderStore, String) -> Arc<dyn ObjectStore>,
-    tune: impl FnOnce(&mut WorkerConfig),
-) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let toml = root.join("callrec.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "[state]\nsqlite_path = {:?}\n[objects]\nfolder_root = {:?}\n[server]\nspool_dir = {:?}\n",
-            root.join("callrec.db"),
-            root.join("objects"),
-            root.join("spool"),
-        ),
-    )
-    .unwrap();
-    let loaded = Config::load(Some(&toml)).unwrap();
-    callrec_ingest::setup::init(&loaded, true).await.unwrap();
-    let store: Arc<dyn CallStore> = Arc::new(SqliteStore::open(root.join("callrec.db")).unwrap());
-    let folder = FolderStore::open(root.join("objects")).unwrap();
-    let objects = objects(folder, loaded.routing.staging.bucket.clone());
-
-    // The calls: planned by the simulator three hours ago, Start and End from their CDRs.
-    let mut sim = ocp_sim::SimConfig::new("", "");
-    sim.calls = calls;
-    sim.seed = 31;
-    sim.min_call_s = 1.0;
-    sim.max_call_s = 3.0;
-    sim.groups = vec![GROUP.into()];
-    let sim = Arc::new(sim);
-    let base = Timestamp::now() - SignedDuration::from_hours(3);
-    let mut planned = Vec::new();
-    let mut recordings = Vec::new();
-    for index in 0..calls {
-        let call = ocp_sim::plan_call(&sim, index, base);
-        for record in [
-            ocp_sim::records::dialog_start(&call),
-            ocp_sim::records::dialog_end(&call),
-        ] {
-            let mapped = callrec_ingest::ocp::cdr::map_record(&record, GROUP).unwrap();
-            store
-                .update(&mapped.call_id, &mapped.change, call.end)
-                .await
-                .unwrap();
-        }
-        let audio = Bytes::from(ocp_sim::recording(&sim, &call, index));
-        recordings.push(ocp_sim::export_recording(&sim, &call, index, audio, true));
-        planned.push(call);
-    }
-    let api = ExportsApi::new(exports, recordings);
-    let served = ocp_sim::exports::serve(api.clone(), true).await.unwrap();
-    let credentials = Credentials::Password {
-        username: "callrec".into(),
-        password: Secret::new("ocp-secret"),
-    };
-    let mut ocp_config = OcpConfig::new(&served.url, credentials, false)
-        .unwrap()
-        .trusting(served.ca_pem.as_deref().unwrap());
-    ocp_config.retry = RetryPolicy {
-        attempts: 3,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        max_retry_after: Duration::from_secs(2),
-    };
-    let ocp = HttpOcp::new(ocp_config).unwrap();
-
-    let pipeline = Pipeline {
-        store: store.clone(),
-        objects,
-        routing: Arc::new(loaded.routing.clone()),
-        engine: EngineRunner::start(2, 8, callrec_engine::ProcessConfig::default()).unwrap(),
-        keep_staged: false,
-    };
-    let mut config = WorkerConfig::from_config(&loaded.config, "replica-a".into());
-    config.scan.grace = SignedDuration::ZERO;
-    config.poll = PollSchedule {
-        initial: SignedDuration::from_millis(100),
-        max: SignedDuration::from_millis(300),
-        growth: 1.5,
-        jitter: 0.0,
-    };
-    tune(&mut config);
-    let metrics = Arc::new(Metrics::new());
-    let reconciler = Reconciler::new(pipeline, Arc::new(ocp), config, metrics.clone());
-    Rig {
-        objects_root: root.join("objects"),
-        _dir: dir,
-        store,
-        api,
-        metrics,
-        reconciler,
-        calls: planned,
-    }
-}
-
-impl Rig {
-    async fn record(&self, call: &ocp_sim::SimCall) -> callrec_ingest::store::CallRecord {
-        let id = CallId::parse(&call.call_id).unwrap();
-        self.store.get(&id).await.unwrap().expect("a record")
-    }
-}
-
-fn exports_config() -> ExportsConfig {
-    let mut config = ExportsConfig::new("callrec", "ocp-secret");
-    config.completion_delay = Duration::from_millis(200);
-    config
-}
-
-/// Works the open jobs until none is left, with a time limit (a hang fails the test).
-async fn work_all(reconciler: &Arc<Reconciler>) {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        reconciler.work_until(CancellationToken::new(), |open| open.is_empty()),
-    )
-    .await
-    .expect("the open jobs finish");
-}
-
-/// Files under `root` (recursively) whose name ends with `suffix`, skipping the store's own
-/// `.tmp`/`.meta` folders and `skip`.
-fn files(root: &Path, suffix: &str, skip: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if name.starts_with('.') || (dir == root && name == skip) {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(suffix) {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_errors_while_recovering_lose_nothing_and_store_nothing_twice() {
     let flaky = Arc::new(Mutex::new(None::<Arc<Flaky>>));
@@ -392,12 +225,7 @@ async fn a_job_past_its_deadline_fails_loudly_and_counts_an_attempt() {
     work_all(&rig.reconciler).await;
     assert!(started.elapsed() < Duration::from_secs(20));
 
-    let job = rig
-        .store
-        .get_job(&report.created[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let job = rig.job(&report.created[0]).await;
     assert_eq!(job.state, JobState::Failed);
     assert!(
         job.last_error.as_deref().unwrap_or("").contains("deadline"),
@@ -432,55 +260,6 @@ async fn a_job_past_its_deadline_fails_loudly_and_counts_an_attempt() {
         "{logs}"
     );
 }
-
-/// Warnings and errors logged on this test's thread (a current-thread runtime runs every task
-/// here), kept until the guard is dropped.
-fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs the replica's loop (scans every 150 ms) until every call is stored or `limit` passes.
-async fn run_until_stored(rig: &Rig, limit: Duration) -> bool {
-    let stop = CancellationToken::new();
-    let task = {
-        let reconciler = Arc::clone(&rig.reconciler);
-        let stop = stop.clone();
-        tokio::spawn(async move { reconciler.run(stop).await })
-    };
-    let started = std::time::Instant::now();
-    let mut all = false;
-    while started.elapsed() < limit {
-        if rig.store.funnel().await.unwrap().stored == rig.calls.len() as u64 {
-            all = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.cancel();
-    task.await.unwrap();
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_provider_outage_longer_than_max_attempts_rounds_charges_no_call() {
     let rig = rig(
@@ -537,7 +316,7 @@ async fn revoked_credentials_make_jobs_wait_loudly_and_charge_no_call() {
         assert_eq!(record.attempts, 0, "{} was charged", call.call_id);
     }
     // The jobs say why they wait (or why the one past its deadline closed).
-    let open = rig.store.open_jobs(100).await.unwrap();
+    let open = rig.store.open_jobs(100, None).await.unwrap().items;
     assert!(
         open.iter()
             .all(|j| j.waiting_on.as_deref() == Some("credentials")),

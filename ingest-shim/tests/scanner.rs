@@ -123,7 +123,7 @@ async fn missing_calls_become_the_fewest_jobs_once() {
     assert_eq!(first.missing, 20 + 5 + 1, "{first:?}");
     assert_eq!(first.without_group, 1);
     assert_eq!(first.created.len(), 2, "one export per group: {first:?}");
-    let jobs = store.open_jobs(100).await.unwrap();
+    let jobs = store.open_jobs(100, None).await.unwrap().items;
     let a = jobs.iter().find(|j| j.group_id == "grp-a").unwrap();
     assert_eq!(a.from, t("2026-11-20T08:00:00Z"));
     assert_eq!(
@@ -146,11 +146,12 @@ async fn missing_calls_become_the_fewest_jobs_once() {
 
     // Job A finishes without recovering its calls: the next scan asks OCP again, under a new id.
     let ttl = SignedDuration::from_secs(60);
-    store
-        .try_lease(&a.id, "r1", now, ttl)
+    let fence = store
+        .take_lease(&a.id, "r1", now, ttl, None)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .fence;
     let finish = |job: &mut callrec_ingest::store::ExportJob| {
         for state in [
             JobState::Polling,
@@ -158,7 +159,7 @@ async fn missing_calls_become_the_fewest_jobs_once() {
             JobState::Fetching,
             JobState::Done,
         ] {
-            job.transition("r1", now, state)?;
+            job.transition("r1", fence, state)?;
         }
         Ok(())
     };
@@ -211,4 +212,31 @@ async fn calls_missing_past_retention_are_lost_loudly_not_exported() {
     let again = scan(&store, &ScanConfig::default(), now).await.unwrap();
     assert!(again.lost.is_empty());
     assert_eq!(again.missing, 1);
+}
+
+#[test]
+fn job_ids_fit_whatever_the_group_length_and_stay_unique() {
+    use callrec_ingest::reconcile::plan::ExportRange;
+    use callrec_ingest::reconcile::scanner::job_id;
+    let range = |group: String| ExportRange {
+        group_id: group,
+        from: t("2026-11-24T08:00:00Z"),
+        to: t("2026-11-26T08:00:00Z"),
+    };
+    // Short groups keep the readable form.
+    let short = job_id("exp", &range("grp-a".into()), 3).unwrap();
+    assert_eq!(short.as_str(), "exp-grp-a-2026112408-48h-3");
+    // Up to 200 characters (beyond what ids at the edge allow): still an id, still distinct.
+    let mut seen = std::collections::HashSet::new();
+    for len in [100, 108, 109, 128, 200] {
+        for last in ['a', 'b'] {
+            let group = format!("{}{last}", "g".repeat(len - 1));
+            for prefix in ["exp", "bf"] {
+                let id = job_id(prefix, &range(group.clone()), 10_000).unwrap();
+                assert!(id.as_str().len() <= callrec_ingest::ids::MAX_ID_LEN, "{id}");
+                assert!(id.as_str().starts_with(prefix), "{id}");
+                assert!(seen.insert(id.clone()), "{id} twice");
+            }
+        }
+    }
 }

@@ -150,7 +150,7 @@ impl ObjectStore for FolderStore {
         // Copy into a temp file, checking the checksum on the way.
         let temp = self.temp_path();
         let mut out = tokio::fs::File::create(&temp).await.map_err(io(&temp))?;
-        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        let mut crc = super::Crc32c::new();
         let mut size = 0u64;
         let copied: Result<()> = async {
             match &body {
@@ -174,7 +174,7 @@ impl ObjectStore for FolderStore {
                 }
             }
             out.sync_all().await.map_err(io(&temp))?;
-            let actual = super::crc32c_base64(crc.finalize() as u32);
+            let actual = crc.base64();
             if actual != meta.crc32c {
                 return Err(ObjectError::ChecksumMismatch {
                     key: key.to_string(),

@@ -199,7 +199,38 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
 }
 
-/// CRC32C (Castagnoli) of `bytes`, base64 of the big-endian value: how S3 writes it.
+/// CRC32C (Castagnoli), the checksum S3 keeps: the one digest of it in the service.
+pub struct Crc32c(crc_fast::Digest);
+
+impl Default for Crc32c {
+    fn default() -> Self {
+        Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
+    }
+}
+
+impl Crc32c {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Base64 of the big-endian value: how S3 writes it.
+    pub fn base64(&self) -> String {
+        crc32c_base64(self.0.finalize() as u32)
+    }
+
+    /// The base64 CRC32C of `bytes`.
+    pub fn of(bytes: &[u8]) -> String {
+        let mut digest = Crc32c::new();
+        digest.update(bytes);
+        digest.base64()
+    }
+}
+
+/// A CRC32C value in base64 of its big-endian bytes: how S3 writes it.
 pub fn crc32c_base64(crc: u32) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
@@ -214,7 +245,7 @@ pub async fn checksum_file(path: &std::path::Path) -> Result<(String, String, u6
         source,
     };
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut crc = Crc32c::new();
     let mut sha = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -227,9 +258,5 @@ pub async fn checksum_file(path: &std::path::Path) -> Result<(String, String, u6
         sha.update(&buffer[..n]);
         size += n as u64;
     }
-    Ok((
-        crc32c_base64(crc.finalize() as u32),
-        hex::encode(sha.finalize()),
-        size,
-    ))
+    Ok((crc.base64(), hex::encode(sha.finalize()), size))
 }

@@ -75,13 +75,6 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     e.as_service_error().and_then(|s| s.code())
 }
 
-/// The base64 CRC32C of `bytes`.
-fn crc32c_of(bytes: &[u8]) -> String {
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    digest.update(bytes);
-    super::crc32c_base64(digest.finalize() as u32)
-}
-
 impl S3Store {
     /// Connects with the standard AWS chain and the given region and endpoint.
     pub async fn connect(config: &S3Config) -> Self {
@@ -316,7 +309,7 @@ impl S3Store {
             source,
         };
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-        let mut whole = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        let mut whole = super::Crc32c::new();
         let mut parts = Vec::new();
         // One part in memory at a time: memory is bounded by the part size, not the body.
         for number in 1..=10_000i32 {
@@ -325,7 +318,7 @@ impl S3Store {
                 break;
             }
             whole.update(&part);
-            let checksum = crc32c_of(&part);
+            let checksum = super::Crc32c::of(&part);
             let last = part.len() < self.part_size;
             let uploaded = self
                 .client
@@ -350,7 +343,7 @@ impl S3Store {
                 break;
             }
         }
-        let actual = super::crc32c_base64(whole.finalize() as u32);
+        let actual = whole.base64();
         if actual != meta.crc32c {
             return Err(ObjectError::ChecksumMismatch {
                 key: key.to_string(),
@@ -399,7 +392,7 @@ impl ObjectStore for S3Store {
         validate_key(key)?;
         match body {
             Body::Bytes(bytes) => {
-                let actual = crc32c_of(&bytes);
+                let actual = super::Crc32c::of(&bytes);
                 if actual != meta.crc32c {
                     return Err(ObjectError::ChecksumMismatch {
                         key: key.to_string(),

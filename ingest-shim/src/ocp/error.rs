@@ -95,6 +95,21 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
+/// A download's spool refused the bytes: too large (the file is bad), or the local disk.
+impl From<crate::intake::SpoolError> for OcpError {
+    fn from(e: crate::intake::SpoolError) -> Self {
+        match e {
+            crate::intake::SpoolError::TooLarge { limit } => OcpError::Refused {
+                what: "export file".into(),
+                status: 413,
+                kind: "too_large".into(),
+                message: format!("above the {limit}-byte limit"),
+            },
+            crate::intake::SpoolError::Io { path, source } => OcpError::Io { path, source },
+        }
+    }
+}
+
 impl OcpError {
     /// Whether a person must act (credentials, trust) before anything can work: logged loudly,
     /// counted, and jobs wait without charging their calls.

@@ -9,12 +9,11 @@
 
 use super::error::OcpError;
 use super::http::{OcpClient, OcpConfig, OcpHealth, read_json};
+use crate::intake::{Spool, SpoolError};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt as _;
 
 /// Where an export is, as OCP says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,15 +117,14 @@ pub trait OcpExports: Send + Sync + 'static {
     /// One page of a completed export's files.
     async fn files(&self, export_id: &str, page: Option<&str>) -> Result<FilePage, OcpError>;
 
-    /// Streams one file to `dest` (a spool file, not fsynced: what makes a recording durable is
-    /// its staging write); returns its size. More than `limit` bytes, or other than the size
-    /// the listing declared, is refused as soon as it shows.
+    /// Streams one file into `into` (the intake's spool, which digests it as it goes); returns
+    /// its size. More than the spool's limit, or other than the size the listing declared, is
+    /// refused as soon as it shows, nothing past it read.
     async fn download(
         &self,
         export_id: &str,
         file: &ExportFile,
-        dest: &Path,
-        limit: u64,
+        into: &mut Spool,
     ) -> Result<u64, OcpError>;
 
     /// The group's exports overlapping `[from, to)`, creating nothing.
@@ -221,7 +219,7 @@ impl OcpExports for HttpOcp {
         });
         let response = self
             .client
-            .send(what, self.api_timeout(), |http| {
+            .send(what, Some(self.api_timeout()), |http| {
                 http.post(url.clone()).json(&body)
             })
             .await?;
@@ -240,7 +238,7 @@ impl OcpExports for HttpOcp {
         let url = self.export_url(what, export_id, &[])?;
         let response = self
             .client
-            .send(what, self.api_timeout(), |http| http.get(url.clone()))
+            .send(what, Some(self.api_timeout()), |http| http.get(url.clone()))
             .await?;
         #[derive(Deserialize)]
         struct Answer {
@@ -255,7 +253,7 @@ impl OcpExports for HttpOcp {
         let url = self.export_url(what, export_id, &["files"])?;
         let response = self
             .client
-            .send(what, self.api_timeout(), |http| {
+            .send(what, Some(self.api_timeout()), |http| {
                 let mut request = http.get(url.clone()).query(&[("page_size", "100")]);
                 if let Some(p) = page {
                     request = request.query(&[("page_token", p)]);
@@ -279,24 +277,20 @@ impl OcpExports for HttpOcp {
         &self,
         export_id: &str,
         file: &ExportFile,
-        dest: &Path,
-        limit: u64,
+        into: &mut Spool,
     ) -> Result<u64, OcpError> {
         let what = "export file";
         let url = self.export_url(what, export_id, &["files", &file.name])?;
+        let limit = into.limit();
         if file.size > limit {
             return Err(too_large(what, file, limit));
         }
-        let timeout = self.client.config().timeouts.download(file.size);
+        // No total: the client's per-read idle timeout stops a stalled transfer, and a slow
+        // one that keeps sending completes whatever its size.
         let mut response = self
             .client
-            .send(what, timeout, |http| http.get(url.clone()))
+            .send(what, None, |http| http.get(url.clone()))
             .await?;
-        let io = |source| OcpError::Io {
-            path: dest.to_path_buf(),
-            source,
-        };
-        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut size = 0u64;
         while let Some(chunk) = response
             .chunk()
@@ -304,16 +298,14 @@ impl OcpExports for HttpOcp {
             .map_err(|e| OcpError::from_transport(what, &e))?
         {
             size += chunk.len() as u64;
-            if size > limit || size > file.size {
-                return Err(if size > limit {
-                    too_large(what, file, limit)
-                } else {
-                    size_mismatch(what, file, "is longer than")
-                });
+            if size > file.size {
+                return Err(size_mismatch(what, file, "is longer than"));
             }
-            out.write_all(&chunk).await.map_err(io)?;
+            into.write(&chunk).await.map_err(|e| match e {
+                SpoolError::TooLarge { .. } => too_large(what, file, limit),
+                SpoolError::Io { path, source } => OcpError::Io { path, source },
+            })?;
         }
-        out.flush().await.map_err(io)?;
         if size != file.size {
             return Err(size_mismatch(what, file, "is shorter than"));
         }
@@ -331,7 +323,7 @@ impl OcpExports for HttpOcp {
         let (from, to) = (from.to_string(), to.to_string());
         let response = self
             .client
-            .send(what, self.api_timeout(), |http| {
+            .send(what, Some(self.api_timeout()), |http| {
                 http.get(url.clone())
                     .query(&[("from", from.as_str()), ("to", to.as_str())])
             })

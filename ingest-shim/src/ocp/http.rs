@@ -7,9 +7,9 @@
 //!   whatever host it names; a redirect is followed only within the origin it came from (at most
 //!   five), otherwise it is answered as a refusal. Credentials are only ever attached by this
 //!   client to requests it builds from the configured URLs.
-//! - **Timeouts**: connect, per-read idle (a stalled transfer fails fast), and a total per
-//!   request; a download's total grows with its declared size, so a large file on a slow link
-//!   is not cut off by a limit sized for API calls.
+//! - **Timeouts**: connect, per-read idle (a stalled transfer fails fast), and a total per API
+//!   request; a download has no total, so a large file on a slow link that keeps sending
+//!   completes.
 //! - **Retries**: transient failures (5xx, 429, timeouts, connection errors, of the API or of the
 //!   identity provider) a few times with jittered exponential backoff, honouring `Retry-After` up
 //!   to a cap; beyond that the error goes back to the caller, which reschedules (a job keeps its
@@ -37,10 +37,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Longest wait for the next bytes of an answer.
     pub read_idle: Duration,
-    /// Longest total of one API request.
+    /// Longest total of one API request (downloads have no total, only `read_idle`).
     pub request: Duration,
-    /// A download may take `request` plus its size at this rate, bytes per second.
-    pub min_download_rate: u64,
 }
 
 impl Default for Timeouts {
@@ -49,16 +47,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             read_idle: Duration::from_secs(60),
             request: Duration::from_secs(60),
-            min_download_rate: 256 << 10,
         }
-    }
-}
-
-impl Timeouts {
-    /// The total allowed to download `size` bytes.
-    pub fn download(&self, size: u64) -> Duration {
-        let transfer = size as f64 / self.min_download_rate.max(1) as f64;
-        self.request + Duration::from_secs_f64(transfer.min(7.0 * 86_400.0))
     }
 }
 
@@ -487,11 +476,12 @@ impl OcpClient {
     }
 
     /// Sends an API request with the credentials and the retry policy; returns a 2xx answer
-    /// or a classified error. `timeout`: the request's total (API calls: `timeouts.request`).
+    /// or a classified error. `timeout`: the request's total (API calls: `timeouts.request`);
+    /// `None` for a download, which has only the per-read idle timeout.
     pub async fn send(
         &self,
         what: &str,
-        timeout: Duration,
+        timeout: Option<Duration>,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<Response, OcpError> {
         let result = self.send_inner(what, timeout, request).await;
@@ -505,7 +495,7 @@ impl OcpClient {
     async fn send_inner(
         &self,
         what: &str,
-        timeout: Duration,
+        timeout: Option<Duration>,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<Response, OcpError> {
         let policy = &self.config.retry;
@@ -518,11 +508,11 @@ impl OcpClient {
             let outcome = match self.auth_header(stale).await {
                 Ok((name, value)) => {
                     stale = false;
-                    let sent = request(&self.http)
-                        .header(name, value)
-                        .timeout(timeout)
-                        .send()
-                        .await;
+                    let mut builder = request(&self.http).header(name, value);
+                    if let Some(total) = timeout {
+                        builder = builder.timeout(total);
+                    }
+                    let sent = builder.send().await;
                     match sent {
                         Ok(response) => self.judge(what, response, &mut renewed).await,
                         Err(e) => Err(OcpError::from_transport(what, &e)),
@@ -697,14 +687,6 @@ pub(crate) async fn read_capped(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_download_may_take_longer_the_larger_it_is() {
-        let t = Timeouts::default();
-        assert_eq!(t.download(0), Duration::from_secs(60));
-        // 512 MiB at 256 KiB/s: 2048 s more.
-        assert_eq!(t.download(512 << 20), Duration::from_secs(60 + 2048));
-    }
 
     #[test]
     fn http_dates_parse() {

@@ -61,6 +61,37 @@ pub fn plan_exports<'a>(calls: impl IntoIterator<Item = (&'a str, Timestamp)>) -
     ranges
 }
 
+/// The shards of a backfill: `[from, to)` widened to whole hours, cut into ranges of at most
+/// `shard_hours` (1–48).
+pub fn backfill_shards(
+    group_id: &str,
+    from: Timestamp,
+    to: Timestamp,
+    shard_hours: u32,
+) -> Vec<ExportRange> {
+    let start = floor_hour(from);
+    let mut end = floor_hour(to);
+    if end < to {
+        end = end
+            .checked_add(SignedDuration::from_hours(1))
+            .unwrap_or(end);
+    }
+    let step = SignedDuration::from_hours(i64::from(shard_hours.clamp(1, 48)));
+    let mut shards = Vec::new();
+    let mut at = start;
+    while at < end {
+        let next = at.checked_add(step).unwrap_or(end).min(end);
+        let next = if next <= at { end } else { next };
+        shards.push(ExportRange {
+            group_id: group_id.to_string(),
+            from: at,
+            to: next,
+        });
+        at = next;
+    }
+    shards
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +210,32 @@ mod tests {
             let used = plan.iter().filter(|r| r.group_id == group).count();
             assert_eq!(used, best[0], "{group}");
         }
+    }
+
+    #[test]
+    fn backfill_shards_are_whole_hours_of_at_most_two_days() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let shards = backfill_shards(
+            "g",
+            t("2026-11-01T10:30:00Z"),
+            t("2026-11-05T09:10:00Z"),
+            48,
+        );
+        assert_eq!(shards.first().unwrap().from, t("2026-11-01T10:00:00Z"));
+        assert_eq!(shards.last().unwrap().to, t("2026-11-05T10:00:00Z"));
+        assert_eq!(shards.len(), 2);
+        for pair in shards.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from);
+        }
+        for s in &shards {
+            let hours = s.to.duration_since(s.from).as_hours();
+            assert!((1..=48).contains(&hours), "{hours}");
+        }
+        let same = t("2026-11-01T10:00:00Z");
+        assert!(backfill_shards("g", same, same, 48).is_empty());
+        assert_eq!(
+            backfill_shards("g", same, t("2026-11-01T13:00:00Z"), 1).len(),
+            3
+        );
     }
 }

@@ -8,12 +8,16 @@
 //! than OCP's retention can no longer be exported: the scan marks it `lost` (counted, logged by
 //! the caller), never dropping it silently.
 
+use super::Context;
 use super::plan::{ExportRange, plan_exports};
 use crate::ids::CallId;
 use crate::store::{
     CallChange, CallRecord, CallStore, ExportJob, JobId, Outcome, PendingQuery, StoreError,
+    open_jobs_paged, unfinished_calls,
 };
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
 
 /// What the scanner needs to know.
 #[derive(Debug, Clone)]
@@ -68,33 +72,50 @@ pub fn dialog_time(call: &CallRecord) -> Option<Timestamp> {
     }))
 }
 
-/// The id of the `n`th job for `range`: `{prefix}-{group}-{YYYYMMDDHH}-{hours}h-{n}`.
-fn job_id(prefix: &str, range: &ExportRange, n: u32) -> Option<JobId> {
+/// The id of the `n`th job for `range`: `{prefix}-{group}-{YYYYMMDDHH}-{hours}h-{n}`. A group
+/// id too long for that to fit in an id (128 bytes) is shortened to its first 40 characters
+/// and 16 hex digits of its SHA-256: still unique, still readable, whatever the group's length.
+pub fn job_id(prefix: &str, range: &ExportRange, n: u32) -> Option<JobId> {
     let hours = range.to.duration_since(range.from).as_hours();
     let from = range.from.strftime("%Y%m%d%H");
-    JobId::parse(&format!("{prefix}-{}-{from}-{hours}h-{n}", range.group_id)).ok()
+    let group = &range.group_id;
+    let id = format!("{prefix}-{group}-{from}-{hours}h-{n}");
+    if id.len() <= crate::ids::MAX_ID_LEN {
+        return JobId::parse(&id).ok();
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(&sha2::Sha256::digest(group.as_bytes())[..8]);
+    let head: String = group.chars().take(40).collect();
+    JobId::parse(&format!("{prefix}-{head}-{digest}-{from}-{hours}h-{n}")).ok()
 }
 
 /// Records a job for `range` under the first free number, unless an open job has this range
 /// already. Returns the id of the job created now (`None`: an open one exists, or a replica
 /// created it at the same moment). `purpose`: "reconcile" (ids `exp-…`) or "backfill" (`bf-…`).
+/// `expiries`: how many jobs of this range expired before it (0 for a new range).
 pub async fn create_job_for_range(
     store: &dyn CallStore,
     range: &ExportRange,
     purpose: &str,
     now: Timestamp,
     deadline: Timestamp,
+    expiries: u32,
 ) -> Result<Option<JobId>, StoreError> {
     let prefix = if purpose == "backfill" { "bf" } else { "exp" };
     for n in 0..10_000 {
         let Some(id) = job_id(prefix, range, n) else {
-            return Ok(None);
+            // Not a safe id at all (the group was validated where it entered): refuse loudly.
+            return Err(StoreError::Corrupt {
+                backend: store.backend(),
+                key: format!("group {:?}", range.group_id),
+                message: "no export job id can be made for this group".into(),
+            });
         };
         match store.get_job(&id).await? {
             Some(job) if job.state.is_open() => return Ok(None),
             Some(_) => continue,
             None => {
-                let job = ExportJob::new(
+                let mut job = ExportJob::new(
                     id.clone(),
                     &range.group_id,
                     (range.from, range.to),
@@ -102,6 +123,7 @@ pub async fn create_job_for_range(
                     now,
                     deadline,
                 );
+                job.expiries = expiries;
                 return Ok(store.create_job(&job).await?.then_some(id));
             }
         }
@@ -116,7 +138,14 @@ pub async fn scan(
     now: Timestamp,
 ) -> Result<ScanReport, StoreError> {
     let mut report = ScanReport::default();
-    let open = store.open_jobs(10_000).await?;
+    // The open jobs' ranges by group, read page by page.
+    let mut open: HashMap<String, Vec<(Timestamp, Timestamp)>> = HashMap::new();
+    let mut jobs = open_jobs_paged(store);
+    while let Some(job) = jobs.try_next().await? {
+        open.entry(job.group_id)
+            .or_default()
+            .push((job.from, job.to));
+    }
     let mut missing: Vec<(String, Timestamp)> = Vec::new();
     let mut cursor = None;
     loop {
@@ -154,8 +183,8 @@ pub async fn scan(
                 continue;
             };
             let covered = open
-                .iter()
-                .any(|job| job.group_id == group && job.from <= at && at < job.to);
+                .get(group)
+                .is_some_and(|ranges| ranges.iter().any(|(from, to)| *from <= at && at < *to));
             if covered {
                 report.covered += 1;
             } else {
@@ -171,9 +200,67 @@ pub async fn scan(
     for range in plan_exports(missing.iter().map(|(g, at)| (g.as_str(), *at))) {
         // An open job with the same range would have covered its calls, so an existing id here
         // is a finished job (or a replica's twin).
-        if let Some(id) = create_job_for_range(store, &range, "reconcile", now, deadline).await? {
+        if let Some(id) = create_job_for_range(store, &range, "reconcile", now, deadline, 0).await?
+        {
             report.created.push(id);
         }
     }
     Ok(report)
+}
+
+/// A scan (see [`scan`]) that logs and counts what it found, then the stale take-over.
+pub async fn scan_once(ctx: &Context) -> Result<ScanReport, StoreError> {
+    let report = scan(ctx.store(), &ctx.config.scan, ctx.clock.now()).await?;
+    for call in &report.lost {
+        ctx.metrics.calls_lost.inc();
+        tracing::error!(call_id = %call, "recording lost: still missing past OCP's retention");
+    }
+    if report.missing > 0 || !report.created.is_empty() {
+        tracing::info!(
+            missing = report.missing,
+            covered = report.covered,
+            without_group = report.without_group,
+            jobs_created = report.created.len(),
+            lost = report.lost.len(),
+            "reconciliation scan"
+        );
+    }
+    let resumed = resume_stale(ctx).await?;
+    if resumed > 0 {
+        tracing::warn!(
+            calls = resumed,
+            "took over calls received long ago and never stored (a replica died mid-pipeline?)"
+        );
+    }
+    Ok(report)
+}
+
+/// Runs the pipeline for calls received more than `stale_after` ago and still not stored:
+/// their replica died between `received` and `stored` (a replica resumes its own at start,
+/// but a dead one never starts again). Returns how many it ran.
+pub async fn resume_stale(ctx: &Context) -> Result<usize, StoreError> {
+    let Ok(before) = ctx.clock.now().checked_sub(ctx.config.stale_after) else {
+        return Ok(0);
+    };
+    let mut stale = Vec::new();
+    let mut calls = unfinished_calls(ctx.store());
+    while let Some(call) = calls.try_next().await? {
+        // Oldest first: the rest are younger.
+        if call.flags.received.is_none_or(|t| t > before) {
+            break;
+        }
+        // Out of attempts (e.g. a recording that fails the duration check every time): left for
+        // a person, with its last error on the record.
+        if call.attempts < ctx.config.max_attempts {
+            stale.push(call.call_id);
+        }
+    }
+    let count = stale.len();
+    let what = "taking over a stale call";
+    let mut runs = futures_util::stream::iter(stale.into_iter().map(|call_id| async move {
+        let _ = crate::intake::run_pipeline(&ctx.pipeline, &ctx.metrics, &call_id, what).await;
+    }))
+    .buffer_unordered(ctx.config.download_concurrency);
+    while runs.next().await.is_some() {}
+    Ok(count)
 }

@@ -10,17 +10,14 @@
 use super::calls::CallView;
 use super::{ApiError, AppState};
 use crate::ids::CallId;
-use crate::objects::crc32c_base64;
+use crate::intake::{Digesting, Spool, SpoolError, Spooled, receive, run_pipeline};
 use crate::store::Outcome;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use md5::Digest as _;
-use std::path::PathBuf;
 use std::time::Instant;
-use tokio::io::AsyncWriteExt as _;
 
 /// Checksums the sender may give.
 #[derive(Debug, Default)]
@@ -79,90 +76,60 @@ fn sender_checksums(headers: &HeaderMap) -> Result<SenderChecksums, ApiError> {
     })
 }
 
-/// A spool file that removes itself unless kept.
-struct Spool {
-    path: PathBuf,
+/// 413, counted.
+fn too_large(state: &AppState) -> ApiError {
+    state
+        .metrics
+        .uploads
+        .with_label_values(&["too_large"])
+        .inc();
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "recordings are limited to {} bytes",
+            state.config.max_body_bytes
+        ),
+    )
 }
 
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-struct Spooled {
-    spool: Spool,
-    bytes: u64,
-    sha256_hex: String,
-    crc32c_base64: String,
-}
-
+/// Streams the body into a spool ([`crate::intake`]) and checks it against what the sender
+/// said.
 async fn spool_body(
     state: &AppState,
     call_id: &CallId,
     body: axum::body::Body,
     checksums: &SenderChecksums,
 ) -> Result<Spooled, ApiError> {
-    let dir = &state.config.spool_dir;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(ApiError::unavailable)?;
-    let spool = Spool {
-        path: dir.join(format!("{call_id}.{:016x}.part", rand::random::<u64>())),
+    let digesting = if checksums.md5.is_some() {
+        Digesting::WithMd5
+    } else {
+        Digesting::Recording
     };
-    let mut file = tokio::fs::File::create(&spool.path)
-        .await
-        .map_err(ApiError::unavailable)?;
-    let mut sha = sha2::Sha256::new();
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    let mut md5 = checksums.md5.map(|_| md5::Md5::new());
     let max = state.config.max_body_bytes;
-    let mut bytes = 0u64;
-    let mut head: Vec<u8> = Vec::with_capacity(12);
+    let spool_error = |e: SpoolError| match e {
+        SpoolError::TooLarge { .. } => too_large(state),
+        e @ SpoolError::Io { .. } => ApiError::unavailable(e),
+    };
+    let mut spool = Spool::create(&state.config.spool_dir, call_id.as_str(), max, digesting)
+        .await
+        .map_err(spool_error)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| bad("bad_body", format!("reading the body: {e}")))?;
-        if head.len() < 12 {
-            let take = (12 - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        bytes += chunk.len() as u64;
-        if bytes > max {
-            state
-                .metrics
-                .uploads
-                .with_label_values(&["too_large"])
-                .inc();
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("recordings are limited to {max} bytes"),
-            ));
-        }
-        sha.update(&chunk);
-        crc.update(&chunk);
-        if let Some(m) = md5.as_mut() {
-            m.update(&chunk);
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(ApiError::unavailable)?;
+        spool.write(&chunk).await.map_err(spool_error)?;
     }
-    // Not fsynced: the spool is scratch; the staging write that follows is what makes the
-    // recording durable before it is acknowledged.
-    file.flush().await.map_err(ApiError::unavailable)?;
-    if bytes == 0 {
+    let spooled = spool.finish().await.map_err(spool_error)?;
+    if spooled.bytes() == 0 {
         return Err(bad("empty_body", "the recording is empty"));
     }
-    if !crate::receive::looks_like_audio(&head) {
+    if !spooled.is_audio() {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "not_audio",
             "the body is not an audio file (WAV, FLAC, Ogg, MP3 or M4A)",
         ));
     }
-    let sha256_hex = hex::encode(sha.finalize());
-    let crc32c_base64 = crc32c_base64(crc.finalize() as u32);
     let mismatch = |which: &str| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -173,28 +140,21 @@ async fn spool_body(
     if checksums
         .sha256_hex
         .as_ref()
-        .is_some_and(|s| *s != sha256_hex)
+        .is_some_and(|s| *s != spooled.sha256_hex())
     {
         return Err(mismatch("x-checksum-sha256"));
     }
     if checksums
         .crc32c_base64
         .as_ref()
-        .is_some_and(|c| *c != crc32c_base64)
+        .is_some_and(|c| *c != spooled.crc32c_base64())
     {
         return Err(mismatch("x-checksum-crc32c"));
     }
-    if let (Some(want), Some(m)) = (checksums.md5, md5)
-        && m.finalize().as_slice() != want
-    {
+    if checksums.md5.is_some() && checksums.md5 != spooled.md5() {
         return Err(mismatch("Content-MD5"));
     }
-    Ok(Spooled {
-        spool,
-        bytes,
-        sha256_hex,
-        crc32c_base64,
-    })
+    Ok(spooled)
 }
 
 pub async fn put_audio(
@@ -211,19 +171,7 @@ pub async fn put_audio(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.config.max_body_bytes) {
-        state
-            .metrics
-            .uploads
-            .with_label_values(&["too_large"])
-            .inc();
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "recordings are limited to {} bytes",
-                state.config.max_body_bytes
-            ),
-        ));
+        return Err(too_large(&state));
     }
     // A place in the pipeline first: when it is full, say so before reading the body.
     let Ok(permit) = state.queue.clone().try_acquire_owned() else {
@@ -255,18 +203,11 @@ pub async fn put_audio(
             return Err(e);
         }
     };
-    state.metrics.upload_bytes.inc_by(spooled.bytes);
-    let file = crate::receive::Spooled {
-        path: spooled.spool.path.clone(),
-        bytes: spooled.bytes,
-        sha256_hex: spooled.sha256_hex,
-        crc32c_base64: spooled.crc32c_base64,
-        content_type,
-    };
-    let (record, outcome) = crate::receive::receive(&state.pipeline, &call_id, &file)
+    state.metrics.upload_bytes.inc_by(spooled.bytes());
+    let (record, outcome) = receive(&state.pipeline, &call_id, &spooled, &content_type)
         .await
         .map_err(ApiError::unavailable)?;
-    drop(spooled.spool);
+    drop(spooled);
     state
         .metrics
         .stage_seconds
@@ -302,16 +243,6 @@ fn spawn_pipeline(state: &AppState, call_id: CallId, permit: tokio::sync::OwnedS
     let metrics = state.metrics.clone();
     state.tasks.spawn(async move {
         let _permit = permit;
-        let started = Instant::now();
-        match pipeline.run(&call_id).await {
-            Ok(_) => metrics
-                .stage_seconds
-                .with_label_values(&["process_and_store"])
-                .observe(started.elapsed().as_secs_f64()),
-            Err(e) => {
-                metrics.failures.with_label_values(&[e.kind()]).inc();
-                tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "processing failed");
-            }
-        }
+        let _ = run_pipeline(&pipeline, &metrics, &call_id, "processing").await;
     });
 }

@@ -13,7 +13,6 @@ pub mod auth;
 pub mod calls;
 pub mod cdr;
 pub mod health;
-pub mod metrics;
 
 use crate::config::ServerConfig;
 use crate::pipeline::Pipeline;
@@ -33,7 +32,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Permits for recordings between upload and stored.
     pub queue: Arc<Semaphore>,
-    pub metrics: Arc<metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The processing tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// OCP's Exports API, when OCP is configured: stage 2 uses it, `/readyz` reports its
@@ -116,34 +115,23 @@ pub fn router(state: AppState) -> Router {
 /// again, from its last flag, with the same backpressure as new uploads. Returns how many it
 /// queued.
 pub async fn resume(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    use futures_util::TryStreamExt as _;
     let mut queued = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = state
-            .pipeline
-            .store
-            .unfinished(100, cursor.as_deref())
-            .await?;
-        for record in page.items {
-            let Ok(permit) = state.queue.clone().acquire_owned().await else {
-                return Ok(queued);
-            };
-            let pipeline = state.pipeline.clone();
-            let metrics = state.metrics.clone();
-            state.tasks.spawn(async move {
-                let _permit = permit;
-                if let Err(e) = pipeline.run(&record.call_id).await {
-                    metrics.failures.with_label_values(&[e.kind()]).inc();
-                    tracing::error!(call_id = %record.call_id, kind = e.kind(), error = %e, "resuming failed");
-                }
-            });
-            queued += 1;
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(queued),
-        }
+    let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
+    while let Some(record) = calls.try_next().await? {
+        let Ok(permit) = state.queue.clone().acquire_owned().await else {
+            return Ok(queued);
+        };
+        let pipeline = state.pipeline.clone();
+        let metrics = state.metrics.clone();
+        state.tasks.spawn(async move {
+            let _permit = permit;
+            let call_id = &record.call_id;
+            let _ = crate::intake::run_pipeline(&pipeline, &metrics, call_id, "resuming").await;
+        });
+        queued += 1;
     }
+    Ok(queued)
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains: requests in flight finish,

@@ -491,7 +491,8 @@ impl DynamoStore {
         index: &str,
         upper: Option<String>,
         limit: u32,
-    ) -> Result<Vec<ExportJob>> {
+        start: Option<Item>,
+    ) -> Result<(Vec<ExportJob>, Option<Item>)> {
         let query = |size: i32, start: Option<Item>| {
             let query = self
                 .client
@@ -510,10 +511,8 @@ impl DynamoStore {
                 None => query.key_condition_expression("#pk = :pk"),
             }
         };
-        let (jobs, _) = self
-            .collect(query, None, limit, |_: &ExportJob| true)
-            .await?;
-        Ok(jobs)
+        self.collect(query, start, limit, |_: &ExportJob| true)
+            .await
     }
 }
 
@@ -728,15 +727,23 @@ impl CallStore for DynamoStore {
 
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>> {
         // Every key for a time ≤ now sorts below "{now}#~" ('~' is above every id character).
-        self.query_jobs(
-            "due",
-            Some(format!("{}#~", sortable(now))),
-            limit.clamp(1, 1000),
-        )
-        .await
+        let upper = Some(format!("{}#~", sortable(now)));
+        let (jobs, _) = self
+            .query_jobs("due", upper, limit.clamp(1, 1000), None)
+            .await?;
+        Ok(jobs)
     }
 
-    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>> {
-        self.query_jobs("open", None, limit.clamp(1, 10_000)).await
+    async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>> {
+        let start = cursor
+            .map(|c| decode_cursor(c, &["pk", "sk", "open_pk", "open_sk"]))
+            .transpose()?;
+        let (items, last) = self
+            .query_jobs("open", None, limit.clamp(1, 1000), start)
+            .await?;
+        Ok(Page {
+            items,
+            next: last.as_ref().map(encode_cursor).transpose()?,
+        })
     }
 }

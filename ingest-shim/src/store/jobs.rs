@@ -109,8 +109,14 @@ impl JobState {
 pub enum LeaseError {
     #[error("no such job")]
     NoSuchJob,
-    #[error("leased by {owner} until {until}")]
-    HeldBy { owner: String, until: Timestamp },
+    #[error("leased by {owner}")]
+    HeldBy {
+        owner: String,
+        /// The holder's current lease token (changes on every renewal).
+        token: u64,
+        /// How long the holder's lease lasts.
+        ttl: SignedDuration,
+    },
     #[error("the lease is not held by this owner")]
     NotHolder,
     /// The job's timer is not due yet (another replica just worked it), or it is closed.
@@ -146,7 +152,24 @@ pub struct ExportJob {
     /// After this the job fails loudly instead of waiting on.
     pub deadline: Timestamp,
     pub lease_owner: Option<String>,
+    /// When the lease ends by the holder's clock: shown to people, and the due index's key
+    /// while leased; never compared by another replica (see `reconcile::lease`).
     pub lease_expires_at: Option<Timestamp>,
+    /// A fresh random number on every take and renewal: a replica that sees the same token for
+    /// longer than `lease_ttl_ms` on its own clock knows the holder stopped renewing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<u64>,
+    /// How long the holder's lease lasts, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_ms: Option<u64>,
+    /// The fencing token: bumped on every take of the lease, checked by every write made under
+    /// it, so a replica that lost its lease (paused, partitioned) cannot write.
+    #[serde(default)]
+    pub fence: u64,
+    /// How many jobs of this range expired before this one (its predecessors): the successor
+    /// chain is bounded.
+    #[serde(default)]
+    pub expiries: u32,
     pub last_error: Option<String>,
     /// Why the job is waiting on OCP instead of moving (`credentials`, `tls`, or `unavailable`:
     /// OCP or its identity provider down): its calls are not charged for the wait, even when
@@ -183,6 +206,10 @@ impl ExportJob {
             deadline,
             lease_owner: None,
             lease_expires_at: None,
+            lease_token: None,
+            lease_ttl_ms: None,
+            fence: 0,
+            expiries: 0,
             last_error: None,
             waiting_on: None,
             created_at: now,
@@ -191,40 +218,68 @@ impl ExportJob {
         }
     }
 
-    /// Whether `owner` holds an unexpired lease at `now`.
-    pub fn holds(&self, owner: &str, now: Timestamp) -> bool {
-        self.lease_owner.as_deref() == Some(owner) && self.lease_expires_at.is_some_and(|t| t > now)
+    /// Whether `owner` holds the lease granted with `fence` (no take-over since).
+    pub fn holds(&self, owner: &str, fence: u64) -> bool {
+        self.lease_owner.as_deref() == Some(owner) && self.fence == fence
     }
 
-    /// Takes or renews the lease for `owner` until `now + ttl`, unless someone else holds an
-    /// unexpired one.
-    pub fn lease(
+    /// Takes the lease for `owner` for `ttl` (as the holder's clock reads from `now`): when no
+    /// one holds it, or when the holder's lease `token` is the one the caller saw unchanged for
+    /// at least the holder's lease length on its own clock (`stale_token`: the holder stopped
+    /// renewing). Bumps the fence and returns it. Never decided by comparing clocks.
+    pub fn take_lease(
         &mut self,
         owner: &str,
         now: Timestamp,
         ttl: SignedDuration,
-    ) -> Result<(), LeaseError> {
-        if let (Some(other), Some(until)) = (&self.lease_owner, self.lease_expires_at)
-            && other != owner
-            && until > now
+        stale_token: Option<u64>,
+    ) -> Result<u64, LeaseError> {
+        if let (Some(other), Some(token)) = (&self.lease_owner, self.lease_token)
+            && stale_token != Some(token)
         {
             return Err(LeaseError::HeldBy {
                 owner: other.clone(),
-                until,
+                token,
+                ttl: SignedDuration::from_millis(self.lease_ttl_ms.unwrap_or(0) as i64),
             });
         }
-        self.lease_owner = Some(owner.to_string());
-        self.lease_expires_at = Some(now.saturating_add(ttl).unwrap_or(now));
+        self.fence = self.fence.saturating_add(1);
+        self.grant(owner, now, ttl);
+        Ok(self.fence)
+    }
+
+    /// Renews the lease `owner` took with `fence`: a new token, so observers start again.
+    pub fn renew_lease(
+        &mut self,
+        owner: &str,
+        fence: u64,
+        now: Timestamp,
+        ttl: SignedDuration,
+    ) -> Result<(), LeaseError> {
+        if !self.holds(owner, fence) {
+            return Err(LeaseError::NotHolder);
+        }
+        self.grant(owner, now, ttl);
         Ok(())
     }
 
+    fn grant(&mut self, owner: &str, now: Timestamp, ttl: SignedDuration) {
+        self.lease_owner = Some(owner.to_string());
+        self.lease_token = Some(rand::random::<u64>());
+        self.lease_ttl_ms = Some(ttl.as_millis().max(0) as u64);
+        // For people and for the due index only: no replica decides by it.
+        self.lease_expires_at = Some(now.saturating_add(ttl).unwrap_or(now));
+    }
+
     /// Gives the lease back.
-    pub fn release(&mut self, owner: &str) -> Result<(), LeaseError> {
-        if self.lease_owner.as_deref() != Some(owner) {
+    pub fn release(&mut self, owner: &str, fence: u64) -> Result<(), LeaseError> {
+        if !self.holds(owner, fence) {
             return Err(LeaseError::NotHolder);
         }
         self.lease_owner = None;
         self.lease_expires_at = None;
+        self.lease_token = None;
+        self.lease_ttl_ms = None;
         Ok(())
     }
 
@@ -232,10 +287,10 @@ impl ExportJob {
     pub fn transition(
         &mut self,
         owner: &str,
-        now: Timestamp,
+        fence: u64,
         next: JobState,
     ) -> Result<(), LeaseError> {
-        if !self.holds(owner, now) {
+        if !self.holds(owner, fence) {
             return Err(LeaseError::NotHolder);
         }
         if !self.state.can_go_to(next) {
@@ -281,36 +336,58 @@ mod tests {
     }
 
     #[test]
-    fn leases_exclude_others_until_they_expire() {
+    fn a_lease_is_taken_over_only_by_its_stale_token_and_bumps_the_fence() {
         let mut j = job();
         let ttl = SignedDuration::from_secs(30);
-        j.lease("a", t(0), ttl).unwrap();
-        assert!(matches!(
-            j.lease("b", t(10), ttl),
-            Err(LeaseError::HeldBy { .. })
-        ));
-        j.lease("a", t(20), ttl).unwrap(); // renew
-        assert!(j.lease("b", t(40), ttl).is_err());
-        j.lease("b", t(50), ttl).unwrap(); // a's lease ran out at t(50)
-        assert_eq!(j.release("a"), Err(LeaseError::NotHolder));
-        j.release("b").unwrap();
+        let a = j.take_lease("a", t(0), ttl, None).unwrap();
+        assert_eq!(a, 1);
+        // Whatever b's clock says, a held lease is not b's to take…
+        let Err(LeaseError::HeldBy {
+            token, ttl: held, ..
+        }) = j.take_lease("b", t(1_000_000), ttl, None)
+        else {
+            panic!("held")
+        };
+        assert_eq!(held, ttl);
+        // …and a renewal changes the token b watches.
+        j.renew_lease("a", a, t(10), ttl).unwrap();
+        assert!(j.take_lease("b", t(20), ttl, Some(token)).is_err());
+        let token = j.lease_token.unwrap();
+        // b saw this token unchanged for a whole lease: a stopped renewing.
+        let b = j.take_lease("b", t(20), ttl, Some(token)).unwrap();
+        assert_eq!(b, 2);
+        // a's writes are fenced off, even its renewals and its release.
+        assert!(!j.holds("a", a));
+        assert_eq!(
+            j.renew_lease("a", a, t(21), ttl),
+            Err(LeaseError::NotHolder)
+        );
+        assert_eq!(j.release("a", a), Err(LeaseError::NotHolder));
+        assert_eq!(
+            j.transition("a", a, JobState::Polling),
+            Err(LeaseError::NotHolder)
+        );
+        j.release("b", b).unwrap();
+        assert_eq!(j.take_lease("a", t(30), ttl, None).unwrap(), 3);
     }
 
     #[test]
     fn the_state_machine_only_moves_forward_and_needs_the_lease() {
         let mut j = job();
         assert_eq!(
-            j.transition("a", t(1), JobState::Polling),
+            j.transition("a", 1, JobState::Polling),
             Err(LeaseError::NotHolder)
         );
-        j.lease("a", t(1), SignedDuration::from_secs(60)).unwrap();
-        j.transition("a", t(2), JobState::Polling).unwrap();
-        j.transition("a", t(3), JobState::Polling).unwrap();
-        assert!(j.transition("a", t(4), JobState::Created).is_err());
-        j.transition("a", t(5), JobState::Completed).unwrap();
-        j.transition("a", t(6), JobState::Fetching).unwrap();
-        j.transition("a", t(7), JobState::Done).unwrap();
+        let f = j
+            .take_lease("a", t(1), SignedDuration::from_secs(60), None)
+            .unwrap();
+        j.transition("a", f, JobState::Polling).unwrap();
+        j.transition("a", f, JobState::Polling).unwrap();
+        assert!(j.transition("a", f, JobState::Created).is_err());
+        j.transition("a", f, JobState::Completed).unwrap();
+        j.transition("a", f, JobState::Fetching).unwrap();
+        j.transition("a", f, JobState::Done).unwrap();
         assert_eq!(j.due_at(), None);
-        assert!(j.transition("a", t(8), JobState::Failed).is_err());
+        assert!(j.transition("a", f, JobState::Failed).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! [`CallStore`] is deliberately small: read a record, write it **if its version is still the
 //! one read** (compare-and-swap), and two indexed queries. Everything a flag means lives in
 //! [`record`] and [`jobs`], written once and shared by every backend; the provided methods
-//! ([`CallStore::update`], [`CallStore::try_lease`], …) retry the compare-and-swap, so concurrent
+//! ([`CallStore::update`], [`CallStore::take_lease`], …) retry the compare-and-swap, so concurrent
 //! writers never lose each other's updates.
 //!
 //! Backends: [`sqlite::SqliteStore`] (the embedded default) and [`dynamo::DynamoStore`]
@@ -206,8 +206,9 @@ pub trait CallStore: Send + Sync + 'static {
     /// Active jobs whose `next_poll_at` is at or before `now`, earliest first.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>>;
 
-    /// Jobs not yet finished (done, failed), oldest first: for `callrec status`.
-    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>>;
+    /// Jobs not yet finished (done, failed, expired), oldest first, a page of `limit` (1–1000)
+    /// at a time; `cursor` from the previous page. See [`open_jobs_paged`].
+    async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>>;
 
     /// Applies `change` to the call (creating its record if needed), retrying on contention.
     /// Returns the record as stored afterwards and what the change did.
@@ -249,30 +250,101 @@ pub trait CallStore: Send + Sync + 'static {
         self.put_job_if(&job, None).await
     }
 
-    /// Takes (or renews) the lease of job `id` for `owner` until `now + ttl`, if no one else
-    /// holds an unexpired one. Returns the leased job.
-    async fn try_lease(
+    /// Takes the lease of job `id` for `owner` (see [`ExportJob::take_lease`]): free, or held
+    /// by a token the caller saw unchanged for the holder's whole lease (`stale_token`).
+    /// Returns the leased job; its `fence` is the one every write under the lease must carry.
+    async fn take_lease(
         &self,
         id: &JobId,
         owner: &str,
         now: Timestamp,
         ttl: jiff::SignedDuration,
+        stale_token: Option<u64>,
     ) -> Result<Result<ExportJob, LeaseError>> {
         modify_job(self, id, now, &|job: &mut ExportJob| {
-            job.lease(owner, now, ttl)
+            job.take_lease(owner, now, ttl, stale_token).map(|_| ())
         })
         .await
     }
 
-    /// Gives the lease back (only the holder can).
+    /// Gives the lease back (only its holder, with its fence, can).
     async fn release_lease(
         &self,
         id: &JobId,
         owner: &str,
+        fence: u64,
         now: Timestamp,
     ) -> Result<Result<ExportJob, LeaseError>> {
-        modify_job(self, id, now, &|job: &mut ExportJob| job.release(owner)).await
+        modify_job(self, id, now, &|job: &mut ExportJob| {
+            job.release(owner, fence)
+        })
+        .await
     }
+}
+
+/// Every item of a cursor-paged query, read one page at a time: `page(cursor)` fetches the
+/// page after `cursor` (`None`: the first).
+fn paged<'a, T, F, Fut>(page: F) -> futures_util::stream::BoxStream<'a, Result<T>>
+where
+    T: Send + 'a,
+    F: Fn(Option<String>) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<Page<T>>> + Send + 'a,
+{
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    futures_util::stream::try_unfold((page, Some(None)), |(page, cursor)| async move {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        let got = page(cursor).await?;
+        let items = futures_util::stream::iter(got.items.into_iter().map(Ok));
+        Ok(Some((items, (page, got.next.map(Some)))))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+/// Every call received and not yet stored, oldest first: the one pager over unfinished work
+/// (resume at start, stale take-over).
+pub fn unfinished_calls(
+    store: &dyn CallStore,
+) -> futures_util::stream::BoxStream<'_, Result<CallRecord>> {
+    paged(move |cursor| async move { store.unfinished(200, cursor.as_deref()).await })
+}
+
+/// Every open export job, oldest first, read page by page (never all at once).
+pub fn open_jobs_paged(
+    store: &dyn CallStore,
+) -> futures_util::stream::BoxStream<'_, Result<ExportJob>> {
+    paged(move |cursor| async move { store.open_jobs(500, cursor.as_deref()).await })
+}
+
+/// The first open job `matching` says yes to, reading page by page and stopping there.
+pub async fn first_open_job(
+    store: &dyn CallStore,
+    matching: &(dyn Fn(&ExportJob) -> bool + Send + Sync),
+) -> Result<Option<ExportJob>> {
+    use futures_util::TryStreamExt as _;
+    let mut jobs = open_jobs_paged(store);
+    while let Some(job) = jobs.try_next().await? {
+        if matching(&job) {
+            return Ok(Some(job));
+        }
+    }
+    Ok(None)
+}
+
+/// How many open jobs `matching` says yes to (read page by page).
+pub async fn count_open_jobs(
+    store: &dyn CallStore,
+    matching: &(dyn Fn(&ExportJob) -> bool + Send + Sync),
+) -> Result<usize> {
+    use futures_util::TryStreamExt as _;
+    open_jobs_paged(store)
+        .try_fold(0, |n, job| {
+            let add = usize::from(matching(&job));
+            async move { Ok(n + add) }
+        })
+        .await
 }
 
 /// Applies `f` to job `id` under compare-and-swap, retrying on contention. `f` decides from the

@@ -470,19 +470,46 @@ impl CallStore for SqliteStore {
         .await
     }
 
-    async fn open_jobs(&self, limit: u32) -> Result<Vec<ExportJob>> {
-        let limit = limit.clamp(1, 10_000) as i64;
-        self.with(move |c| {
-            let mut statement = c
-                .prepare_cached(
-                    "SELECT job_id, record FROM jobs WHERE open_created_ms IS NOT NULL
-                     ORDER BY open_created_ms, job_id LIMIT ?1",
-                )
-                .map_err(unavailable)?;
-            let rows = statement.query(params![limit]).map_err(unavailable)?;
-            jobs_from(rows)
-        })
-        .await
+    async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>> {
+        let limit = limit.clamp(1, 1000);
+        // Keyset paging: the cursor is the last row's (open_created_ms, job_id).
+        let after = match cursor {
+            None => (i64::MIN, String::new()),
+            Some(c) => c
+                .split_once(':')
+                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+                .ok_or(StoreError::BadCursor)?,
+        };
+        let (jobs, last) = self
+            .with(move |c| {
+                let mut statement = c
+                    .prepare_cached(
+                        "SELECT job_id, record, open_created_ms FROM jobs
+                         WHERE open_created_ms IS NOT NULL AND (open_created_ms, job_id) > (?1, ?2)
+                         ORDER BY open_created_ms, job_id LIMIT ?3",
+                    )
+                    .map_err(unavailable)?;
+                let mut rows = statement
+                    .query(params![after.0, after.1, limit as i64])
+                    .map_err(unavailable)?;
+                let mut jobs = Vec::new();
+                let mut last = None;
+                while let Some(row) = rows.next().map_err(unavailable)? {
+                    let id: String = row.get(0).map_err(unavailable)?;
+                    let json: String = row.get(1).map_err(unavailable)?;
+                    let ms: i64 = row.get(2).map_err(unavailable)?;
+                    jobs.push(parse_job(&id, &json)?);
+                    last = Some(format!("{ms}:{id}"));
+                }
+                Ok((jobs, last))
+            })
+            .await?;
+        let next = if jobs.len() as u32 == limit {
+            last
+        } else {
+            None
+        };
+        Ok(Page { items: jobs, next })
     }
 }
 

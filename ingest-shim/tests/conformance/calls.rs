@@ -423,46 +423,54 @@ pub async fn jobs_and_leases(store: Store) {
     let ttl = SignedDuration::from_secs(30);
     let j1 = JobId::parse("job-1").unwrap();
     let leased = store
-        .try_lease(&j1, "replica-a", t(200), ttl)
+        .take_lease(&j1, "replica-a", t(200), ttl, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(leased.lease_owner.as_deref(), Some("replica-a"));
+    let a = leased.fence;
+    // Held: refused to another replica whatever its clock says, with the token to watch.
     let refused = store
-        .try_lease(&j1, "replica-b", t(210), ttl)
+        .take_lease(&j1, "replica-b", t(1_000_000), ttl, None)
         .await
         .unwrap();
-    assert!(
-        matches!(refused, Err(LeaseError::HeldBy { .. })),
-        "{refused:?}"
-    );
-    // Renewal by the holder, then expiry and takeover.
-    store
-        .try_lease(&j1, "replica-a", t(220), ttl)
-        .await
-        .unwrap()
-        .unwrap();
+    let Err(LeaseError::HeldBy { token, .. }) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(Some(token), leased.lease_token);
+    // A renewal changes the token: a watcher that saw the old one cannot take over.
+    let mut renewed = store.get_job(&j1).await.unwrap().unwrap();
+    let expected = renewed.version;
+    renewed.renew_lease("replica-a", a, t(210), ttl).unwrap();
+    renewed.version = expected + 1;
+    assert!(store.put_job_if(&renewed, Some(expected)).await.unwrap());
     assert!(
         store
-            .try_lease(&j1, "replica-b", t(249), ttl)
+            .take_lease(&j1, "replica-b", t(220), ttl, Some(token))
             .await
             .unwrap()
             .is_err()
     );
+    // The token seen unchanged for a lease length: taken over, the fence bumped.
+    let stale = renewed.lease_token;
     let taken = store
-        .try_lease(&j1, "replica-b", t(250), ttl)
+        .take_lease(&j1, "replica-b", t(250), ttl, stale)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(taken.lease_owner.as_deref(), Some("replica-b"));
+    assert_eq!(taken.fence, a + 1);
     assert_eq!(
-        store.release_lease(&j1, "replica-a", t(251)).await.unwrap(),
+        store
+            .release_lease(&j1, "replica-a", a, t(251))
+            .await
+            .unwrap(),
         Err(LeaseError::NotHolder)
     );
     let missing = JobId::parse("job-404").unwrap();
     assert_eq!(
         store
-            .try_lease(&missing, "replica-a", t(0), ttl)
+            .take_lease(&missing, "replica-a", t(0), ttl, None)
             .await
             .unwrap(),
         Err(LeaseError::NoSuchJob)
@@ -476,7 +484,7 @@ pub async fn jobs_and_leases(store: Store) {
         let j3 = j3.clone();
         racers.push(tokio::spawn(async move {
             store
-                .try_lease(&j3, &format!("racer-{r}"), t(600), ttl)
+                .take_lease(&j3, &format!("racer-{r}"), t(600), ttl, None)
                 .await
                 .unwrap()
                 .is_ok()
@@ -489,11 +497,12 @@ pub async fn jobs_and_leases(store: Store) {
     assert_eq!(winners, 1);
 
     // A finished job leaves the due and open indexes.
+    let b = taken.fence;
     let finish = |job: &mut ExportJob| {
-        job.transition("replica-b", t(260), JobState::Polling)?;
-        job.transition("replica-b", t(260), JobState::Completed)?;
-        job.transition("replica-b", t(260), JobState::Fetching)?;
-        job.transition("replica-b", t(260), JobState::Done)
+        job.transition("replica-b", b, JobState::Polling)?;
+        job.transition("replica-b", b, JobState::Completed)?;
+        job.transition("replica-b", b, JobState::Fetching)?;
+        job.transition("replica-b", b, JobState::Done)
     };
     let done = callrec_ingest::store::modify_job(store.as_ref(), &j1, t(260), &finish)
         .await
@@ -508,15 +517,20 @@ pub async fn jobs_and_leases(store: Store) {
         .map(|j| j.id.to_string())
         .collect();
     assert_eq!(due, ["job-2", "job-3"]);
-    let open: Vec<String> = store
-        .open_jobs(10)
-        .await
-        .unwrap()
+    let first = store.open_jobs(1, None).await.unwrap();
+    let second = store.open_jobs(1, first.next.as_deref()).await.unwrap();
+    let open: Vec<String> = first
+        .items
         .iter()
+        .chain(&second.items)
         .map(|j| j.id.to_string())
         .collect();
-    assert_eq!(open.len(), 2);
-    assert!(!open.contains(&"job-1".to_string()));
+    assert_eq!(open, ["job-2", "job-3"], "oldest first, one page at a time");
+    if let Some(next) = &second.next {
+        let rest = store.open_jobs(1, Some(next)).await.unwrap();
+        assert!(rest.items.is_empty() && rest.next.is_none());
+    }
+    assert!(store.open_jobs(10, Some("not-a-cursor")).await.is_err());
     assert_eq!(
         store.get_job(&j1).await.unwrap().unwrap().state,
         JobState::Done

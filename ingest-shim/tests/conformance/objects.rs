@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use callrec_ingest::objects::{
-    Body, ObjectError, ObjectMeta, ObjectStore, PutOutcome, checksum_file, crc32c_base64,
+    Body, ObjectError, ObjectMeta, ObjectStore, PutOutcome, checksum_file,
 };
 use sha2::Digest as _;
 use std::sync::Arc;
@@ -12,14 +12,14 @@ pub type Objects = Arc<dyn ObjectStore>;
 pub const BUCKET: &str = "calls-sales";
 
 pub fn meta_for(bytes: &[u8]) -> ObjectMeta {
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut crc = callrec_ingest::objects::Crc32c::new();
     crc.update(bytes);
     let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("call-id".to_string(), "c-1".to_string());
     metadata.insert("line-of-business".to_string(), "sales".to_string());
     ObjectMeta {
         content_type: "audio/wav".into(),
-        crc32c: crc32c_base64(crc.finalize() as u32),
+        crc32c: crc.base64(),
         sha256: hex::encode(sha2::Sha256::digest(bytes)),
         metadata,
         storage_class: None,
