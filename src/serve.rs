@@ -7,6 +7,7 @@ use callrec_ingest::pipeline::{EngineRunner, Pipeline};
 use callrec_ingest::reconcile::{Reconciler, default_owner};
 use callrec_ingest::server::{AppState, serve};
 use clap::Args;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,24 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::info!(%address, source = %loaded.source, "callrec serve started");
         spawn_resume(&state);
         let stop = CancellationToken::new();
+        if let Some(admin) = &loaded.config.server.admin_listen {
+            let listener = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("listening on {admin} (server.admin_listen)"))?;
+            let address = listener.local_addr()?;
+            // Not println!: whoever read the first line may have closed stdout.
+            let _ = writeln!(std::io::stdout(), "operations on http://{address}");
+            tracing::info!(%address, "operations listener (/healthz, /readyz, /metrics)");
+            let admin_state = state.clone();
+            let stopping = stop.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    callrec_ingest::server::serve_admin(listener, admin_state, stopping).await
+                {
+                    tracing::error!(error = %e, "the operations listener stopped");
+                }
+            });
+        }
         let reconciling = spawn_reconciler(&loaded, &state, stop.clone())?;
         let signal = stop.clone();
         tokio::spawn(async move {

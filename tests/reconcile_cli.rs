@@ -412,6 +412,7 @@ fn two_replicas_on_dynamodb_and_s3_share_a_backlog_and_one_finishes_alone() {
     for call in &played {
         let view: serde_json::Value = client
             .get(format!("{}/v1/calls/{}", b.url, call.call_id))
+            .bearer_auth(TOKEN)
             .send()
             .unwrap()
             .json()

@@ -50,6 +50,7 @@ fn put_audio(service: &Service, call: &str, bytes: Vec<u8>) -> reqwest::blocking
 fn get_call(service: &Service, call: &str) -> (StatusCode, serde_json::Value) {
     let response = client()
         .get(format!("{}/v1/calls/{call}", service.url))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap();
     let status = response.status();
@@ -160,6 +161,7 @@ fn a_call_goes_from_cdr_to_stored_once() {
 
     let metrics = client()
         .get(format!("{}/metrics", service.url))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap()
         .text()
@@ -340,6 +342,7 @@ fn a_full_pipeline_answers_503_with_retry_after() {
     loop {
         let metrics = client()
             .get(format!("{}/metrics", service.url))
+            .bearer_auth(TOKEN)
             .send()
             .unwrap()
             .text()
@@ -505,6 +508,7 @@ fn two_hundred_simulated_calls_with_ten_percent_dropped() {
     assert_eq!(wavs.len(), played.len() - dropped);
     let metrics = client()
         .get(format!("{}/metrics", service.url))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap()
         .text()
@@ -602,6 +606,7 @@ fn a_call_resumed_after_processed_replays_its_decisions_bit_for_bit() {
     assert!(view["flags"]["stored"].is_null());
     let metrics = client()
         .get(format!("{}/metrics", service.url))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap()
         .text()
@@ -824,4 +829,73 @@ fn the_same_run_against_dynamodb_and_s3() {
     }
     assert_eq!(stored, played.iter().filter(|c| c.streamed).count());
     assert!(service.stop().success());
+}
+
+#[test]
+fn reads_need_a_read_or_write_token_and_the_public_port_tells_no_internals() {
+    let reader = "read-only-token-0123456789";
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap().to_string();
+    drop(admin);
+    let service = Service::start(&[
+        ("CALLREC_SERVER__READ_TOKENS", &format!("[\"{reader}\"]")),
+        ("CALLREC_SERVER__ADMIN_LISTEN", &admin_addr),
+    ]);
+    let call = "read-scope-1";
+    assert_eq!(
+        put_audio(&service, call, fixture("ulaw_8k_mono.wav")).status(),
+        StatusCode::CREATED
+    );
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client().get(format!("{}{path}", service.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap().status()
+    };
+    let path = format!("/v1/calls/{call}");
+    assert_eq!(get(&path, None), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&path, Some("not-a-token-at-all-xx")),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(get(&path, Some(reader)), StatusCode::OK);
+    assert_eq!(get(&path, Some(TOKEN)), StatusCode::OK);
+    assert_eq!(get("/metrics", None), StatusCode::UNAUTHORIZED);
+    assert_eq!(get("/metrics", Some(reader)), StatusCode::OK);
+    // Load balancers' probes need no token, and learn nothing but up / ready.
+    assert_eq!(get("/healthz", None), StatusCode::OK);
+    let ready = client()
+        .get(format!("{}/readyz", service.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(ready, "ready");
+    // A read token does not write.
+    let written = client()
+        .put(format!("{}/v1/calls/read-scope-2/audio", service.url))
+        .bearer_auth(reader)
+        .body(fixture("ulaw_8k_mono.wav"))
+        .send()
+        .unwrap();
+    assert_eq!(written.status(), StatusCode::UNAUTHORIZED);
+    // The operations listener serves /readyz and /metrics without tokens.
+    let ops = |path: &str| {
+        client()
+            .get(format!("http://{admin_addr}{path}"))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(ops("/readyz").status(), StatusCode::OK);
+    assert!(
+        ops("/metrics")
+            .text()
+            .unwrap()
+            .contains("callrec_uploads_total")
+    );
+    assert_eq!(
+        ops("/v1/calls/read-scope-1").status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -67,6 +67,13 @@ pub struct ServerConfig {
     /// Accepted bearer tokens for the write endpoints. Secrets: set them through the
     /// environment (`CALLREC_SERVER__BEARER_TOKENS='["…"]'`), never in a committed file.
     pub bearer_tokens: Vec<String>,
+    /// Accepted bearer tokens for the reads (`GET /v1/calls/{id}`, `/metrics`): a read-only
+    /// scope for dashboards and people; write tokens read too. Secrets, like the write tokens.
+    pub read_tokens: Vec<String>,
+    /// A second listener for operations (`/healthz`, `/readyz` with details, `/metrics`), without
+    /// tokens: bind it where only the platform reaches (e.g. 127.0.0.1:9090 or the task's
+    /// private address). Unset: none.
+    pub admin_listen: Option<String>,
     /// Largest accepted recording, bytes (413 above). Default 512 MiB (OCP's are ~1 MB/min).
     pub max_body_bytes: u64,
     /// Whole-request time limit, seconds (an upload slower than this is cut off).
@@ -91,6 +98,11 @@ impl std::fmt::Debug for ServerConfig {
                 "bearer_tokens",
                 &format_args!("[{} redacted]", self.bearer_tokens.len()),
             )
+            .field(
+                "read_tokens",
+                &format_args!("[{} redacted]", self.read_tokens.len()),
+            )
+            .field("admin_listen", &self.admin_listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_s", &self.request_timeout_s)
             .field("spool_dir", &self.spool_dir)
@@ -383,6 +395,8 @@ impl Default for Config {
             server: ServerConfig {
                 listen: "127.0.0.1:8080".into(),
                 bearer_tokens: Vec::new(),
+                read_tokens: Vec::new(),
+                admin_listen: None,
                 max_body_bytes: 512 << 20,
                 request_timeout_s: 300,
                 spool_dir: data.join("spool"),
@@ -573,15 +587,26 @@ impl Config {
                 "an address and port, e.g. 127.0.0.1:8080",
             ));
         }
-        if self
-            .server
-            .bearer_tokens
-            .iter()
-            .any(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+        for (key, tokens) in [
+            ("server.bearer_tokens", &self.server.bearer_tokens),
+            ("server.read_tokens", &self.server.read_tokens),
+        ] {
+            if tokens
+                .iter()
+                .any(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+            {
+                return Err(error(
+                    key,
+                    "each token needs at least 16 characters and no spaces",
+                ));
+            }
+        }
+        if let Some(admin) = &self.server.admin_listen
+            && admin.parse::<std::net::SocketAddr>().is_err()
         {
             return Err(error(
-                "server.bearer_tokens",
-                "each token needs at least 16 characters and no spaces",
+                "server.admin_listen",
+                "an address and port, e.g. 127.0.0.1:9090",
             ));
         }
         if self.server.max_body_bytes == 0 {

@@ -17,6 +17,8 @@ const DOCUMENTED: &str = include_str!("../../fixtures/ocp/dialog_start.json");
 
 struct Service {
     url: String,
+    /// The operations listener (`server.admin_listen`).
+    admin_url: String,
     store: Arc<dyn CallStore>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -53,6 +55,13 @@ async fn service_with(
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    tokio::spawn(callrec_ingest::server::serve_admin(
+        admin,
+        state.clone(),
+        std::future::pending(),
+    ));
     tokio::spawn(callrec_ingest::server::serve(
         listener,
         state,
@@ -60,6 +69,7 @@ async fn service_with(
     ));
     Service {
         url,
+        admin_url,
         store,
         http: reqwest::Client::new(),
         _dir: dir,
@@ -335,7 +345,7 @@ async fn readyz_names_an_ocp_credentials_problem_without_failing_readiness() {
     let ocp: Arc<dyn OcpExports> = Arc::new(HttpOcp::new(config).unwrap());
     let service = service_with(None, Some(ocp.clone())).await;
     let ready = |service: &Service| {
-        let request = service.http.get(format!("{}/readyz", service.url));
+        let request = service.http.get(format!("{}/readyz", service.admin_url));
         async move {
             let response = request.send().await.unwrap();
             (response.status().as_u16(), response.text().await.unwrap())
@@ -351,4 +361,13 @@ async fn readyz_names_an_ocp_credentials_problem_without_failing_readiness() {
         "{text}"
     );
     assert!(!text.contains("wrong"), "{text}");
+    // The public port's /readyz says only that it is ready: no OCP or store details.
+    let public = service
+        .http
+        .get(format!("{}/readyz", service.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 200);
+    assert_eq!(public.text().await.unwrap(), "ready");
 }

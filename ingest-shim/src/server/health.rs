@@ -9,10 +9,22 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the state store answers (the funnel read is one item / one small table). OCP's
-/// state does not decide readiness — stage 1 takes uploads without it — but a credentials or
-/// TLS problem with OCP is reported on a second line, for whoever looks.
+/// Ready when the state store answers (the funnel read is one item / one small table): a bare
+/// "ready" or "not ready" (503), for load balancers on the public port — the reason is logged,
+/// and shown on the operations listener ([`readyz_detailed`]).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.pipeline.store.funnel().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the state store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        }
+    }
+}
+
+/// As [`readyz`], with the reasons: the state store's error, and on a second line a credentials
+/// or TLS problem with OCP (it does not decide readiness — stage 1 takes uploads without OCP).
+pub async fn readyz_detailed(State(state): State<AppState>) -> impl IntoResponse {
     let ocp = state
         .ocp
         .as_ref()

@@ -61,12 +61,14 @@ impl ApiError {
         }
     }
 
-    /// A store or object-store failure: the service cannot answer now.
-    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+    /// A store or object-store failure: the service cannot answer now. The details go to the
+    /// log; the caller gets a generic answer (backend error text is not for outsiders).
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %error, "answering 503: a store cannot answer");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            message.to_string(),
+            "the service cannot answer now; retry later",
         )
     }
 }
@@ -85,7 +87,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router with every route, its limits and its guards.
+/// The router with every route, its limits and its guards: writes need a write token, reads a
+/// read or write token; `/healthz` and `/readyz` (a bare "ready" / "not ready", for load
+/// balancers) need none.
 pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/cdr", post(cdr::post_cdr))
@@ -96,17 +100,38 @@ pub fn router(state: AppState) -> Router {
         ));
     let reads = Router::new()
         .route("/v1/calls/{call_id}", get(calls::get_call))
+        .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_reader,
+        ));
+    let open = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/readyz", get(health::readyz));
     let timeout = Duration::from_secs(state.config.request_timeout_s);
     writes
         .merge(reads)
+        .merge(open)
         // CDR batches are small; recordings are streamed and limited by the audio handler.
         .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
+        ))
+        .with_state(state)
+}
+
+/// The operations listener's router (`server.admin_listen`): `/healthz`, `/readyz` with its
+/// details (the state store's error, an OCP credentials or TLS problem) and `/metrics`, without
+/// tokens — for where only the platform reaches.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz_detailed))
+        .route("/metrics", get(health::metrics))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
         ))
         .with_state(state)
 }
@@ -134,6 +159,17 @@ pub async fn resume(state: &AppState) -> Result<usize, crate::store::StoreError>
     Ok(queued)
 }
 
+/// Serves the operations router on `listener` until `shutdown` completes.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serves on `listener` until `shutdown` completes, then drains: requests in flight finish,
 /// then every call already accepted is taken to `stored` (or its failure recorded).
 pub async fn serve(
@@ -148,4 +184,27 @@ pub async fn serve(
     tasks.close();
     tasks.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_503_tells_the_caller_nothing_of_the_backend() {
+        let backend = crate::store::StoreError::Unavailable {
+            backend: "dynamodb",
+            message: "arn:aws:dynamodb:eu-west-1:123456789012:table/calls throttled".into(),
+        };
+        let response = ApiError::unavailable(backend).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("\"unavailable\""), "{text}");
+        for secret in ["dynamodb", "arn:", "123456789012", "throttled"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 }
