@@ -899,3 +899,53 @@ fn reads_need_a_read_or_write_token_and_the_public_port_tells_no_internals() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[test]
+fn slow_senders_are_closed_at_the_header_timeout_and_an_upload_beside_them_is_served() {
+    use std::io::Write as _;
+    let service = Service::start(&[("CALLREC_SERVER__HEADER_TIMEOUT_S", "2")]);
+    let address = service.url.trim_start_matches("http://").to_string();
+    // 500 connections that send a request head one byte every 500 ms (a slowloris).
+    let head = b"PUT /v1/calls/slow/audio HTTP/1.1\r\nHost: x\r\n";
+    let mut slow: Vec<std::net::TcpStream> = (0..500)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    let started = Instant::now();
+    let trickle = |slow: &mut Vec<std::net::TcpStream>, at: usize| {
+        for stream in slow.iter_mut() {
+            let _ = stream.write_all(&head[at % head.len()..at % head.len() + 1]);
+        }
+    };
+    trickle(&mut slow, 0);
+    // A normal upload beside them.
+    let response = put_audio(&service, "beside-the-slow", fixture("ulaw_8k_mono.wav"));
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mut at = 1;
+    while started.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(500));
+        trickle(&mut slow, at);
+        at += 1;
+    }
+    // Past the header timeout, the service has closed them: reads see the end (or a reset).
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut closed = 0;
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf) {
+            Ok(0) => closed += 1,
+            // An answer (408 or 400) before the close also counts as refused.
+            Ok(_) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 500, "slow connections still open after the header timeout");
+    assert_eq!(
+        get_call(&service, "beside-the-slow").0,
+        StatusCode::OK,
+        "the upload beside them was received"
+    );
+}

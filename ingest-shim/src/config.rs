@@ -78,6 +78,11 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Whole-request time limit, seconds (an upload slower than this is cut off).
     pub request_timeout_s: u64,
+    /// Seconds a connection may take to send a whole request head (the first, or the next on a
+    /// kept-alive connection, counted from the last answer: also the idle timeout).
+    pub header_timeout_s: u64,
+    /// Connections served at once; at the cap the listener waits for one to close.
+    pub max_connections: usize,
     /// Where uploads are spooled while their checksums are computed.
     pub spool_dir: PathBuf,
     /// Recordings staged and waiting for (or in) the engine at most; beyond, uploads get 503.
@@ -105,6 +110,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("admin_listen", &self.admin_listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_s", &self.request_timeout_s)
+            .field("header_timeout_s", &self.header_timeout_s)
+            .field("max_connections", &self.max_connections)
             .field("spool_dir", &self.spool_dir)
             .field("queue_depth", &self.queue_depth)
             .field("retry_after_s", &self.retry_after_s)
@@ -399,6 +406,8 @@ impl Default for Config {
                 admin_listen: None,
                 max_body_bytes: 512 << 20,
                 request_timeout_s: 300,
+                header_timeout_s: 30,
+                max_connections: 1024,
                 spool_dir: data.join("spool"),
                 queue_depth: 64,
                 retry_after_s: 5,
@@ -608,6 +617,12 @@ impl Config {
                 "server.admin_listen",
                 "an address and port, e.g. 127.0.0.1:9090",
             ));
+        }
+        if !(1..=3600).contains(&self.server.header_timeout_s) {
+            return Err(error("server.header_timeout_s", "1 to 3600 seconds"));
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(error("server.max_connections", "1 to 1000000"));
         }
         if self.server.max_body_bytes == 0 {
             return Err(error("server.max_body_bytes", "must be above 0"));

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod calls;
 pub mod cdr;
 pub mod health;
+pub mod listener;
 
 use crate::config::ServerConfig;
 use crate::pipeline::Pipeline;
@@ -165,9 +166,11 @@ pub async fn serve_admin(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listener::ConnectionLimits {
+        header_timeout: Duration::from_secs(state.config.header_timeout_s),
+        max_connections: 64,
+    };
+    listener::serve_connections(listener, admin_router(state), limits, shutdown).await
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains: requests in flight finish,
@@ -178,9 +181,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tasks = state.tasks.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = listener::ConnectionLimits {
+        header_timeout: Duration::from_secs(state.config.header_timeout_s),
+        max_connections: state.config.max_connections,
+    };
+    listener::serve_connections(listener, router(state), limits, shutdown).await?;
     tasks.close();
     tasks.wait().await;
     Ok(())
