@@ -342,6 +342,13 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
             "missing",
             funnel.ended.saturating_sub(funnel.stored)
         );
+        if funnel.unprocessed > 0 {
+            println!(
+                "  {:<10} {:>8}  (stored as they arrived: the engine could not process them; \
+                 the reason is on each call and in its sidecar)",
+                "unprocessed", funnel.unprocessed
+            );
+        }
         println!();
         if open.is_empty() {
             println!("no open export jobs");

@@ -53,6 +53,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::info!(%address, source = %loaded.source, "callrec serve started");
         spawn_resume(&state);
         let stop = CancellationToken::new();
+        let retrier = callrec_ingest::server::spawn_retrier(&state, stop.clone());
         if let Some(admin) = &loaded.config.server.admin_listen {
             let listener = tokio::net::TcpListener::bind(admin)
                 .await
@@ -78,6 +79,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             signal.cancel();
         });
         serve(listener, state, stop.cancelled_owned()).await?;
+        let _ = retrier.await;
         if let Some(task) = reconciling {
             task.await.context("the reconciler stopped")?;
         }
@@ -143,6 +145,7 @@ pub async fn open_pipeline(loaded: &Loaded) -> Result<Pipeline> {
         routing: Arc::new(loaded.routing.clone()),
         engine,
         keep_staged: config.server.keep_staged,
+        max_attempts: config.server.max_attempts,
     })
 }
 
@@ -155,6 +158,7 @@ pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         metrics: Arc::new(Metrics::new()),
         tasks: tokio_util::task::TaskTracker::new(),
+        in_flight: Default::default(),
         ocp: callrec_ingest::setup::open_ocp(&config.ocp)?,
         default_group: config.ocp.default_group.clone(),
     };

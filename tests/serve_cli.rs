@@ -942,7 +942,10 @@ fn slow_senders_are_closed_at_the_header_timeout_and_an_upload_beside_them_is_se
             Err(_) => {}
         }
     }
-    assert_eq!(closed, 500, "slow connections still open after the header timeout");
+    assert_eq!(
+        closed, 500,
+        "slow connections still open after the header timeout"
+    );
     assert_eq!(
         get_call(&service, "beside-the-slow").0,
         StatusCode::OK,

@@ -93,6 +93,11 @@ pub struct ServerConfig {
     pub engine_threads: usize,
     /// Keep the raw upload in staging after the call is stored (default: remove it).
     pub keep_staged: bool,
+    /// Pipeline attempts of a call before it is left for a person (not resumed, not retried).
+    pub max_attempts: u32,
+    /// A call received and not stored is run again this long after its last attempt, doubling
+    /// with each failed attempt (at most an hour); also how often the retrier looks, seconds.
+    pub retry_base_s: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -117,6 +122,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("retry_after_s", &self.retry_after_s)
             .field("engine_threads", &self.engine_threads)
             .field("keep_staged", &self.keep_staged)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base_s", &self.retry_base_s)
             .finish()
     }
 }
@@ -413,6 +420,8 @@ impl Default for Config {
                 retry_after_s: 5,
                 engine_threads: 0,
                 keep_staged: false,
+                max_attempts: 5,
+                retry_base_s: 120,
             },
             state: StateConfig {
                 backend: StateBackend::Sqlite,
@@ -620,6 +629,12 @@ impl Config {
         }
         if !(1..=3600).contains(&self.server.header_timeout_s) {
             return Err(error("server.header_timeout_s", "1 to 3600 seconds"));
+        }
+        if !(1..=100).contains(&self.server.max_attempts) {
+            return Err(error("server.max_attempts", "1 to 100"));
+        }
+        if !(1..=86_400).contains(&self.server.retry_base_s) {
+            return Err(error("server.retry_base_s", "1 to 86400 seconds"));
         }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return Err(error("server.max_connections", "1 to 1000000"));

@@ -290,6 +290,10 @@ pub async fn run_pipeline(
             .with_label_values(&["process_and_store"])
             .observe(started.elapsed().as_secs_f64()),
         Ok(Finished::NothingToDo) => {}
+        Ok(Finished::Archived) => {
+            metrics.calls_unprocessed.inc();
+            tracing::warn!(call_id = %call_id, "the engine cannot process this recording: stored as it arrived, under unprocessed/");
+        }
         Err(e) => {
             metrics.failures.with_label_values(&[e.kind()]).inc();
             tracing::error!(call_id = %call_id, kind = e.kind(), error = %e, "{what} failed");

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub ocp_unavailable: IntCounter,
     /// Calls given up on (past OCP's retention, or out of attempts).
     pub calls_lost: IntCounter,
+    /// Recordings the engine could not process, stored as they arrived (`unprocessed/`).
+    pub calls_unprocessed: IntCounter,
     /// Export-job leases taken over from a replica that stopped renewing (died or paused).
     pub lease_takeovers: IntCounter,
     /// Steps stopped because this replica lost its lease (its writes fenced off).
@@ -127,6 +129,11 @@ impl Metrics {
             "Calls given up on: past OCP's retention or out of attempts",
         )
         .expect("valid metric");
+        let calls_unprocessed = IntCounter::new(
+            "calls_unprocessed_total",
+            "Recordings the engine could not process, stored as they arrived under unprocessed/",
+        )
+        .expect("valid metric");
         let lease_takeovers = IntCounter::new(
             "lease_takeovers_total",
             "Export-job leases taken over from a replica that stopped renewing",
@@ -154,6 +161,7 @@ impl Metrics {
             Box::new(calls_lost.clone()),
             Box::new(ocp_auth_failures.clone()),
             Box::new(ocp_unavailable.clone()),
+            Box::new(calls_unprocessed.clone()),
             Box::new(lease_takeovers.clone()),
             Box::new(leases_lost.clone()),
         ] {
@@ -179,6 +187,7 @@ impl Metrics {
             ocp_auth_failures,
             ocp_unavailable,
             calls_lost,
+            calls_unprocessed,
             lease_takeovers,
             leases_lost,
         }

@@ -51,7 +51,50 @@ pub enum PipelineError {
     BadDecisions(String, String),
 }
 
+/// The file extension of a recording, from its first bytes (`bin` when unknown).
+fn extension_of(head: &[u8]) -> &'static str {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    if at(8, b"WAVE") {
+        "wav"
+    } else if at(0, b"fLaC") {
+        "flac"
+    } else if at(0, b"OggS") {
+        "ogg"
+    } else if at(4, b"ftyp") {
+        "m4a"
+    } else if at(0, b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0) {
+        "mp3"
+    } else {
+        "bin"
+    }
+}
+
 impl PipelineError {
+    /// Whether the recording itself is what fails (a format the engine does not take, broken
+    /// or corrupt data, a duration the CDR contradicts): trying again will not help, so after
+    /// the attempts it is stored as it arrived. Stores, buckets and the engine's own trouble
+    /// are not.
+    pub fn is_about_the_recording(&self) -> bool {
+        use callrec_engine::EngineError as E;
+        match self {
+            PipelineError::DurationMismatch { .. } => true,
+            PipelineError::Engine(e) => matches!(
+                e,
+                E::Empty
+                    | E::Truncated { .. }
+                    | E::Malformed { .. }
+                    | E::UnknownFormat(_)
+                    | E::Unsupported(_)
+                    | E::NoAudio(_)
+                    | E::CorruptFrames { .. }
+                    | E::LimitExceeded(_)
+                    | E::DurationMismatch { .. }
+                    | E::Decoder(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// A short stable name, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -155,6 +198,9 @@ pub struct Pipeline {
     pub routing: Arc<Routing>,
     pub engine: EngineRunner,
     pub keep_staged: bool,
+    /// Attempts after which a recording the engine cannot take is stored as it arrived
+    /// (`unprocessed/`), never left out of the bucket.
+    pub max_attempts: u32,
 }
 
 /// What one run of the pipeline did.
@@ -162,6 +208,9 @@ pub struct Pipeline {
 pub enum Finished {
     /// Stored now.
     Stored,
+    /// Stored now as it arrived, unprocessed: the engine could not take it, `max_attempts`
+    /// times (the reason is on the call and in the sidecar).
+    Archived,
     /// Nothing to do: not received yet, or stored already.
     NothingToDo,
 }
@@ -170,20 +219,135 @@ impl Pipeline {
     /// Takes the call as far as it can go from its last flag; records a failure on the call.
     pub async fn run(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
         let result = self.advance(call_id).await;
-        if let Err(e) = &result {
-            // Best effort: the error is also returned (and logged and counted by the caller).
-            let _ = self
-                .store
-                .update(
-                    call_id,
-                    &CallChange::Failed {
-                        error: e.to_string(),
-                    },
-                    Timestamp::now(),
-                )
-                .await;
+        let Err(e) = &result else {
+            return result;
+        };
+        // Best effort: the error is also returned (and logged and counted by the caller).
+        let failed = CallChange::Failed {
+            error: e.to_string(),
+        };
+        let recorded = self.store.update(call_id, &failed, Timestamp::now()).await;
+        // The recording itself is what fails, again and again: store it as it came.
+        if e.is_about_the_recording()
+            && let Ok((record, _)) = recorded
+            && record.attempts >= self.max_attempts
+            && record.flags.stored.is_none()
+        {
+            match self.archive(&record, &e.to_string()).await {
+                Ok(()) => return Ok(Finished::Archived),
+                Err(archiving) => {
+                    tracing::error!(call_id = %call_id, error = %archiving, "storing the unprocessable recording as it arrived failed");
+                }
+            }
         }
         result
+    }
+
+    /// Stores the staged recording unchanged in the call's line-of-business bucket under
+    /// `…/unprocessed/{file}` with a sidecar giving `reason`, and marks the call stored (not
+    /// processed).
+    async fn archive(&self, record: &CallRecord, reason: &str) -> Result<(), PipelineError> {
+        let staged = record
+            .staged
+            .as_ref()
+            .ok_or(PipelineError::Refused("not received yet"))?;
+        let raw = self
+            .objects
+            .get(&self.routing.staging.bucket, &staged.location, None)
+            .await?;
+        let lob = self.routing.route(&record.cdr);
+        let when = record
+            .flags
+            .started
+            .or(record.flags.ended)
+            .or(record.flags.received)
+            .unwrap_or(record.created_at);
+        let routed = lob.object_key(&record.call_id, &record.cdr, when, extension_of(&raw))?;
+        let key = match routed.rsplit_once('/') {
+            Some((dir, file)) => format!("{dir}/unprocessed/{file}"),
+            None => format!("unprocessed/{routed}"),
+        };
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("call-id".to_string(), record.call_id.to_string());
+        metadata.insert("line-of-business".to_string(), lob.name.clone());
+        metadata.insert("processed".to_string(), "false".to_string());
+        let meta = ObjectMeta {
+            content_type: "application/octet-stream".into(),
+            crc32c: staged.crc32c.clone(),
+            sha256: staged.sha256.clone(),
+            metadata: metadata.clone(),
+            storage_class: lob.storage_class.clone(),
+            kms_key_id: lob.kms_key_id.clone(),
+        };
+        self.objects
+            .put_new(&lob.bucket, &key, Body::Bytes(raw), &meta)
+            .await?;
+        let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
+            "call_id": record.call_id,
+            "line_of_business": lob.name,
+            "processed": false,
+            "reason": reason,
+            "attempts": record.attempts,
+            "cdr": record.cdr,
+            "flags": record.flags,
+            "input": {"bytes": staged.bytes, "sha256": staged.sha256, "crc32c": staged.crc32c},
+        }))
+        .expect("the sidecar serializes");
+        self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
+            .await?;
+        let object = StoredObject {
+            line_of_business: lob.name.clone(),
+            bucket: lob.bucket.clone(),
+            key,
+            crc32c: staged.crc32c.clone(),
+            sha256: staged.sha256.clone(),
+        };
+        let change = CallChange::Archived {
+            object,
+            reason: reason.to_string(),
+        };
+        let (_, applied) = self
+            .store
+            .update(&record.call_id, &change, Timestamp::now())
+            .await?;
+        if let Outcome::Refused(why) = applied.outcome {
+            return Err(PipelineError::Refused(why));
+        }
+        if !self.keep_staged
+            && let Err(e) = self
+                .objects
+                .delete(&self.routing.staging.bucket, &staged.location)
+                .await
+        {
+            tracing::warn!(call_id = %record.call_id, error = %e, "removing the staged recording failed; left in the staging bucket");
+        }
+        Ok(())
+    }
+
+    /// A JSON sidecar, create-only; one from an earlier attempt (its times may differ) stands.
+    async fn put_sidecar(
+        &self,
+        lob: &crate::routing::LineOfBusiness,
+        key: &str,
+        sidecar: Vec<u8>,
+        metadata: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), PipelineError> {
+        let meta = ObjectMeta {
+            content_type: "application/json".into(),
+            crc32c: crate::objects::Crc32c::of(&sidecar),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sidecar)),
+            metadata,
+            storage_class: lob.storage_class.clone(),
+            kms_key_id: lob.kms_key_id.clone(),
+        };
+        match self
+            .objects
+            .put_new(&lob.bucket, key, Body::Bytes(sidecar.into()), &meta)
+            .await
+        {
+            Ok(_) | Err(ObjectError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn advance(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
@@ -342,30 +506,10 @@ impl Pipeline {
             "report": report,
         }))
         .expect("the report serializes");
-        let sidecar_key = format!("{key}.json");
-        let sidecar_meta = ObjectMeta {
-            content_type: "application/json".into(),
-            crc32c: crate::objects::Crc32c::of(&sidecar),
-            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sidecar)),
-            metadata,
-            storage_class: lob.storage_class.clone(),
-            kms_key_id: lob.kms_key_id.clone(),
-        };
-        match self
-            .objects
-            .put_new(
-                &lob.bucket,
-                &sidecar_key,
-                Body::Bytes(sidecar.into()),
-                &sidecar_meta,
-            )
-            .await
-        {
-            // A sidecar from an earlier attempt may differ in its flag times: the audio is what
-            // must not differ, and it did not.
-            Ok(_) | Err(ObjectError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        // A sidecar from an earlier attempt may differ in its flag times: the audio is what
+        // must not differ, and it did not.
+        self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
+            .await?;
         Ok(StoredObject {
             line_of_business: lob.name.clone(),
             bucket: lob.bucket.clone(),

@@ -33,6 +33,7 @@ sqlite_suite!(
     pending_pages,
     jobs_and_leases,
     unfinished_work,
+    oversized_facts,
 );
 
 #[tokio::test]

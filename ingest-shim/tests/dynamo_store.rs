@@ -46,6 +46,7 @@ dynamo_suite!(
     pending_pages,
     jobs_and_leases,
     unfinished_work,
+    oversized_facts,
 );
 
 #[tokio::test]

@@ -3,25 +3,28 @@
 //! NDJSON batches of 1,000, the tenant group from the query, the header or the default, and bad
 //! records refused with their field named and nothing written.
 
+mod common;
+
 use callrec_ingest::CallId;
-use callrec_ingest::metrics::Metrics;
 use callrec_ingest::objects::folder::FolderStore;
-use callrec_ingest::pipeline::{EngineRunner, Pipeline};
-use callrec_ingest::server::AppState;
 use callrec_ingest::store::CallStore;
 use callrec_ingest::store::sqlite::SqliteStore;
+use common::service::{InProcess, TOKEN};
 use std::sync::Arc;
 
-const TOKEN: &str = "native-cdr-test-token-0123456789";
 const DOCUMENTED: &str = include_str!("../../fixtures/ocp/dialog_start.json");
 
 struct Service {
-    url: String,
-    /// The operations listener (`server.admin_listen`).
-    admin_url: String,
+    served: InProcess,
     store: Arc<dyn CallStore>,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Service {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.served
+    }
 }
 
 async fn service(default_group: Option<&str>) -> Service {
@@ -34,44 +37,15 @@ async fn service_with(
 ) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let mut config = callrec_ingest::config::Config::default();
-    config.server.bearer_tokens = vec![TOKEN.into()];
-    let routing = config.validate().unwrap();
+    config.server.queue_depth = 4;
+    config.ocp.default_group = default_group.map(str::to_string);
     let store: Arc<dyn CallStore> =
         Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
-    let state = AppState {
-        pipeline: Pipeline {
-            store: store.clone(),
-            objects: Arc::new(FolderStore::open(dir.path().join("objects")).unwrap()),
-            routing: Arc::new(routing),
-            engine: EngineRunner::start(1, 4, callrec_engine::ProcessConfig::default()).unwrap(),
-            keep_staged: false,
-        },
-        config: Arc::new(config.server.clone()),
-        queue: Arc::new(tokio::sync::Semaphore::new(4)),
-        metrics: Arc::new(Metrics::new()),
-        tasks: tokio_util::task::TaskTracker::new(),
-        ocp,
-        default_group: default_group.map(str::to_string),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_url = format!("http://{}", admin.local_addr().unwrap());
-    tokio::spawn(callrec_ingest::server::serve_admin(
-        admin,
-        state.clone(),
-        std::future::pending(),
-    ));
-    tokio::spawn(callrec_ingest::server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let objects = Arc::new(FolderStore::open(dir.path().join("objects")).unwrap());
+    let served = common::service::serve(config, store.clone(), objects, ocp).await;
     Service {
-        url,
-        admin_url,
+        served,
         store,
-        http: reqwest::Client::new(),
         _dir: dir,
     }
 }

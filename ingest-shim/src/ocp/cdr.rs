@@ -161,6 +161,7 @@ pub fn map_record(record: &Value, group_id: &str) -> Result<Mapped, String> {
         duration_ms,
         metadata,
         ocp_records: [(message_type.name().to_string(), capped(fields))].into(),
+        facts_truncated: false,
     };
     facts.validate().map_err(|e| {
         // Name the record's field, not ours.

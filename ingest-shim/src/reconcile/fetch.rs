@@ -120,7 +120,7 @@ where
                 FileOutcome::Cdr(filled) => r.cdrs_filled += filled,
                 FileOutcome::Done(label, failure) => {
                     match label {
-                        "stored" => r.stored += 1,
+                        "stored" | "stored_unprocessed" => r.stored += 1,
                         "already_stored" | "already_received" => r.already += 1,
                         _ => r.failed += 1,
                     }
@@ -387,6 +387,7 @@ async fn recover(
     {
         Ok(Finished::Stored) => skipped("stored"),
         Ok(Finished::NothingToDo) => skipped("already_stored"),
+        Ok(Finished::Archived) => skipped("stored_unprocessed"),
         Err(_) => skipped("failed"),
     }
 }

@@ -8,9 +8,10 @@
 //! kept under `conflicts/` in the staging bucket for review, the first upload untouched.
 
 use super::calls::CallView;
+use super::work::spawn_pipeline;
 use super::{ApiError, AppState};
 use crate::ids::CallId;
-use crate::intake::{Digesting, Spool, SpoolError, Spooled, receive, run_pipeline};
+use crate::intake::{Digesting, Spool, SpoolError, Spooled, receive};
 use crate::store::Outcome;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -204,10 +205,28 @@ pub async fn put_audio(
         }
     };
     state.metrics.upload_bytes.inc_by(spooled.bytes());
-    let (record, outcome) = receive(&state.pipeline, &call_id, &spooled, &content_type)
+    // Receiving and starting the pipeline run in a task of their own: if this request is dropped
+    // now (the client went away, the request timed out), a call that became `received` still
+    // gets its pipeline.
+    let task_state = state.clone();
+    let task_call = call_id.clone();
+    let received = state.tasks.spawn(async move {
+        let received = receive(&task_state.pipeline, &task_call, &spooled, &content_type).await;
+        drop(spooled);
+        if let Ok((record, outcome)) = &received {
+            // New bytes; or the same again for a call not stored yet (its run may have been
+            // lost): the pipeline runs, once.
+            let again = *outcome == Outcome::Unchanged && record.flags.stored.is_none();
+            if *outcome == Outcome::Changed || again {
+                spawn_pipeline(&task_state, task_call, permit, "processing");
+            }
+        }
+        received
+    });
+    let (record, outcome) = received
         .await
+        .map_err(ApiError::unavailable)?
         .map_err(ApiError::unavailable)?;
-    drop(spooled);
     state
         .metrics
         .stage_seconds
@@ -216,7 +235,6 @@ pub async fn put_audio(
     match outcome {
         Outcome::Changed => {
             state.metrics.uploads.with_label_values(&["created"]).inc();
-            spawn_pipeline(&state, call_id, permit);
             Ok((StatusCode::CREATED, Json(CallView::of(&record))))
         }
         Outcome::Unchanged => {
@@ -235,14 +253,4 @@ pub async fn put_audio(
         }
         Outcome::Refused(why) => Err(ApiError::new(StatusCode::CONFLICT, "refused", why)),
     }
-}
-
-/// Runs the call through the pipeline in the background, holding its place in the queue.
-fn spawn_pipeline(state: &AppState, call_id: CallId, permit: tokio::sync::OwnedSemaphorePermit) {
-    let pipeline = state.pipeline.clone();
-    let metrics = state.metrics.clone();
-    state.tasks.spawn(async move {
-        let _permit = permit;
-        let _ = run_pipeline(&pipeline, &metrics, &call_id, "processing").await;
-    });
 }

@@ -20,6 +20,9 @@ pub struct CallView {
     pub report: Option<serde_json::Value>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Stored as it arrived, unprocessed, and why (absent when processed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unprocessed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +60,7 @@ impl CallView {
             }),
             attempts: record.attempts,
             last_error: record.last_error.clone(),
+            unprocessed: record.unprocessed.clone(),
         }
     }
 }

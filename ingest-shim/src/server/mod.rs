@@ -14,6 +14,7 @@ pub mod calls;
 pub mod cdr;
 pub mod health;
 pub mod listener;
+pub mod work;
 
 use crate::config::ServerConfig;
 use crate::pipeline::Pipeline;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The processing tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The calls whose pipeline runs here now (never two runs of one call).
+    pub in_flight: work::InFlight,
     /// OCP's Exports API, when OCP is configured: stage 2 uses it, `/readyz` reports its
     /// credentials or TLS problems.
     pub ocp: Option<Arc<dyn crate::ocp::OcpExports>>,
@@ -137,28 +140,7 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Takes every call that was received but not stored (a crash, a deploy) through the pipeline
-/// again, from its last flag, with the same backpressure as new uploads. Returns how many it
-/// queued.
-pub async fn resume(state: &AppState) -> Result<usize, crate::store::StoreError> {
-    use futures_util::TryStreamExt as _;
-    let mut queued = 0;
-    let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
-    while let Some(record) = calls.try_next().await? {
-        let Ok(permit) = state.queue.clone().acquire_owned().await else {
-            return Ok(queued);
-        };
-        let pipeline = state.pipeline.clone();
-        let metrics = state.metrics.clone();
-        state.tasks.spawn(async move {
-            let _permit = permit;
-            let call_id = &record.call_id;
-            let _ = crate::intake::run_pipeline(&pipeline, &metrics, call_id, "resuming").await;
-        });
-        queued += 1;
-    }
-    Ok(queued)
-}
+pub use work::{resume, spawn_retrier};
 
 /// Serves the operations router on `listener` until `shutdown` completes.
 pub async fn serve_admin(

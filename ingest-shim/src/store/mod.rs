@@ -74,6 +74,9 @@ impl CounterDelta {
                 deltas.push((flag.name(), 1));
             }
         }
+        if after.unprocessed.is_some() && before.is_none_or(|b| b.unprocessed.is_none()) {
+            deltas.push(("unprocessed", 1));
+        }
         let old_status = before.map_or(CallStatus::Pending, |b| b.status);
         if before.is_none() || old_status != after.status {
             if before.is_some() {
@@ -98,6 +101,8 @@ pub struct Funnel {
     pub complete: u64,
     pub conflict: u64,
     pub lost: u64,
+    /// Stored as they arrived: the engine could not process them (`unprocessed/` keys).
+    pub unprocessed: u64,
 }
 
 impl Funnel {
@@ -137,6 +142,7 @@ impl Funnel {
             "complete" => self.complete = value,
             "conflict" => self.conflict = value,
             "lost" => self.lost = value,
+            "unprocessed" => self.unprocessed = value,
             _ => {}
         }
     }
@@ -230,6 +236,10 @@ pub trait CallStore: Send + Sync + 'static {
             }
             let expected = current.as_ref().map(|r| r.version);
             record.version = expected.map_or(1, |v| v + 1);
+            // Never a record too large to write (every later write of the call would fail).
+            if record.fit(record::MAX_RECORD_BYTES) {
+                tracing::warn!(call_id = %call_id, "call record at its size limit: facts left out (facts_truncated)");
+            }
             let counters = CounterDelta::between(current.as_ref(), &record);
             if self.put_if(&record, expected, &counters).await? {
                 return Ok((record, applied));

@@ -145,10 +145,19 @@ pub struct CdrFacts {
     /// as received and size-capped ([`crate::ocp::cdr`]): they go into the sidecar whole.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ocp_records: BTreeMap<String, serde_json::Value>,
+    /// Facts were left out to keep the record within its size (metadata past
+    /// [`MAX_METADATA_ENTRIES`] or [`MAX_METADATA_BYTES`], or what [`CallRecord::fit`] dropped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub facts_truncated: bool,
 }
 
 /// Most metadata entries a call keeps.
 pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Most bytes of metadata (keys and values) a call keeps, across all its events.
+pub const MAX_METADATA_BYTES: usize = 32 << 10;
+/// Largest serialized call record written: DynamoDB refuses items above 400 KB, and a record
+/// that cannot be written can never record anything again.
+pub const MAX_RECORD_BYTES: usize = 300 << 10;
 /// Longest text fact or metadata value, bytes.
 pub const MAX_TEXT: usize = 1024;
 
@@ -211,9 +220,18 @@ impl CdrFacts {
         changed |= fill(&mut self.application_type, &other.application_type);
         changed |= fill(&mut self.direction, &other.direction);
         changed |= fill(&mut self.duration_ms, &other.duration_ms);
+        let mut bytes: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
         for (key, value) in &other.metadata {
-            if !self.metadata.contains_key(key) && self.metadata.len() < MAX_METADATA_ENTRIES {
+            if self.metadata.contains_key(key) {
+                continue;
+            }
+            let size = key.len() + value.len();
+            if self.metadata.len() < MAX_METADATA_ENTRIES && bytes + size <= MAX_METADATA_BYTES {
                 self.metadata.insert(key.clone(), value.clone());
+                bytes += size;
+                changed = true;
+            } else if !self.facts_truncated {
+                self.facts_truncated = true;
                 changed = true;
             }
         }
@@ -282,6 +300,10 @@ pub struct CallRecord {
     pub last_error: Option<String>,
     /// Different uploads refused for this call (kept under the conflict prefix).
     pub conflicts: u32,
+    /// Why the recording was stored as it arrived instead of processed (the engine could not
+    /// take it, attempt after attempt): the original bytes are in the bucket, never left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unprocessed: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Bumped by every write: the compare-and-swap token.
@@ -303,6 +325,7 @@ impl CallRecord {
             attempts: 0,
             last_error: None,
             conflicts: 0,
+            unprocessed: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -332,6 +355,50 @@ impl CallRecord {
             (Some(received), None) => Some(received),
             _ => None,
         }
+    }
+
+    /// The record's size as written (JSON).
+    pub fn serialized_bytes(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |b| b.len())
+    }
+
+    /// Keeps the record within `max` serialized bytes, whatever it was given: drops the largest
+    /// metadata entries, then OCP's kept records, then shortens the last error, flagging the
+    /// facts as truncated. True if anything was dropped.
+    pub fn fit(&mut self, max: usize) -> bool {
+        let mut dropped = false;
+        let mut size = self.serialized_bytes();
+        while size > max {
+            // Drop by estimate (an entry costs at least its text and its JSON punctuation), then
+            // measure again: one serialization per round, not per entry.
+            let mut estimate = size;
+            while estimate > max {
+                let largest = self
+                    .cdr
+                    .metadata
+                    .iter()
+                    .max_by_key(|(k, v)| k.len() + v.len())
+                    .map(|(k, v)| (k.clone(), k.len() + v.len() + 6));
+                let freed = if let Some((key, cost)) = largest {
+                    self.cdr.metadata.remove(&key);
+                    cost
+                } else if let Some(kind) = self.cdr.ocp_records.keys().next().cloned() {
+                    let record = self.cdr.ocp_records.remove(&kind);
+                    serde_json::to_vec(&record).map_or(0, |b| b.len())
+                } else if self.last_error.as_ref().is_some_and(|e| e.len() > 200) {
+                    let before = self.last_error.as_ref().map_or(0, String::len);
+                    self.last_error = self.last_error.as_deref().map(|e| truncate(e, 200));
+                    before - 200
+                } else {
+                    return dropped;
+                };
+                self.cdr.facts_truncated = true;
+                dropped = true;
+                estimate = estimate.saturating_sub(freed.max(1));
+            }
+            size = self.serialized_bytes();
+        }
+        dropped
     }
 
     /// Applies `change` at time `now`. Returns what happened; the record is modified only when
@@ -389,6 +456,27 @@ impl CallRecord {
                         None => {
                             self.object = Some(object.clone());
                             self.line_of_business = Some(object.line_of_business.clone());
+                            self.flags.set(Flag::Stored, now);
+                            if self.status == CallStatus::Pending || self.status == CallStatus::Lost
+                            {
+                                self.status = CallStatus::Complete;
+                            }
+                            Outcome::Changed
+                        }
+                    }
+                }
+            }
+            CallChange::Archived { object, reason } => {
+                if self.staged.is_none() {
+                    Outcome::Refused("not received yet")
+                } else {
+                    match &self.object {
+                        Some(existing) if existing == object => Outcome::Unchanged,
+                        Some(_) => Outcome::Refused("stored already, elsewhere"),
+                        None => {
+                            self.object = Some(object.clone());
+                            self.line_of_business = Some(object.line_of_business.clone());
+                            self.unprocessed = Some(truncate(reason, 2000));
                             self.flags.set(Flag::Stored, now);
                             if self.status == CallStatus::Pending || self.status == CallStatus::Lost
                             {
@@ -469,6 +557,11 @@ pub enum CallChange {
     Processed(ProcessedFacts),
     /// The processed audio is stored.
     Stored(StoredObject),
+    /// The recording is stored as it arrived, unprocessed, for this reason.
+    Archived {
+        object: StoredObject,
+        reason: String,
+    },
     /// Routing decided the line of business (before storing).
     Routed { line_of_business: String },
     /// An attempt failed.
@@ -582,5 +675,49 @@ mod tests {
             Outcome::Refused(_)
         ));
         assert_eq!(r.flags, Flags::default());
+    }
+
+    #[test]
+    fn metadata_is_capped_in_total_and_the_cut_is_flagged() {
+        let mut r = CallRecord::new(CallId::parse("big").unwrap(), t(0));
+        // Forty events of 64 entries of 1 KB: far past the budget if kept.
+        for event in 0..40 {
+            let facts = CdrFacts {
+                metadata: (0..64)
+                    .map(|i| (format!("k{event}-{i}"), "v".repeat(1000)))
+                    .collect(),
+                ..CdrFacts::default()
+            };
+            r.apply(
+                &CallChange::End {
+                    at: t(1),
+                    facts: facts.clone(),
+                },
+                t(1),
+            );
+        }
+        let bytes: usize = r.cdr.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(bytes <= MAX_METADATA_BYTES, "{bytes}");
+        assert!(r.cdr.facts_truncated);
+        assert!(r.serialized_bytes() < MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn a_record_is_fitted_under_its_size_limit_however_it_grew() {
+        let mut r = CallRecord::new(CallId::parse("huge").unwrap(), t(0));
+        // Grown past any limit by other means (an older version, a future field).
+        r.cdr.metadata = (0..500)
+            .map(|i| (format!("k{i}"), "x".repeat(1000)))
+            .collect();
+        r.cdr.ocp_records.insert(
+            "dialog_start".into(),
+            serde_json::json!({"x": "y".repeat(100_000)}),
+        );
+        assert!(r.serialized_bytes() > 400_000);
+        assert!(r.fit(MAX_RECORD_BYTES));
+        assert!(r.serialized_bytes() <= MAX_RECORD_BYTES);
+        assert!(r.cdr.facts_truncated);
+        // Already small: nothing to do.
+        assert!(!r.fit(MAX_RECORD_BYTES));
     }
 }

@@ -2,8 +2,6 @@
 //! store, ocp-sim's Exports API on a loopback port (HTTPS, OCP's login) holding the calls'
 //! recordings, and a reconciler — or several, on skewed clocks.
 
-#![allow(dead_code, reason = "each test binary uses a different part")]
-
 use bytes::Bytes;
 use callrec_ingest::CallId;
 use callrec_ingest::config::{Config, Loaded};
@@ -130,6 +128,7 @@ pub async fn rig_of(
         routing: Arc::new(loaded.routing.clone()),
         engine: EngineRunner::start(2, 8, callrec_engine::ProcessConfig::default()).unwrap(),
         keep_staged: false,
+        max_attempts: loaded.config.server.max_attempts,
     };
     let mut config = loaded.config.worker_config("replica-a".into());
     config.scan.grace = SignedDuration::ZERO;

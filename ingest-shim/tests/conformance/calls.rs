@@ -583,3 +583,40 @@ pub async fn unfinished_work(store: Store) {
     }
     assert_eq!(ids, ["w-0", "w-2", "w-3", "w-4"]);
 }
+
+/// A call whose CDR events carry far more metadata than an item may hold: kept within the
+/// limit, flagged, and every later write of the call still succeeds.
+pub async fn oversized_facts(store: Store) {
+    let id = CallId::parse("oversized").unwrap();
+    for event in 0..40 {
+        let facts = CdrFacts {
+            group_id: Some("A".into()),
+            metadata: (0..64)
+                .map(|i| (format!("key-{event}-{i}"), "v".repeat(1000)))
+                .collect(),
+            ..CdrFacts::default()
+        };
+        let change = if event == 0 {
+            CallChange::Start { at: t(0), facts }
+        } else {
+            CallChange::End { at: t(60), facts }
+        };
+        store.update(&id, &change, t(event)).await.unwrap();
+    }
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert!(record.cdr.facts_truncated);
+    assert!(record.serialized_bytes() <= callrec_ingest::store::record::MAX_RECORD_BYTES);
+    // Later writes of the call go through.
+    let (after, applied) = store
+        .update(
+            &id,
+            &CallChange::Failed {
+                error: "x".repeat(5000),
+            },
+            t(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome, Outcome::Changed);
+    assert_eq!(after.attempts, 1);
+}

@@ -1,0 +1,177 @@
+//! The calls this replica runs through the pipeline, so that none is left behind: a call that is
+//! `received` always has a pipeline run coming — started by its upload, by the same upload again,
+//! by the resume at start, or by the local retrier — and never two at once here.
+//!
+//! - **In flight**: the calls running now; a second start of one of them is a no-op.
+//! - **Resume** at start: every call received and not stored, from its last flag, except those
+//!   out of attempts (`server.max_attempts`: left for a person with their last error).
+//! - **Retrier**: every `server.retry_base_s`, the calls received and not stored whose last
+//!   attempt is older than their backoff (`retry_base_s` × 2^attempts, at most an hour) run again,
+//!   whether or not reconciliation is on — a transient failure (a store or bucket briefly down)
+//!   heals without a restart.
+
+use super::AppState;
+use crate::ids::CallId;
+use crate::intake::run_pipeline;
+use futures_util::TryStreamExt as _;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+/// The calls whose pipeline runs here now.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<Mutex<HashSet<CallId>>>);
+
+/// A call marked in flight until dropped.
+pub struct Running {
+    set: InFlight,
+    call_id: CallId,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.call_id);
+    }
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<CallId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `call_id` in flight, unless it already is.
+    pub fn start(&self, call_id: &CallId) -> Option<Running> {
+        self.lock().insert(call_id.clone()).then(|| Running {
+            set: self.clone(),
+            call_id: call_id.clone(),
+        })
+    }
+
+    pub fn contains(&self, call_id: &CallId) -> bool {
+        self.lock().contains(call_id)
+    }
+}
+
+/// Runs `call_id` through the pipeline in the background, holding `permit` (its place in the
+/// queue) until it ends. Nothing happens if the call is in flight already. Returns whether a run
+/// started.
+pub fn spawn_pipeline(
+    state: &AppState,
+    call_id: CallId,
+    permit: OwnedSemaphorePermit,
+    what: &'static str,
+) -> bool {
+    let Some(running) = state.in_flight.start(&call_id) else {
+        return false;
+    };
+    let pipeline = state.pipeline.clone();
+    let metrics = state.metrics.clone();
+    state.tasks.spawn(async move {
+        let _running = running;
+        let _permit = permit;
+        let _ = run_pipeline(&pipeline, &metrics, &call_id, what).await;
+    });
+    true
+}
+
+/// Takes every call that was received but not stored (a crash, a deploy) through the pipeline
+/// again, from its last flag, with the same backpressure as new uploads; calls out of attempts
+/// are left alone (logged). Returns how many it queued.
+pub async fn resume(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let mut queued = 0;
+    let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
+    while let Some(record) = calls.try_next().await? {
+        if record.attempts >= state.config.max_attempts {
+            tracing::warn!(call_id = %record.call_id, attempts = record.attempts, last_error = ?record.last_error, "not resumed: out of attempts");
+            continue;
+        }
+        let Ok(permit) = state.queue.clone().acquire_owned().await else {
+            return Ok(queued);
+        };
+        queued += usize::from(spawn_pipeline(state, record.call_id, permit, "resuming"));
+    }
+    Ok(queued)
+}
+
+/// How long after its last attempt a call with `attempts` failed attempts is tried again.
+pub fn backoff(base: SignedDuration, attempts: u32) -> SignedDuration {
+    let factor = 1i32 << attempts.min(10);
+    (base * factor).min(SignedDuration::from_hours(1).max(base))
+}
+
+/// One pass of the retrier at `now`: starts the calls due again (as queue room allows). Returns
+/// how many it started.
+pub async fn retry_due(
+    state: &AppState,
+    now: Timestamp,
+) -> Result<usize, crate::store::StoreError> {
+    let base = SignedDuration::from_secs(state.config.retry_base_s as i64);
+    let mut started = 0;
+    let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
+    while let Some(record) = calls.try_next().await? {
+        if record.attempts >= state.config.max_attempts || state.in_flight.contains(&record.call_id)
+        {
+            continue;
+        }
+        let due = record
+            .updated_at
+            .checked_add(backoff(base, record.attempts))
+            .unwrap_or(record.updated_at);
+        if due > now {
+            continue;
+        }
+        // Room in the queue, or wait for the next pass: new uploads come first.
+        let Ok(permit) = state.queue.clone().try_acquire_owned() else {
+            break;
+        };
+        started += usize::from(spawn_pipeline(state, record.call_id, permit, "retrying"));
+    }
+    Ok(started)
+}
+
+/// Runs [`retry_due`] every `server.retry_base_s` until `stop`.
+pub fn spawn_retrier(state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(state.config.retry_base_s.max(1));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            match retry_due(&state, Timestamp::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(calls = n, "retrying calls received and not stored"),
+                Err(e) => tracing::warn!(error = %e, "listing the calls to retry failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let base = SignedDuration::from_secs(120);
+        assert_eq!(backoff(base, 0), base);
+        assert_eq!(backoff(base, 1), SignedDuration::from_secs(240));
+        assert_eq!(backoff(base, 4), SignedDuration::from_secs(1920));
+        assert_eq!(backoff(base, 5), SignedDuration::from_hours(1));
+        assert_eq!(backoff(base, 99), SignedDuration::from_hours(1));
+    }
+
+    #[test]
+    fn a_call_is_in_flight_once() {
+        let set = InFlight::default();
+        let id = CallId::parse("c1").unwrap();
+        let first = set.start(&id).unwrap();
+        assert!(set.start(&id).is_none());
+        assert!(set.contains(&id));
+        drop(first);
+        assert!(set.start(&id).is_some());
+    }
+}

@@ -1,0 +1,361 @@
+//! No call left behind in the service (in process, real HTTP on loopback, SQLite and a folder):
+//! an upload whose request is dropped right after `received` is committed is stored anyway; the
+//! same bytes again for a call whose pipeline never ran make it run; a transient failure heals
+//! through the local retrier, with reconciliation off.
+
+mod common;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use callrec_ingest::CallId;
+use callrec_ingest::objects::folder::FolderStore;
+use callrec_ingest::objects::{
+    Body, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome,
+};
+use callrec_ingest::store::sqlite::SqliteStore;
+use callrec_ingest::store::{
+    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, StoreError,
+};
+use common::service::{InProcess, TOKEN};
+use jiff::Timestamp;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The SQLite store, answering slowly (after the write is committed) to the write that sets
+/// `received`, while `slow` is on: the request times out with the call received.
+struct SlowAfterReceived {
+    inner: SqliteStore,
+    slow: AtomicBool,
+}
+
+#[async_trait]
+impl CallStore for SlowAfterReceived {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>> {
+        self.inner.get(call_id).await
+    }
+    async fn put_if(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        counters: &CounterDelta,
+    ) -> Result<bool> {
+        let written = self.inner.put_if(record, expected, counters).await?;
+        let receiving = record.flags.received.is_some() && record.flags.processed.is_none();
+        if written && receiving && self.slow.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Ok(written)
+    }
+    async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>> {
+        self.inner.pending(query).await
+    }
+    async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
+        self.inner.unfinished(limit, cursor).await
+    }
+    async fn funnel(&self) -> Result<Funnel> {
+        self.inner.funnel().await
+    }
+    async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>> {
+        self.inner.get_job(id).await
+    }
+    async fn put_job_if(&self, job: &ExportJob, expected: Option<u64>) -> Result<bool> {
+        self.inner.put_job_if(job, expected).await
+    }
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>> {
+        self.inner.due_jobs(now, limit).await
+    }
+    async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>> {
+        self.inner.open_jobs(limit, cursor).await
+    }
+}
+
+/// The folder store, refusing the first `failures` writes to a line-of-business bucket (S3
+/// briefly down).
+struct OutputDown {
+    inner: FolderStore,
+    failures: AtomicU64,
+}
+
+#[async_trait]
+impl ObjectStore for OutputDown {
+    fn backend(&self) -> &'static str {
+        "folder"
+    }
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        meta: &ObjectMeta,
+    ) -> std::result::Result<PutOutcome, ObjectError> {
+        let staging = bucket.contains("staging");
+        if !staging
+            && self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(ObjectError::Unavailable {
+                backend: "folder",
+                message: "injected: the bucket is briefly unavailable".into(),
+            });
+        }
+        self.inner.put_new(bucket, key, body, meta).await
+    }
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> std::result::Result<Option<ObjectInfo>, ObjectError> {
+        self.inner.head(bucket, key).await
+    }
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> std::result::Result<Bytes, ObjectError> {
+        self.inner.get(bucket, key, range).await
+    }
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> std::result::Result<Listing, ObjectError> {
+        self.inner.list(bucket, prefix, limit, cursor).await
+    }
+    async fn delete(&self, bucket: &str, key: &str) -> std::result::Result<(), ObjectError> {
+        self.inner.delete(bucket, key).await
+    }
+}
+
+fn recording() -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/audio/ulaw_8k_mono.wav"),
+    )
+    .unwrap()
+}
+
+async fn upload(service: &InProcess, call: &str) -> u16 {
+    service
+        .http
+        .put(format!("{}/v1/calls/{call}/audio", service.url))
+        .bearer_auth(TOKEN)
+        .body(recording())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until `call` is stored, at most `limit`.
+async fn stored_within(store: &dyn CallStore, call: &str, limit: Duration) -> bool {
+    let id = CallId::parse(call).unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if store
+            .get(&id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.flags.stored.is_some())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_request_is_dropped_after_received_is_stored_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SlowAfterReceived {
+        inner: SqliteStore::open(dir.path().join("callrec.db")).unwrap(),
+        slow: AtomicBool::new(true),
+    });
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.request_timeout_s = 1;
+    config.server.spool_dir = dir.path().join("spool");
+    let objects = Arc::new(FolderStore::open(dir.path().join("objects")).unwrap());
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    // The request times out (408) after `received` was committed, before any answer.
+    assert_eq!(upload(&service, "dropped-1").await, 408);
+    assert!(
+        stored_within(store.as_ref(), "dropped-1", Duration::from_secs(20)).await,
+        "the call was left received"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_again_run_the_pipeline_of_a_call_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    let objects = Arc::new(FolderStore::open(dir.path().join("objects")).unwrap());
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    // Received by an earlier process that died before its pipeline ran: staged, flag set,
+    // nothing running.
+    let bytes = recording();
+    let mut spool = callrec_ingest::intake::Spool::create(
+        &dir.path().join("spool"),
+        "orphan-1",
+        1 << 30,
+        callrec_ingest::intake::Digesting::Recording,
+    )
+    .await
+    .unwrap();
+    spool.write(&bytes).await.unwrap();
+    let spooled = spool.finish().await.unwrap();
+    let id = CallId::parse("orphan-1").unwrap();
+    callrec_ingest::intake::receive(&service.state.pipeline, &id, &spooled, "audio/wav")
+        .await
+        .unwrap();
+    assert!(!stored_within(store.as_ref(), "orphan-1", Duration::from_millis(300)).await);
+    // The sender retries: 200 (the same bytes), and the call's pipeline runs.
+    assert_eq!(upload(&service, "orphan-1").await, 200);
+    assert!(stored_within(store.as_ref(), "orphan-1", Duration::from_secs(20)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_heals_through_the_local_retrier_without_reconciliation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    config.server.retry_base_s = 1;
+    config.reconcile.enabled = false;
+    let objects = Arc::new(OutputDown {
+        inner: FolderStore::open(dir.path().join("objects")).unwrap(),
+        failures: AtomicU64::new(2),
+    });
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    let retrier = callrec_ingest::server::spawn_retrier(
+        &service.state,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    assert_eq!(upload(&service, "healed-1").await, 201);
+    // The first run fails (the bucket is down), then the retrier runs it again (twice: after
+    // 2 s, then 4 s), and it is stored.
+    assert!(stored_within(store.as_ref(), "healed-1", Duration::from_secs(30)).await);
+    let record = store
+        .get(&CallId::parse("healed-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.attempts, 2, "{record:?}");
+    assert_eq!(
+        service
+            .state
+            .metrics
+            .failures
+            .with_label_values(&["objects"])
+            .get(),
+        2
+    );
+    retrier.abort();
+}
+
+/// A RIFF/WAVE file whose codec no decoder knows (format tag 0x1234), with noise for data.
+fn undecodable() -> Vec<u8> {
+    let data: Vec<u8> = (0..8000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut fmt = Vec::new();
+    fmt.extend_from_slice(&0x1234u16.to_le_bytes()); // format tag
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // channels
+    fmt.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
+    fmt.extend_from_slice(&8000u32.to_le_bytes()); // bytes per second
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // block align
+    fmt.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&((4 + 8 + fmt.len() + 8 + data.len()) as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&fmt);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_the_engine_cannot_take_is_stored_as_it_arrived_after_the_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    config.server.retry_base_s = 1;
+    config.server.max_attempts = 2;
+    let objects_root = dir.path().join("objects");
+    let objects = Arc::new(FolderStore::open(&objects_root).unwrap());
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    let _retrier = callrec_ingest::server::spawn_retrier(
+        &service.state,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let original = undecodable();
+    let status = service
+        .http
+        .put(format!("{}/v1/calls/odd-codec-1/audio", service.url))
+        .bearer_auth(TOKEN)
+        .body(original.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 201);
+    // Fails once, is retried, fails again: out of attempts, it is stored as it arrived.
+    assert!(stored_within(store.as_ref(), "odd-codec-1", Duration::from_secs(30)).await);
+    let record = store
+        .get(&CallId::parse("odd-codec-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.flags.processed.is_none(), "{record:?}");
+    assert_eq!(record.attempts, 2);
+    let reason = record.unprocessed.clone().expect("a reason");
+    assert!(reason.contains("engine"), "{reason}");
+    let object = record.object.clone().unwrap();
+    assert!(object.key.contains("/unprocessed/"), "{}", object.key);
+    assert!(object.key.ends_with("odd-codec-1.wav"), "{}", object.key);
+    let path = objects_root.join(&object.bucket).join(&object.key);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        original,
+        "the bytes unchanged"
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", path.display())).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["processed"], false);
+    assert_eq!(sidecar["reason"].as_str(), Some(reason.as_str()));
+    assert_eq!(service.state.metrics.calls_unprocessed.get(), 1);
+    assert_eq!(store.funnel().await.unwrap().unprocessed, 1);
+    // The call's view says so.
+    let view: serde_json::Value = service
+        .http
+        .get(format!("{}/v1/calls/odd-codec-1", service.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "complete");
+    assert!(view["flags"]["processed"].is_null());
+    assert_eq!(view["unprocessed"].as_str(), Some(reason.as_str()));
+}
