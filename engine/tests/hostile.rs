@@ -171,3 +171,29 @@ fn limits_stop_oversized_input() {
         Err(EngineError::LimitExceeded(_))
     ));
 }
+
+#[test]
+fn a_file_of_repeated_odd_chunks_reports_a_bounded_list_of_warnings() {
+    // A valid WAV followed by 100,000 empty `data` chunks (8 bytes each): 800 KB of input
+    // that once meant 100,000 warning strings.
+    let mut bytes = fixture("audio/ulaw_8k_stereo.wav");
+    for _ in 0..100_000 {
+        bytes.extend_from_slice(b"data\0\0\0\0");
+    }
+    let size = (bytes.len() - 8) as u32;
+    bytes[4..8].copy_from_slice(&size.to_le_bytes());
+    let report = inspect(
+        &AudioSource::from_bytes(bytes).with_name("chunky.wav"),
+        &InspectOptions::new(),
+    )
+    .unwrap();
+    assert!(report.warnings.len() <= 17, "{:?}", report.warnings);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w == "a second data chunk was ignored (×100000)"),
+        "{:?}",
+        report.warnings
+    );
+}

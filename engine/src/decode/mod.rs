@@ -12,6 +12,7 @@ mod fallback;
 pub mod g711;
 pub mod pcm;
 pub mod riff;
+pub mod warnings;
 
 use crate::error::{EngineError, Result};
 use crate::limits::Limits;

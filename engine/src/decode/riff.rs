@@ -93,7 +93,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
     let len = bytes.len();
     let rf64 = &bytes[0..4] != b"RIFF";
     let container = if rf64 { "rf64" } else { "wav" };
-    let mut warnings = Vec::new();
+    let mut warnings = super::warnings::Warnings::default();
     let mut riff_size = u32_at(bytes, 4) as u64;
     let mut data_size_64: Option<u64> = None;
     let mut fmt: Option<Fmt> = None;
@@ -135,7 +135,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
                 });
             }
             if data.is_some() {
-                warnings.push("a second data chunk was ignored".into());
+                warnings.push("a second data chunk was ignored");
             } else {
                 data = Some((body, size));
             }
@@ -169,7 +169,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
                 }
                 b"fmt " => {
                     if fmt.is_some() {
-                        warnings.push("a second fmt chunk was ignored".into());
+                        warnings.push("a second fmt chunk was ignored");
                     } else {
                         fmt = Some(parse_fmt(chunk, container)?);
                     }
@@ -231,7 +231,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<WavLayout> {
         frames,
         tags,
         fact_frames,
-        warnings,
+        warnings: warnings.into_lines(),
         encoding,
     })
 }
@@ -307,7 +307,12 @@ fn sample_encoding(fmt: &Fmt, container: &'static str) -> Result<Option<SampleEn
 }
 
 /// Reads a LIST/INFO chunk's text tags; other LIST types are skipped.
-fn read_info(chunk: &[u8], limits: &Limits, tags: &mut Vec<Tag>, warnings: &mut Vec<String>) {
+fn read_info(
+    chunk: &[u8],
+    limits: &Limits,
+    tags: &mut Vec<Tag>,
+    warnings: &mut super::warnings::Warnings,
+) {
     if chunk.len() < 4 || &chunk[0..4] != b"INFO" {
         return;
     }
