@@ -153,6 +153,62 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool 
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// Error codes DynamoDB answers when a retry is all it takes: throttling (an item or partition
+/// past its write rate, a table past its capacity), a transaction that met another on the same
+/// item, a request limit, a passing internal error.
+const TRANSIENT_CODES: [&str; 7] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "InternalServerError",
+    "LimitExceededException",
+];
+
+/// Tries of one write before a transient failure is reported (as `Unavailable`).
+const WRITE_TRIES: u32 = 8;
+
+fn is_transient<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+}
+
+/// A cancelled transaction none of whose conditions failed, cancelled because of another
+/// transaction or throttling on one of its items: nothing was written, try again.
+fn transaction_transient<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            let codes = cancelled.cancellation_reasons();
+            !codes
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                && codes.iter().any(|r| {
+                    matches!(
+                        r.code(),
+                        Some(
+                            "TransactionConflict"
+                                | "ThrottlingError"
+                                | "ProvisionedThroughputExceeded"
+                        )
+                    )
+                })
+        }
+        _ => is_transient(e),
+    }
+}
+
+/// The wait before try `attempt` (1-based) of a write: 10 ms doubling to 640 ms, jittered to
+/// half-to-all of it so contending writers do not retry in step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let full = 10u64 << attempt.min(6);
+    std::time::Duration::from_millis(full / 2 + rand::random::<u64>() % (full / 2 + 1))
+}
+
 fn transaction_condition_failed<R>(
     e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
 ) -> bool {
@@ -560,11 +616,18 @@ impl CallStore for DynamoStore {
             if let Some(values) = put.expression_attribute_values() {
                 request = request.set_expression_attribute_values(Some(values.clone()));
             }
-            return match request.send().await {
-                Ok(_) => Ok(true),
-                Err(e) if is_condition_failure(&e) => Ok(false),
-                Err(e) => Err(unavailable(e)),
-            };
+            for attempt in 1..=WRITE_TRIES {
+                match request.clone().send().await {
+                    Ok(_) => return Ok(true),
+                    Err(e) if is_condition_failure(&e) => return Ok(false),
+                    Err(e) if is_transient(&e) && attempt < WRITE_TRIES => {
+                        tracing::debug!(error = ?e.as_service_error().and_then(|s| s.code()), "DynamoDB write throttled; retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            unreachable!("the last try returns");
         }
         let mut expression = Vec::new();
         let mut update = Update::builder()
@@ -580,18 +643,25 @@ impl CallStore for DynamoStore {
             .update_expression(format!("ADD {}", expression.join(", ")))
             .build()
             .map_err(|e| corrupt("COUNTERS", e))?;
-        let result = self
+        let request = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if transaction_condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        // A transaction cancelled by another on the same item (or by throttling) wrote nothing:
+        // retried here, with jittered backoff, a bounded number of times.
+        for attempt in 1..=WRITE_TRIES {
+            match request.clone().send().await {
+                Ok(_) => return Ok(true),
+                Err(e) if transaction_condition_failed(&e) => return Ok(false),
+                Err(e) if transaction_transient(&e) && attempt < WRITE_TRIES => {
+                    tracing::debug!("DynamoDB transaction conflicted or throttled; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
         }
+        unreachable!("the last try returns")
     }
 
     async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>> {
