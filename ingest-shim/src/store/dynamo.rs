@@ -209,6 +209,26 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(full / 2 + rand::random::<u64>() % (full / 2 + 1))
 }
 
+/// Sends a request built by `request`, again while DynamoDB answers with a transient refusal
+/// (up to [`WRITE_TRIES`], with [`backoff`]): reads and queries are throttled like writes.
+async fn retrying<T, E, R, F, Fut>(request: F) -> std::result::Result<T, SdkError<E, R>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(e) if is_transient(&e) && attempt < WRITE_TRIES => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn transaction_condition_failed<R>(
     e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
 ) -> bool {
@@ -519,8 +539,8 @@ impl DynamoStore {
         let mut items = Vec::new();
         loop {
             let size = (limit as usize - items.len()) as i32;
-            let page = query(size, start.take())
-                .send()
+            let from = start.take();
+            let page = retrying(|| query(size, from.clone()).send())
                 .await
                 .map_err(unavailable)?;
             for item in page.items() {
@@ -579,15 +599,16 @@ impl CallStore for DynamoStore {
     }
 
     async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(call_key(call_id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let got = retrying(|| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(call_key(call_id.as_str())))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(unavailable)?;
         got.item()
             .map(|item| record_of(call_id.as_str(), item))
             .transpose()
@@ -741,15 +762,16 @@ impl CallStore for DynamoStore {
     }
 
     async fn funnel(&self) -> Result<Funnel> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(counters_key()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let got = retrying(|| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(counters_key()))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(unavailable)?;
         let mut funnel = Funnel::default();
         for (name, value) in got.item().into_iter().flatten() {
             if let Ok(number) = value.as_n() {
@@ -761,15 +783,16 @@ impl CallStore for DynamoStore {
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let got = retrying(|| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(job_key(id.as_str())))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(unavailable)?;
         got.item()
             .map(|item| record_of(id.as_str(), item))
             .transpose()
@@ -788,7 +811,7 @@ impl CallStore for DynamoStore {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", n(v)),
         };
-        match request.send().await {
+        match retrying(|| request.clone().send()).await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(unavailable(e)),
