@@ -49,6 +49,13 @@ pub enum PipelineError {
     },
     #[error("the recorded decisions of call {0} cannot be read: {1}")]
     BadDecisions(String, String),
+    /// The engine was started on the recording this many times and never came back: each time
+    /// the process stopped (killed for memory, a crash). It is not run again.
+    #[error(
+        "quarantined: processing started {runs} times and never finished (the process stopped \
+         each time)"
+    )]
+    Quarantined { runs: u32 },
 }
 
 /// The file extension of a recording, from its first bytes (`bin` when unknown).
@@ -77,7 +84,7 @@ impl PipelineError {
     pub fn is_about_the_recording(&self) -> bool {
         use callrec_engine::EngineError as E;
         match self {
-            PipelineError::DurationMismatch { .. } => true,
+            PipelineError::DurationMismatch { .. } | PipelineError::Quarantined { .. } => true,
             PipelineError::Engine(e) => matches!(
                 e,
                 E::Empty
@@ -108,6 +115,7 @@ impl PipelineError {
             PipelineError::EngineGone => "engine_gone",
             PipelineError::ReplayMismatch { .. } => "replay_mismatch",
             PipelineError::BadDecisions(..) => "bad_decisions",
+            PipelineError::Quarantined { .. } => "quarantined",
         }
     }
 }
@@ -227,10 +235,12 @@ impl Pipeline {
             error: e.to_string(),
         };
         let recorded = self.store.update(call_id, &failed, Timestamp::now()).await;
-        // The recording itself is what fails, again and again: store it as it came.
+        // The recording itself is what fails, again and again (or it took the process down
+        // again and again): store it as it came.
+        let quarantined = matches!(e, PipelineError::Quarantined { .. });
         if e.is_about_the_recording()
             && let Ok((record, _)) = recorded
-            && record.attempts >= self.max_attempts
+            && (record.attempts >= self.max_attempts || quarantined)
             && record.flags.stored.is_none()
         {
             match self.archive(&record, &e.to_string()).await {
@@ -383,6 +393,16 @@ impl Pipeline {
                 (record, processed)
             }
             None => {
+                // Counted before the engine runs: a recording that takes the process down is
+                // known by its unfinished runs, and quarantined instead of run forever.
+                if record.runs_unfinished >= self.max_attempts {
+                    return Err(PipelineError::Quarantined {
+                        runs: record.runs_unfinished,
+                    });
+                }
+                self.store
+                    .update(call_id, &CallChange::Processing, Timestamp::now())
+                    .await?;
                 let processed = self.engine.process(source).await?;
                 let facts = self.check_and_summarize(&record, &processed)?;
                 let (record, applied) = self

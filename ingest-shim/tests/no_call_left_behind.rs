@@ -359,3 +359,66 @@ async fn a_recording_the_engine_cannot_take_is_stored_as_it_arrived_after_the_at
     assert!(view["flags"]["processed"].is_null());
     assert_eq!(view["unprocessed"].as_str(), Some(reason.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_took_the_process_down_each_time_is_quarantined_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    config.server.max_attempts = 2;
+    let objects_root = dir.path().join("objects");
+    let objects = Arc::new(FolderStore::open(&objects_root).unwrap());
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    // Received by an earlier process, whose engine runs on it never came back: twice, the
+    // process died while processing it (each run was counted before it started).
+    let bytes = recording();
+    let mut spool = callrec_ingest::intake::Spool::create(
+        &dir.path().join("spool"),
+        "bomb-1",
+        1 << 30,
+        callrec_ingest::intake::Digesting::Recording,
+    )
+    .await
+    .unwrap();
+    spool.write(&bytes).await.unwrap();
+    let spooled = spool.finish().await.unwrap();
+    let id = CallId::parse("bomb-1").unwrap();
+    callrec_ingest::intake::receive(&service.state.pipeline, &id, &spooled, "audio/wav")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        store
+            .update(
+                &id,
+                &callrec_ingest::store::CallChange::Processing,
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+    // The next start resumes it: not run again, stored as it arrived.
+    let queued = callrec_ingest::server::resume(&service.state)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    assert!(stored_within(store.as_ref(), "bomb-1", Duration::from_secs(20)).await);
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert!(record.flags.processed.is_none());
+    let reason = record.unprocessed.clone().unwrap();
+    assert!(reason.contains("quarantined"), "{reason}");
+    let object = record.object.unwrap();
+    assert!(object.key.contains("/unprocessed/"), "{}", object.key);
+    let stored = std::fs::read(objects_root.join(&object.bucket).join(&object.key)).unwrap();
+    assert_eq!(stored, bytes);
+    // A normal run leaves no unfinished run behind.
+    assert_eq!(upload(&service, "fine-1").await, 201);
+    assert!(stored_within(store.as_ref(), "fine-1", Duration::from_secs(20)).await);
+    let fine = store
+        .get(&CallId::parse("fine-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((fine.runs_unfinished, fine.attempts), (0, 0));
+}

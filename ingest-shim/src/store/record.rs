@@ -304,6 +304,11 @@ pub struct CallRecord {
     /// take it, attempt after attempt): the original bytes are in the bucket, never left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unprocessed: Option<String>,
+    /// Engine runs started since the last one that ended (in a result or an error): each one
+    /// that is still counted here stopped the process (killed for memory, a crash). Past the
+    /// attempts, the recording is quarantined — stored as it arrived, never run again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub runs_unfinished: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Bumped by every write: the compare-and-swap token.
@@ -326,6 +331,7 @@ impl CallRecord {
             last_error: None,
             conflicts: 0,
             unprocessed: None,
+            runs_unfinished: 0,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -441,6 +447,7 @@ impl CallRecord {
                         None => {
                             self.processed = Some(facts.clone());
                             self.flags.set(Flag::Processed, now);
+                            self.runs_unfinished = 0;
                             Outcome::Changed
                         }
                     }
@@ -497,7 +504,13 @@ impl CallRecord {
                     Outcome::Changed
                 }
             },
+            CallChange::Processing => {
+                self.runs_unfinished = self.runs_unfinished.saturating_add(1);
+                Outcome::Changed
+            }
             CallChange::Failed { error } => {
+                // The run ended (in an error): it did not take the process down.
+                self.runs_unfinished = 0;
                 self.attempts = self.attempts.saturating_add(1);
                 self.last_error = Some(truncate(error, 2000));
                 Outcome::Changed
@@ -533,6 +546,10 @@ fn changed_if(changed: bool) -> Outcome {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -564,6 +581,9 @@ pub enum CallChange {
     },
     /// Routing decided the line of business (before storing).
     Routed { line_of_business: String },
+    /// An engine run is about to start (counted until it ends: see
+    /// [`CallRecord::runs_unfinished`]).
+    Processing,
     /// An attempt failed.
     Failed { error: String },
     /// Reconciliation gave up on the call.
