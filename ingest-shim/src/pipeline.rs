@@ -266,12 +266,7 @@ impl Pipeline {
             .get(&self.routing.staging.bucket, &staged.location, None)
             .await?;
         let lob = self.routing.route(&record.cdr);
-        let when = record
-            .flags
-            .started
-            .or(record.flags.ended)
-            .or(record.flags.received)
-            .unwrap_or(record.created_at);
+        let when = record.filed_at();
         let routed = lob.object_key(&record.call_id, &record.cdr, when, extension_of(&raw))?;
         let key = match routed.rsplit_once('/') {
             Some((dir, file)) => format!("{dir}/unprocessed/{file}"),
@@ -323,15 +318,22 @@ impl Pipeline {
         if let Outcome::Refused(why) = applied.outcome {
             return Err(PipelineError::Refused(why));
         }
+        self.remove_staged(&record.call_id, staged).await;
+        Ok(())
+    }
+
+    /// The call is stored: its staging copy goes (unless `keep_staged`). One that cannot be
+    /// removed now is left for the staging bucket's lifecycle rule, not reported as a failure of
+    /// the call.
+    async fn remove_staged(&self, call_id: &CallId, staged: &crate::store::StagedAudio) {
         if !self.keep_staged
             && let Err(e) = self
                 .objects
                 .delete(&self.routing.staging.bucket, &staged.location)
                 .await
         {
-            tracing::warn!(call_id = %record.call_id, error = %e, "removing the staged recording failed; left in the staging bucket");
+            tracing::warn!(call_id = %call_id, location = %staged.location, error = %e, "removing the staged recording failed; left in the staging bucket");
         }
-        Ok(())
     }
 
     /// A JSON sidecar, create-only; one from an earlier attempt (its times may differ) stands.
@@ -423,13 +425,7 @@ impl Pipeline {
         if let Outcome::Refused(why) = applied.outcome {
             return Err(PipelineError::Refused(why));
         }
-        // The call is stored: a staging copy that cannot be removed now is left for the staging
-        // bucket's lifecycle rule, not reported as a failure of the call.
-        if !self.keep_staged
-            && let Err(e) = self.objects.delete(staging_bucket, &staged.location).await
-        {
-            tracing::warn!(call_id = %call_id, location = %staged.location, error = %e, "removing the staged recording failed; left in the staging bucket");
-        }
+        self.remove_staged(call_id, &staged).await;
         Ok(Finished::Stored)
     }
 
@@ -480,12 +476,7 @@ impl Pipeline {
         processed: &Processed,
     ) -> Result<StoredObject, PipelineError> {
         let lob = self.routing.route(&record.cdr);
-        let when = record
-            .flags
-            .started
-            .or(record.flags.ended)
-            .or(record.flags.received)
-            .unwrap_or(record.created_at);
+        let when = record.filed_at();
         let report = &processed.report;
         let ext = match report.decisions.format {
             callrec_engine::OutputFormat::Flac => "flac",

@@ -175,6 +175,55 @@ async fn stored_within(store: &dyn CallStore, call: &str, limit: Duration) -> bo
     false
 }
 
+/// A service in process over SQLite and a folder in a temporary directory, `tune`d.
+struct Local {
+    dir: tempfile::TempDir,
+    store: Arc<dyn CallStore>,
+    objects_root: std::path::PathBuf,
+    service: InProcess,
+}
+
+async fn local(tune: impl FnOnce(&mut callrec_ingest::config::Config)) -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    tune(&mut config);
+    let objects_root = dir.path().join("objects");
+    let objects = Arc::new(FolderStore::open(&objects_root).unwrap());
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    Local {
+        dir,
+        store,
+        objects_root,
+        service,
+    }
+}
+
+impl Local {
+    /// `bytes` received for `call` by an earlier process that died before its pipeline ran
+    /// (staged, `received` set, nothing running).
+    async fn received_earlier(&self, call: &str, bytes: &[u8]) -> CallId {
+        let mut spool = callrec_ingest::intake::Spool::create(
+            &self.dir.path().join("spool"),
+            call,
+            1 << 30,
+            callrec_ingest::intake::Digesting::Recording,
+        )
+        .await
+        .unwrap();
+        spool.write(bytes).await.unwrap();
+        let spooled = spool.finish().await.unwrap();
+        let id = CallId::parse(call).unwrap();
+        let pipeline = &self.service.state.pipeline;
+        callrec_ingest::intake::receive(pipeline, &id, &spooled, "audio/wav")
+            .await
+            .unwrap();
+        id
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_whose_request_is_dropped_after_received_is_stored_anyway() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,34 +246,13 @@ async fn an_upload_whose_request_is_dropped_after_received_is_stored_anyway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_bytes_again_run_the_pipeline_of_a_call_not_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CallStore> =
-        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
-    let mut config = callrec_ingest::config::Config::default();
-    config.server.spool_dir = dir.path().join("spool");
-    let objects = Arc::new(FolderStore::open(dir.path().join("objects")).unwrap());
-    let service = common::service::serve(config, store.clone(), objects, None).await;
-    // Received by an earlier process that died before its pipeline ran: staged, flag set,
-    // nothing running.
-    let bytes = recording();
-    let mut spool = callrec_ingest::intake::Spool::create(
-        &dir.path().join("spool"),
-        "orphan-1",
-        1 << 30,
-        callrec_ingest::intake::Digesting::Recording,
-    )
-    .await
-    .unwrap();
-    spool.write(&bytes).await.unwrap();
-    let spooled = spool.finish().await.unwrap();
-    let id = CallId::parse("orphan-1").unwrap();
-    callrec_ingest::intake::receive(&service.state.pipeline, &id, &spooled, "audio/wav")
-        .await
-        .unwrap();
-    assert!(!stored_within(store.as_ref(), "orphan-1", Duration::from_millis(300)).await);
+    let local = local(|_| {}).await;
+    let store = local.store.as_ref();
+    local.received_earlier("orphan-1", &recording()).await;
+    assert!(!stored_within(store, "orphan-1", Duration::from_millis(300)).await);
     // The sender retries: 200 (the same bytes), and the call's pipeline runs.
-    assert_eq!(upload(&service, "orphan-1").await, 200);
-    assert!(stored_within(store.as_ref(), "orphan-1", Duration::from_secs(20)).await);
+    assert_eq!(upload(&local.service, "orphan-1").await, 200);
+    assert!(stored_within(store, "orphan-1", Duration::from_secs(20)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,16 +320,12 @@ fn undecodable() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_the_engine_cannot_take_is_stored_as_it_arrived_after_the_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CallStore> =
-        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
-    let mut config = callrec_ingest::config::Config::default();
-    config.server.spool_dir = dir.path().join("spool");
-    config.server.retry_base_s = 1;
-    config.server.max_attempts = 2;
-    let objects_root = dir.path().join("objects");
-    let objects = Arc::new(FolderStore::open(&objects_root).unwrap());
-    let service = common::service::serve(config, store.clone(), objects, None).await;
+    let local = local(|config| {
+        config.server.retry_base_s = 1;
+        config.server.max_attempts = 2;
+    })
+    .await;
+    let (store, service, objects_root) = (&local.store, &local.service, &local.objects_root);
     let _retrier = callrec_ingest::server::spawn_retrier(
         &service.state,
         tokio_util::sync::CancellationToken::new(),
@@ -362,32 +386,12 @@ async fn a_recording_the_engine_cannot_take_is_stored_as_it_arrived_after_the_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_that_took_the_process_down_each_time_is_quarantined_not_run_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CallStore> =
-        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
-    let mut config = callrec_ingest::config::Config::default();
-    config.server.spool_dir = dir.path().join("spool");
-    config.server.max_attempts = 2;
-    let objects_root = dir.path().join("objects");
-    let objects = Arc::new(FolderStore::open(&objects_root).unwrap());
-    let service = common::service::serve(config, store.clone(), objects, None).await;
+    let local = local(|config| config.server.max_attempts = 2).await;
+    let (store, service, objects_root) = (&local.store, &local.service, &local.objects_root);
     // Received by an earlier process, whose engine runs on it never came back: twice, the
     // process died while processing it (each run was counted before it started).
     let bytes = recording();
-    let mut spool = callrec_ingest::intake::Spool::create(
-        &dir.path().join("spool"),
-        "bomb-1",
-        1 << 30,
-        callrec_ingest::intake::Digesting::Recording,
-    )
-    .await
-    .unwrap();
-    spool.write(&bytes).await.unwrap();
-    let spooled = spool.finish().await.unwrap();
-    let id = CallId::parse("bomb-1").unwrap();
-    callrec_ingest::intake::receive(&service.state.pipeline, &id, &spooled, "audio/wav")
-        .await
-        .unwrap();
+    let id = local.received_earlier("bomb-1", &bytes).await;
     for _ in 0..2 {
         store
             .update(
@@ -413,7 +417,7 @@ async fn a_recording_that_took_the_process_down_each_time_is_quarantined_not_run
     let stored = std::fs::read(objects_root.join(&object.bucket).join(&object.key)).unwrap();
     assert_eq!(stored, bytes);
     // A normal run leaves no unfinished run behind.
-    assert_eq!(upload(&service, "fine-1").await, 201);
+    assert_eq!(upload(service, "fine-1").await, 201);
     assert!(stored_within(store.as_ref(), "fine-1", Duration::from_secs(20)).await);
     let fine = store
         .get(&CallId::parse("fine-1").unwrap())

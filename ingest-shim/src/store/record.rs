@@ -407,6 +407,33 @@ impl CallRecord {
         dropped
     }
 
+    /// Records where the call's recording is stored (once: the same place again changes
+    /// nothing, another place is refused).
+    fn store_object(&mut self, object: &StoredObject, now: Timestamp) -> Outcome {
+        match &self.object {
+            Some(existing) if existing == object => Outcome::Unchanged,
+            Some(_) => Outcome::Refused("stored already, elsewhere"),
+            None => {
+                self.object = Some(object.clone());
+                self.line_of_business = Some(object.line_of_business.clone());
+                self.flags.set(Flag::Stored, now);
+                if self.status == CallStatus::Pending || self.status == CallStatus::Lost {
+                    self.status = CallStatus::Complete;
+                }
+                Outcome::Changed
+            }
+        }
+    }
+
+    /// The time a call's objects are filed under: its Start, else End, else when received.
+    pub fn filed_at(&self) -> Timestamp {
+        self.flags
+            .started
+            .or(self.flags.ended)
+            .or(self.flags.received)
+            .unwrap_or(self.created_at)
+    }
+
     /// Applies `change` at time `now`. Returns what happened; the record is modified only when
     /// the outcome says it changed.
     pub fn apply(&mut self, change: &CallChange, now: Timestamp) -> Applied {
@@ -457,41 +484,18 @@ impl CallRecord {
                 if self.flags.processed.is_none() {
                     Outcome::Refused("not processed yet")
                 } else {
-                    match &self.object {
-                        Some(existing) if existing == object => Outcome::Unchanged,
-                        Some(_) => Outcome::Refused("stored already, elsewhere"),
-                        None => {
-                            self.object = Some(object.clone());
-                            self.line_of_business = Some(object.line_of_business.clone());
-                            self.flags.set(Flag::Stored, now);
-                            if self.status == CallStatus::Pending || self.status == CallStatus::Lost
-                            {
-                                self.status = CallStatus::Complete;
-                            }
-                            Outcome::Changed
-                        }
-                    }
+                    self.store_object(object, now)
                 }
             }
             CallChange::Archived { object, reason } => {
                 if self.staged.is_none() {
                     Outcome::Refused("not received yet")
                 } else {
-                    match &self.object {
-                        Some(existing) if existing == object => Outcome::Unchanged,
-                        Some(_) => Outcome::Refused("stored already, elsewhere"),
-                        None => {
-                            self.object = Some(object.clone());
-                            self.line_of_business = Some(object.line_of_business.clone());
-                            self.unprocessed = Some(truncate(reason, 2000));
-                            self.flags.set(Flag::Stored, now);
-                            if self.status == CallStatus::Pending || self.status == CallStatus::Lost
-                            {
-                                self.status = CallStatus::Complete;
-                            }
-                            Outcome::Changed
-                        }
+                    let outcome = self.store_object(object, now);
+                    if outcome == Outcome::Changed {
+                        self.unprocessed = Some(truncate(reason, 2000));
                     }
+                    outcome
                 }
             }
             CallChange::Routed { line_of_business } => match &self.line_of_business {
