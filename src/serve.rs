@@ -146,6 +146,7 @@ pub async fn open_pipeline(loaded: &Loaded) -> Result<Pipeline> {
         engine,
         keep_staged: config.server.keep_staged,
         max_attempts: config.server.max_attempts,
+        in_flight: Default::default(),
     })
 }
 
@@ -158,7 +159,6 @@ pub async fn bind(loaded: &Loaded) -> Result<(tokio::net::TcpListener, AppState)
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         metrics: Arc::new(Metrics::new()),
         tasks: tokio_util::task::TaskTracker::new(),
-        in_flight: Default::default(),
         ocp: callrec_ingest::setup::open_ocp(&config.ocp)?,
         default_group: config.ocp.default_group.clone(),
     };

@@ -289,7 +289,7 @@ pub async fn run_pipeline(
             .stage_seconds
             .with_label_values(&["process_and_store"])
             .observe(started.elapsed().as_secs_f64()),
-        Ok(Finished::NothingToDo) => {}
+        Ok(Finished::NothingToDo | Finished::InFlight) => {}
         Ok(Finished::Archived) => {
             metrics.calls_unprocessed.inc();
             tracing::warn!(call_id = %call_id, "the engine cannot process this recording: stored as it arrived, under unprocessed/");

@@ -198,6 +198,41 @@ impl EngineRunner {
     }
 }
 
+/// The calls whose pipeline runs in this process now: a call never runs twice at once, whoever
+/// starts it (an upload, the resume, the retrier, the reconciler's stale take-over).
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<std::sync::Mutex<std::collections::HashSet<CallId>>>);
+
+/// A call marked in flight until dropped.
+pub struct Running {
+    set: InFlight,
+    call_id: CallId,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.call_id);
+    }
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<CallId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `call_id` in flight, unless it already is.
+    pub fn start(&self, call_id: &CallId) -> Option<Running> {
+        self.lock().insert(call_id.clone()).then(|| Running {
+            set: self.clone(),
+            call_id: call_id.clone(),
+        })
+    }
+
+    pub fn contains(&self, call_id: &CallId) -> bool {
+        self.lock().contains(call_id)
+    }
+}
+
 /// Everything a pipeline step needs.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -209,6 +244,8 @@ pub struct Pipeline {
     /// Attempts after which a recording the engine cannot take is stored as it arrived
     /// (`unprocessed/`), never left out of the bucket.
     pub max_attempts: u32,
+    /// The calls running now.
+    pub in_flight: InFlight,
 }
 
 /// What one run of the pipeline did.
@@ -219,6 +256,8 @@ pub enum Finished {
     /// Stored now as it arrived, unprocessed: the engine could not take it, `max_attempts`
     /// times (the reason is on the call and in the sidecar).
     Archived,
+    /// Not run: the call is running in this process already.
+    InFlight,
     /// Nothing to do: not received yet, or stored already.
     NothingToDo,
 }
@@ -226,6 +265,9 @@ pub enum Finished {
 impl Pipeline {
     /// Takes the call as far as it can go from its last flag; records a failure on the call.
     pub async fn run(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
+        let Some(_running) = self.in_flight.start(call_id) else {
+            return Ok(Finished::InFlight);
+        };
         let result = self.advance(call_id).await;
         let Err(e) = &result else {
             return result;
@@ -528,5 +570,21 @@ impl Pipeline {
             crc32c: report.output.crc32c.clone(),
             sha256: report.output.sha256.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_in_flight_once() {
+        let set = InFlight::default();
+        let id = CallId::parse("c1").unwrap();
+        let first = set.start(&id).unwrap();
+        assert!(set.start(&id).is_none());
+        assert!(set.contains(&id));
+        drop(first);
+        assert!(set.start(&id).is_some());
     }
 }

@@ -387,6 +387,7 @@ async fn recover(
     {
         Ok(Finished::Stored) => skipped("stored"),
         Ok(Finished::NothingToDo) => skipped("already_stored"),
+        Ok(Finished::InFlight) => skipped("already_received"),
         Ok(Finished::Archived) => skipped("stored_unprocessed"),
         Err(_) => skipped("failed"),
     }

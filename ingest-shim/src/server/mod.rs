@@ -37,8 +37,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The processing tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
-    /// The calls whose pipeline runs here now (never two runs of one call).
-    pub in_flight: work::InFlight,
     /// OCP's Exports API, when OCP is configured: stage 2 uses it, `/readyz` reports its
     /// credentials or TLS problems.
     pub ocp: Option<Arc<dyn crate::ocp::OcpExports>>,

@@ -2,7 +2,8 @@
 //! `received` always has a pipeline run coming — started by its upload, by the same upload again,
 //! by the resume at start, or by the local retrier — and never two at once here.
 //!
-//! - **In flight**: the calls running now; a second start of one of them is a no-op.
+//! - **In flight**: the calls running now ([`crate::pipeline::InFlight`]); a second start of one
+//!   of them is a no-op, here or from the reconciler's stale take-over.
 //! - **Resume** at start: every call received and not stored, from its last flag, except those
 //!   out of attempts (`server.max_attempts`: left for a person with their last error).
 //! - **Retrier**: every `server.retry_base_s`, the calls received and not stored whose last
@@ -15,61 +16,24 @@ use crate::ids::CallId;
 use crate::intake::run_pipeline;
 use futures_util::TryStreamExt as _;
 use jiff::{SignedDuration, Timestamp};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-/// The calls whose pipeline runs here now.
-#[derive(Debug, Default, Clone)]
-pub struct InFlight(Arc<Mutex<HashSet<CallId>>>);
-
-/// A call marked in flight until dropped.
-pub struct Running {
-    set: InFlight,
-    call_id: CallId,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.set.lock().remove(&self.call_id);
-    }
-}
-
-impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<CallId>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Marks `call_id` in flight, unless it already is.
-    pub fn start(&self, call_id: &CallId) -> Option<Running> {
-        self.lock().insert(call_id.clone()).then(|| Running {
-            set: self.clone(),
-            call_id: call_id.clone(),
-        })
-    }
-
-    pub fn contains(&self, call_id: &CallId) -> bool {
-        self.lock().contains(call_id)
-    }
-}
-
 /// Runs `call_id` through the pipeline in the background, holding `permit` (its place in the
-/// queue) until it ends. Nothing happens if the call is in flight already. Returns whether a run
-/// started.
+/// queue) until it ends. Nothing happens if the call is in flight already (the pipeline itself
+/// never runs a call twice at once). Returns whether a run started.
 pub fn spawn_pipeline(
     state: &AppState,
     call_id: CallId,
     permit: OwnedSemaphorePermit,
     what: &'static str,
 ) -> bool {
-    let Some(running) = state.in_flight.start(&call_id) else {
+    if state.pipeline.in_flight.contains(&call_id) {
         return false;
-    };
+    }
     let pipeline = state.pipeline.clone();
     let metrics = state.metrics.clone();
     state.tasks.spawn(async move {
-        let _running = running;
         let _permit = permit;
         let _ = run_pipeline(&pipeline, &metrics, &call_id, what).await;
     });
@@ -111,8 +75,8 @@ pub async fn retry_due(
     let mut started = 0;
     let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
     while let Some(record) = calls.try_next().await? {
-        if record.attempts >= state.config.max_attempts || state.in_flight.contains(&record.call_id)
-        {
+        let running = state.pipeline.in_flight.contains(&record.call_id);
+        if record.attempts >= state.config.max_attempts || running {
             continue;
         }
         let due = record
@@ -162,16 +126,5 @@ mod tests {
         assert_eq!(backoff(base, 4), SignedDuration::from_secs(1920));
         assert_eq!(backoff(base, 5), SignedDuration::from_hours(1));
         assert_eq!(backoff(base, 99), SignedDuration::from_hours(1));
-    }
-
-    #[test]
-    fn a_call_is_in_flight_once() {
-        let set = InFlight::default();
-        let id = CallId::parse("c1").unwrap();
-        let first = set.start(&id).unwrap();
-        assert!(set.start(&id).is_none());
-        assert!(set.contains(&id));
-        drop(first);
-        assert!(set.start(&id).is_some());
     }
 }

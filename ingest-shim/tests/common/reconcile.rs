@@ -129,6 +129,7 @@ pub async fn rig_of(
         engine: EngineRunner::start(2, 8, callrec_engine::ProcessConfig::default()).unwrap(),
         keep_staged: false,
         max_attempts: loaded.config.server.max_attempts,
+        in_flight: Default::default(),
     };
     let mut config = loaded.config.worker_config("replica-a".into());
     config.scan.grace = SignedDuration::ZERO;

@@ -37,12 +37,12 @@ pub async fn serve(
             engine: EngineRunner::start(1, 4, callrec_engine::ProcessConfig::default()).unwrap(),
             keep_staged: false,
             max_attempts: config.server.max_attempts,
+            in_flight: Default::default(),
         },
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         config: Arc::new(config.server.clone()),
         metrics: Arc::new(Metrics::new()),
         tasks: tokio_util::task::TaskTracker::new(),
-        in_flight: Default::default(),
         ocp,
         default_group: config.ocp.default_group.clone(),
     };
