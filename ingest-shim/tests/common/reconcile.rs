@@ -58,6 +58,19 @@ pub async fn rig_of(
     client: impl FnOnce(&mut OcpConfig),
     tune: impl FnOnce(&mut WorkerConfig),
 ) -> Rig {
+    rig_over(None, group, calls, exports, objects, client, tune).await
+}
+
+/// The same over `store` (`None`: SQLite in the rig's folder).
+pub async fn rig_over(
+    store: Option<Arc<dyn CallStore>>,
+    group: &str,
+    calls: usize,
+    exports: ExportsConfig,
+    objects: impl FnOnce(FolderStore, String) -> Arc<dyn ObjectStore>,
+    client: impl FnOnce(&mut OcpConfig),
+    tune: impl FnOnce(&mut WorkerConfig),
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let toml = root.join("callrec.toml");
@@ -73,7 +86,8 @@ pub async fn rig_of(
     .unwrap();
     let loaded: Loaded = Config::load(Some(&toml)).unwrap();
     callrec_ingest::setup::init(&loaded, true).await.unwrap();
-    let store: Arc<dyn CallStore> = Arc::new(SqliteStore::open(root.join("callrec.db")).unwrap());
+    let store: Arc<dyn CallStore> =
+        store.unwrap_or_else(|| Arc::new(SqliteStore::open(root.join("callrec.db")).unwrap()));
     let folder = FolderStore::open(root.join("objects")).unwrap();
     let objects = objects(folder, loaded.routing.staging.bucket.clone());
 

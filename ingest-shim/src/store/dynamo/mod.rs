@@ -1,25 +1,29 @@
 //! The production state store: one DynamoDB table.
 //!
-//! Single-table design (all keys strings):
+//! Single-table design (all keys strings; `{s}` is the item's shard, [`shard_of`] its id, `00`–`15`):
 //!
 //! | item | `pk` | `sk` | index attributes, present only while the item needs work |
 //! | --- | --- | --- | --- |
-//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK`, `work_sk` = `{received_ms:013}#{call_id}` |
-//! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN`, `open_sk` = `{created_ms:013}#{job_id}` |
-//! | funnel counters | `COUNTERS` | `FUNNEL` | — |
+//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING#{s}`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK#{s}`, `work_sk` = `{received_ms:013}#{call_id}` |
+//! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE#{s}`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN#{s}`, `open_sk` = `{created_ms:013}#{job_id}` |
+//! | funnel counters | `COUNTERS#{s}` | `FUNNEL` | — |
 //!
 //! The four global secondary indexes (`pending`, `work`, `due`, `open`) are sparse: an item leaves an
 //! index when its attributes are removed (a call once stored, a job once finished), so the
 //! scanner and the timer loop query only what still needs something and never scan the table.
-//! Each index has one partition key value, which keeps the queries simple and ordered; it also
-//! caps index writes at DynamoDB's per-partition rate (about 1,000 a second), far above a
-//! contact center's call rate.
+//!
+//! **No hot key.** A call's write touches its own item and one of 16 counter items, and its
+//! index entries live in one of 16 partitions of each index: see [`shards`] for why and how
+//! queries read the shards back as one ordered index. The funnel is the sum of the 16 counter
+//! items, read in one batch.
 //!
 //! Every write is a compare-and-swap on `version` (a condition expression); a call write and its
-//! counter increments go in one `TransactWriteItems`. Throttling and transient errors are retried
-//! by the SDK's standard retry strategy (exponential backoff with full jitter), configured here
-//! with more attempts than its default. Index queries are eventually consistent in DynamoDB: the
-//! scanner's grace period is far longer than the index lag.
+//! counter increments go in one `TransactWriteItems`, so the funnel is exact. A transaction
+//! cancelled by another on the same item (`TransactionConflict`), throttling,
+//! `ProvisionedThroughputExceeded` and the other transient codes are retried here with jittered
+//! backoff (10 ms doubling to 640 ms, 8 tries), for writes, reads and queries alike; only then do
+//! they surface, as [`StoreError::Unavailable`]. Index queries are eventually consistent in
+//! DynamoDB: the scanner's grace period is far longer than the index lag.
 
 use super::{
     CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, Result,
@@ -29,13 +33,11 @@ use crate::ids::CallId;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus, TransactWriteItem,
     Update,
 };
-use base64::Engine as _;
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +49,10 @@ const INDEXES: [&str; 4] = ["pending", "work", "due", "open"];
 pub const MAX_ATTEMPTS: u32 = 8;
 
 type Item = HashMap<String, AttributeValue>;
+
+pub mod shards;
+use shards::{IndexQuery, shard_key};
+pub use shards::{SHARDS, shard_of};
 
 /// Where the table is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,9 +127,10 @@ fn job_key(id: &str) -> Item {
     ])
 }
 
-fn counters_key() -> Item {
+/// One of the [`shards::SHARDS`] funnel counter items.
+fn counters_key(shard: u32) -> Item {
     HashMap::from([
-        ("pk".to_string(), s("COUNTERS")),
+        ("pk".to_string(), s(shards::shard_key("COUNTERS", shard))),
         ("sk".to_string(), s("FUNNEL")),
     ])
 }
@@ -240,31 +247,6 @@ fn transaction_condition_failed<R>(
             .any(|r| r.code() == Some("ConditionalCheckFailed")),
         _ => false,
     }
-}
-
-/// Cursor: the query's LastEvaluatedKey (string attributes only), as URL-safe base64 JSON.
-fn encode_cursor(key: &Item) -> Result<String> {
-    let mut plain = std::collections::BTreeMap::new();
-    for (name, value) in key {
-        let value = value
-            .as_s()
-            .map_err(|_| corrupt(name, "non-string key attribute in a cursor"))?;
-        plain.insert(name.clone(), value.clone());
-    }
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&plain).expect("a map of strings serializes")))
-}
-
-fn decode_cursor(raw: &str, allowed: &[&str]) -> Result<Item> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| StoreError::BadCursor)?;
-    let plain: std::collections::BTreeMap<String, String> =
-        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
-    if plain.len() != allowed.len() || !plain.keys().all(|k| allowed.contains(&k.as_str())) {
-        return Err(StoreError::BadCursor);
-    }
-    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 impl DynamoStore {
@@ -486,11 +468,12 @@ impl DynamoStore {
         let json =
             serde_json::to_string(record).map_err(|e| corrupt(record.call_id.as_str(), e))?;
         let mut item = call_key(record.call_id.as_str());
+        let shard = shard_of(record.call_id.as_str());
         item.insert("version".into(), n(record.version));
         item.insert("record".into(), s(json));
         if let Some(ended) = record.pending_since() {
             let group = record.cdr.group_id.clone().unwrap_or_default();
-            item.insert("pending_pk".into(), s("PENDING"));
+            item.insert("pending_pk".into(), s(shard_key("PENDING", shard)));
             item.insert(
                 "pending_sk".into(),
                 s(format!("{group}#{}#{}", sortable(ended), record.call_id)),
@@ -498,7 +481,7 @@ impl DynamoStore {
             item.insert("pending_ms".into(), n(ms(ended)));
         }
         if let Some(received) = record.work_since() {
-            item.insert("work_pk".into(), s("WORK"));
+            item.insert("work_pk".into(), s(shard_key("WORK", shard)));
             item.insert(
                 "work_sk".into(),
                 s(format!("{}#{}", sortable(received), record.call_id)),
@@ -510,85 +493,21 @@ impl DynamoStore {
     fn job_item(job: &ExportJob) -> Result<Item> {
         let json = serde_json::to_string(job).map_err(|e| corrupt(job.id.as_str(), e))?;
         let mut item = job_key(job.id.as_str());
+        let shard = shard_of(job.id.as_str());
         item.insert("version".into(), n(job.version));
         item.insert("record".into(), s(json));
         if let Some(due) = job.due_at() {
-            item.insert("due_pk".into(), s("DUE"));
+            item.insert("due_pk".into(), s(shard_key("DUE", shard)));
             item.insert("due_sk".into(), s(format!("{}#{}", sortable(due), job.id)));
         }
         if job.state.is_open() {
-            item.insert("open_pk".into(), s("OPEN"));
+            item.insert("open_pk".into(), s(shard_key("OPEN", shard)));
             item.insert(
                 "open_sk".into(),
                 s(format!("{}#{}", sortable(job.created_at), job.id)),
             );
         }
         Ok(item)
-    }
-
-    /// Pages through `index` until `limit` items are collected or the index ends.
-    /// Pages through a query (`query` builds one page from its size and start key) until
-    /// `limit` records pass `keep` or the index ends; returns them and the key to continue from.
-    async fn collect<T: serde::de::DeserializeOwned>(
-        &self,
-        query: impl Fn(i32, Option<Item>) -> QueryFluentBuilder,
-        mut start: Option<Item>,
-        limit: u32,
-        keep: impl Fn(&T) -> bool,
-    ) -> Result<(Vec<T>, Option<Item>)> {
-        let mut items = Vec::new();
-        loop {
-            let size = (limit as usize - items.len()) as i32;
-            let from = start.take();
-            let page = retrying(|| query(size, from.clone()).send())
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                let key = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                let record: T = record_of(&key, item)?;
-                if keep(&record) {
-                    items.push(record);
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(last) if items.len() < limit as usize => start = Some(last.clone()),
-                last => return Ok((items, last.cloned())),
-            }
-        }
-    }
-
-    /// The jobs of the `due` or `open` index, up to `upper` on the sort key if given.
-    async fn query_jobs(
-        &self,
-        index: &str,
-        upper: Option<String>,
-        limit: u32,
-        start: Option<Item>,
-    ) -> Result<(Vec<ExportJob>, Option<Item>)> {
-        let query = |size: i32, start: Option<Item>| {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .expression_attribute_names("#pk", format!("{index}_pk"))
-                .expression_attribute_values(":pk", s(if index == "due" { "DUE" } else { "OPEN" }))
-                .limit(size)
-                .set_exclusive_start_key(start);
-            match &upper {
-                Some(upper) => query
-                    .key_condition_expression("#pk = :pk AND #sk <= :upper")
-                    .expression_attribute_names("#sk", format!("{index}_sk"))
-                    .expression_attribute_values(":upper", s(upper.clone())),
-                None => query.key_condition_expression("#pk = :pk"),
-            }
-        };
-        self.collect(query, start, limit, |_: &ExportJob| true)
-            .await
     }
 }
 
@@ -653,7 +572,7 @@ impl CallStore for DynamoStore {
         let mut expression = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(counters_key()));
+            .set_key(Some(counters_key(shard_of(record.call_id.as_str()))));
         for (i, (name, delta)) in counters.0.iter().enumerate() {
             expression.push(format!("#c{i} :d{i}"));
             update = update
@@ -686,98 +605,118 @@ impl CallStore for DynamoStore {
     }
 
     async fn pending(&self, query: &PendingQuery) -> Result<Page<CallRecord>> {
-        let limit = query.limit.clamp(1, 1000);
         let from = query.ended_from.map_or(0, ms).max(0);
         let before = ms(query.ended_before);
-        let start = query
+        let after = query
             .cursor
             .as_deref()
-            .map(|c| decode_cursor(c, &["pk", "sk", "pending_pk", "pending_sk"]))
+            .map(|c| shards::decode_cursor("pending", c))
             .transpose()?;
-        if let (Some(group), Some(key)) = (&query.group_id, &start) {
-            let in_group = key
-                .get("pending_sk")
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk.starts_with(&format!("{group}#")));
-            if !in_group {
-                return Err(StoreError::BadCursor);
+        let (from_key, to_key, filter) = match &query.group_id {
+            // One group: the window is a range of the sort key.
+            Some(group) => {
+                if after
+                    .as_ref()
+                    .is_some_and(|key| !key.starts_with(&format!("{group}#")))
+                {
+                    return Err(StoreError::BadCursor);
+                }
+                (
+                    Some(format!("{group}#{from:013}#")),
+                    Some(format!("{group}#{:013}#", before.max(0))),
+                    None,
+                )
             }
-        }
-        let page_query = |size: i32, start: Option<Item>| {
-            let request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("pending")
-                .expression_attribute_values(":pk", s("PENDING"))
-                .limit(size)
-                .set_exclusive_start_key(start);
-            match &query.group_id {
-                // One group: the window is a range of the sort key.
-                Some(group) => request
-                    .key_condition_expression("pending_pk = :pk AND pending_sk BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":lo", s(format!("{group}#{:013}#", from)))
-                    .expression_attribute_values(
-                        ":hi",
-                        s(format!("{group}#{:013}#", before.max(0))),
-                    ),
-                // Every group: ordered by group, the window a filter.
-                None => request
-                    .key_condition_expression("pending_pk = :pk")
-                    .filter_expression("pending_ms >= :from AND pending_ms < :before")
-                    .expression_attribute_values(":from", n(from))
-                    .expression_attribute_values(":before", n(before)),
-            }
+            // Every group: ordered by group, the window a filter.
+            None => (
+                None,
+                None,
+                Some((
+                    "pending_ms >= :from AND pending_ms < :before",
+                    vec![(":from", n(from)), (":before", n(before))],
+                )),
+            ),
         };
-        // BETWEEN is inclusive at `hi`: leave out calls that ended exactly at `before`.
+        let index = IndexQuery {
+            index: "pending",
+            prefix: "PENDING",
+            from: from_key,
+            to: to_key,
+            filter,
+            limit: query.limit,
+            after,
+        };
+        // The key range is inclusive at its top: leave out calls that ended exactly at `before`.
         let ended_before = |record: &CallRecord| record.flags.ended.is_some_and(|e| ms(e) < before);
-        let (items, last) = self.collect(page_query, start, limit, ended_before).await?;
-        Ok(Page {
-            items,
-            next: last.as_ref().map(encode_cursor).transpose()?,
-        })
+        let (items, next) = self.fan_out(&index, ended_before).await?;
+        Ok(Page { items, next })
     }
 
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
-        let start = cursor
-            .map(|c| decode_cursor(c, &["pk", "sk", "work_pk", "work_sk"]))
-            .transpose()?;
-        let query = |size: i32, start: Option<Item>| {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .index_name("work")
-                .key_condition_expression("work_pk = :pk")
-                .expression_attribute_values(":pk", s("WORK"))
-                .limit(size)
-                .set_exclusive_start_key(start)
+        let index = IndexQuery {
+            index: "work",
+            prefix: "WORK",
+            from: None,
+            to: None,
+            filter: None,
+            limit,
+            after: cursor
+                .map(|c| shards::decode_cursor("work", c))
+                .transpose()?,
         };
-        let (items, last) = self
-            .collect(query, start, limit.clamp(1, 1000), |_: &CallRecord| true)
-            .await?;
-        Ok(Page {
-            items,
-            next: last.as_ref().map(encode_cursor).transpose()?,
-        })
+        let (items, next) = self.fan_out(&index, |_: &CallRecord| true).await?;
+        Ok(Page { items, next })
     }
 
     async fn funnel(&self) -> Result<Funnel> {
-        let got = retrying(|| {
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(counters_key()))
-                .consistent_read(true)
-                .send()
-        })
-        .await
-        .map_err(unavailable)?;
-        let mut funnel = Funnel::default();
-        for (name, value) in got.item().into_iter().flatten() {
-            if let Ok(number) = value.as_n() {
-                let parsed: i64 = number.parse().map_err(|_| corrupt("COUNTERS", name))?;
-                funnel.set(name, parsed);
+        // Every counter shard in one consistent batch read (the rare keys DynamoDB leaves
+        // unprocessed are asked again), summed.
+        let mut keys: Vec<Item> = (0..shards::SHARDS).map(counters_key).collect();
+        let mut totals: HashMap<String, i64> = HashMap::new();
+        for _ in 0..WRITE_TRIES {
+            if keys.is_empty() {
+                break;
             }
+            let batch = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| corrupt("COUNTERS", e))?;
+            let got = retrying(|| {
+                self.client
+                    .batch_get_item()
+                    .request_items(&self.table, batch.clone())
+                    .send()
+            })
+            .await
+            .map_err(unavailable)?;
+            for item in got
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                for (name, value) in item {
+                    if let Ok(number) = value.as_n() {
+                        let parsed: i64 = number.parse().map_err(|_| corrupt("COUNTERS", name))?;
+                        *totals.entry(name.clone()).or_default() += parsed;
+                    }
+                }
+            }
+            if let Some(left) = got.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                keys = left.keys().to_vec();
+                tokio::time::sleep(backoff(1)).await;
+            }
+        }
+        if !keys.is_empty() {
+            return Err(StoreError::Unavailable {
+                backend: BACKEND,
+                message: "counter shards left unread after retries".into(),
+            });
+        }
+        let mut funnel = Funnel::default();
+        for (name, total) in totals {
+            funnel.set(&name, total);
         }
         Ok(funnel)
     }
@@ -820,23 +759,32 @@ impl CallStore for DynamoStore {
 
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<ExportJob>> {
         // Every key for a time ≤ now sorts below "{now}#~" ('~' is above every id character).
-        let upper = Some(format!("{}#~", sortable(now)));
-        let (jobs, _) = self
-            .query_jobs("due", upper, limit.clamp(1, 1000), None)
-            .await?;
+        let index = IndexQuery {
+            index: "due",
+            prefix: "DUE",
+            from: None,
+            to: Some(format!("{}#~", sortable(now))),
+            filter: None,
+            limit,
+            after: None,
+        };
+        let (jobs, _) = self.fan_out(&index, |_: &ExportJob| true).await?;
         Ok(jobs)
     }
 
     async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>> {
-        let start = cursor
-            .map(|c| decode_cursor(c, &["pk", "sk", "open_pk", "open_sk"]))
-            .transpose()?;
-        let (items, last) = self
-            .query_jobs("open", None, limit.clamp(1, 1000), start)
-            .await?;
-        Ok(Page {
-            items,
-            next: last.as_ref().map(encode_cursor).transpose()?,
-        })
+        let index = IndexQuery {
+            index: "open",
+            prefix: "OPEN",
+            from: None,
+            to: None,
+            filter: None,
+            limit,
+            after: cursor
+                .map(|c| shards::decode_cursor("open", c))
+                .transpose()?,
+        };
+        let (items, next) = self.fan_out(&index, |_: &ExportJob| true).await?;
+        Ok(Page { items, next })
     }
 }
