@@ -44,12 +44,12 @@ fn processes_every_fixture_with_a_report_beside_it() {
     assert!(
         stdout
             .trim_end()
-            .ends_with("25 files: 25 processed, 0 failed"),
+            .ends_with("28 files: 28 processed, 0 failed"),
         "{stdout}"
     );
     let audio = files_with(&out, "wav");
     let reports = files_with(&out, "json");
-    assert_eq!((audio.len(), reports.len()), (25, 25));
+    assert_eq!((audio.len(), reports.len()), (28, 28));
     // Same-named inputs keep their extension rather than overwrite each other.
     assert!(
         out.join("speech_16k_mono.mp3.wav").exists()
@@ -222,7 +222,7 @@ fn every_simd_level_writes_the_same_bytes() {
             .collect();
         outputs.push(audio);
     }
-    assert_eq!(outputs[0].len(), 25);
+    assert_eq!(outputs[0].len(), 28);
     assert!(
         outputs[0] == outputs[1],
         "the baseline and AVX2 kernels wrote different audio"

@@ -426,3 +426,43 @@ async fn a_recording_that_took_the_process_down_each_time_is_quarantined_not_run
         .unwrap();
     assert_eq!((fine.runs_unfinished, fine.attempts), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gsm_610_recording_is_processed_and_stored() {
+    let local = local(|_| {}).await;
+    let (store, service) = (&local.store, &local.service);
+    let gsm = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/audio/gsm_8k_mono.wav"),
+    )
+    .unwrap();
+    let status = service
+        .http
+        .put(format!("{}/v1/calls/wav49-1/audio", service.url))
+        .bearer_auth(TOKEN)
+        .body(gsm)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 201);
+    assert!(stored_within(store.as_ref(), "wav49-1", Duration::from_secs(30)).await);
+    let record = store
+        .get(&CallId::parse("wav49-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.flags.processed.is_some(), "{record:?}");
+    assert!(record.unprocessed.is_none());
+    assert_eq!(record.attempts, 0, "{record:?}");
+    let object = record.object.unwrap();
+    assert!(!object.key.contains("unprocessed"), "{}", object.key);
+    assert!(
+        local
+            .objects_root
+            .join(&object.bucket)
+            .join(&object.key)
+            .is_file(),
+        "{}",
+        object.key
+    );
+}

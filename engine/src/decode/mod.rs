@@ -10,6 +10,7 @@
 
 mod fallback;
 pub mod g711;
+pub mod gsm;
 pub mod pcm;
 pub mod riff;
 pub mod warnings;
@@ -33,6 +34,8 @@ pub const BLOCK_FRAMES: usize = 4096;
 pub enum DecoderPath {
     /// callrec's own zero-copy WAVE reader.
     FastWav,
+    /// callrec's own GSM 06.10 decoder (WAVE format 0x0031).
+    Gsm,
     Symphonia,
 }
 
@@ -77,6 +80,14 @@ pub enum Decoder {
         encoding: SampleEncoding,
         info: StreamInfo,
     },
+    /// GSM 06.10 in WAVE: `blocks` is the byte range of whole 65-byte blocks, `samples` the
+    /// true length (the `fact` chunk's, else every block's 320).
+    Gsm {
+        bytes: Bytes,
+        blocks: std::ops::Range<usize>,
+        samples: u64,
+        info: StreamInfo,
+    },
     Fallback(FallbackDecoder),
 }
 
@@ -111,6 +122,9 @@ impl Decoder {
                     info,
                 });
             }
+            if layout.format_tag == gsm::FORMAT_TAG {
+                return Decoder::open_gsm(bytes, layout, limits);
+            }
             if layout.container == "rf64" {
                 return Err(EngineError::Unsupported(format!(
                     "RF64 with format tag {:#06x} (only PCM, float and G.711 are read from RF64)",
@@ -134,6 +148,58 @@ impl Decoder {
         Ok(Decoder::Fallback(FallbackDecoder::open(source, limits)?))
     }
 
+    /// GSM 06.10 blocks, checked: mono, 65-byte blocks, a length within the limits.
+    fn open_gsm(bytes: &Bytes, layout: WavLayout, limits: &Limits) -> Result<Decoder> {
+        if layout.channels != 1 {
+            return Err(EngineError::Unsupported(format!(
+                "GSM 06.10 with {} channels (it is mono)",
+                layout.channels
+            )));
+        }
+        if layout.block_align != gsm::BLOCK_BYTES {
+            return Err(EngineError::Unsupported(format!(
+                "GSM 06.10 in {}-byte blocks (WAV49 blocks are {})",
+                layout.block_align,
+                gsm::BLOCK_BYTES
+            )));
+        }
+        let coded = layout.frames * gsm::BLOCK_SAMPLES as u64;
+        let mut warnings = layout.warnings.clone();
+        let samples = match layout.fact_frames {
+            Some(fact) if fact <= coded => fact,
+            Some(fact) => {
+                warnings.push(format!(
+                    "fact chunk says {fact} samples, the blocks hold {coded}; decoding {coded}"
+                ));
+                coded
+            }
+            None => coded,
+        };
+        if samples == 0 {
+            return Err(EngineError::NoAudio(
+                "the data chunk holds no GSM block".into(),
+            ));
+        }
+        limits.check_frames(samples, layout.sample_rate)?;
+        let info = StreamInfo {
+            container: layout.container.to_string(),
+            codec: "gsm_ms".into(),
+            sample_rate: layout.sample_rate,
+            channels: 1,
+            bits_per_sample: None,
+            declared_frames: Some(samples),
+            tags: layout.tags,
+            warnings,
+            path: DecoderPath::Gsm,
+        };
+        Ok(Decoder::Gsm {
+            bytes: bytes.clone(),
+            blocks: layout.data,
+            samples,
+            info,
+        })
+    }
+
     /// Opens `source` with symphonia even where the fast path could read it: for comparing the
     /// two decoders (tests, benchmarks) and as an escape hatch.
     pub fn open_symphonia(source: &AudioSource, limits: &Limits) -> Result<Decoder> {
@@ -144,7 +210,7 @@ impl Decoder {
 
     pub fn info(&self) -> &StreamInfo {
         match self {
-            Decoder::Wav { info, .. } => info,
+            Decoder::Wav { info, .. } | Decoder::Gsm { info, .. } => info,
             Decoder::Fallback(f) => f.info(),
         }
     }
@@ -172,6 +238,35 @@ impl Decoder {
                 }
                 Ok(layout.frames)
             }
+            Decoder::Gsm {
+                bytes,
+                blocks,
+                samples,
+                ..
+            } => {
+                // Twelve blocks (3,840 samples) per hand-over: under BLOCK_FRAMES.
+                const PER_RUN: usize = BLOCK_FRAMES / gsm::BLOCK_SAMPLES;
+                let mut decoder = gsm::GsmDecoder::new();
+                let mut pcm = [0i16; gsm::BLOCK_SAMPLES];
+                let mut plane = Vec::with_capacity(PER_RUN * gsm::BLOCK_SAMPLES);
+                let mut left = *samples as usize;
+                for run in bytes[blocks.clone()].chunks(PER_RUN * gsm::BLOCK_BYTES) {
+                    plane.clear();
+                    for block in run.chunks_exact(gsm::BLOCK_BYTES) {
+                        decoder.decode_block(block.try_into().expect("65 bytes"), &mut pcm);
+                        let take = left.min(gsm::BLOCK_SAMPLES);
+                        plane.extend(pcm[..take].iter().map(|&s| f32::from(s) / 32768.0));
+                        left -= take;
+                    }
+                    if !plane.is_empty() {
+                        sink(&[&plane])?;
+                    }
+                    if left == 0 {
+                        break;
+                    }
+                }
+                Ok(*samples)
+            }
             Decoder::Fallback(f) => f.run(sink),
         }
     }
@@ -195,6 +290,21 @@ impl Decoder {
                     planes.iter_mut().map(|p| p.as_mut_slice()).collect();
                 pcm::convert(encoding, &bytes[layout.data.clone()], &mut views);
                 Ok(DecodedAudio { info, planes })
+            }
+            Decoder::Gsm { samples, .. } => {
+                // The length comes from whole blocks present (or a smaller fact), so this
+                // allocation is bounded by the input's size.
+                limits.check_decoded_samples(samples)?;
+                let mut plane = Vec::with_capacity(samples as usize);
+                self.run(&mut |block: &[&[f32]]| {
+                    plane.extend_from_slice(block[0]);
+                    Ok(())
+                })?;
+                let info = self.info().clone();
+                Ok(DecodedAudio {
+                    info,
+                    planes: vec![plane],
+                })
             }
             Decoder::Fallback(_) => {
                 let mut planes: Vec<Vec<f32>> = Vec::new();
