@@ -92,18 +92,67 @@ pub struct CdrQuery {
 }
 
 /// A checked change and what to count it as.
-struct Checked {
-    call_id: CallId,
-    change: CallChange,
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub call_id: CallId,
+    pub change: CallChange,
     /// `start` or `end`, for `callrec_cdr_events_total`.
-    kind: &'static str,
+    pub kind: &'static str,
 }
 
-/// `POST /v1/cdr`: callrec's v1 events (one, or `{"events": [...]}`) or OCP's native records
-/// (one object with `message_type`, an array of them, or NDJSON with `Content-Type:
-/// application/x-ndjson`). All are checked before anything is written (a bad one refuses the
-/// request, naming it and its field); then they are applied in order, and the answer holds each
-/// call's state afterwards.
+/// Checks a whole `POST /v1/cdr` body without writing anything: callrec's v1 events (one, or
+/// `{"events": [...]}`) or OCP's native records (one object with `message_type`, an array, or
+/// NDJSON when `ndjson`). Native records are for `group` — the OCP group and where it came
+/// from, or why there is none. Any bad event refuses the whole body with a message naming it.
+/// Pure: the fuzz target `cdr_body` runs it on arbitrary bytes.
+pub fn check_body(
+    body: &[u8],
+    ndjson: bool,
+    group: &Result<(String, &'static str), String>,
+) -> Result<Vec<Checked>, String> {
+    if ndjson {
+        let records = crate::ocp::cdr::ndjson_records(body, MAX_EVENTS)?;
+        return native(group, &records);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("not a CDR event, record or batch: {e}"))?;
+    match value {
+        serde_json::Value::Array(records) => native(group, &records),
+        record if crate::ocp::cdr::is_record(&record) => {
+            native(group, std::slice::from_ref(&record))
+        }
+        v1 => {
+            let events = match serde_json::from_value::<CdrBody>(v1)
+                .map_err(|e| format!("not a CDR event or batch: {e}"))?
+            {
+                CdrBody::Batch { events } => events,
+                CdrBody::One(event) => vec![*event],
+            };
+            if events.is_empty() || events.len() > MAX_EVENTS {
+                return Err(format!("1 to {MAX_EVENTS} events per request"));
+            }
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let (call_id, change) = validate(e).map_err(|m| format!("event {i}: {m}"))?;
+                    let kind = match e.event_type {
+                        EventType::Start => "start",
+                        EventType::End => "end",
+                    };
+                    Ok(Checked {
+                        call_id,
+                        change,
+                        kind,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// `POST /v1/cdr`: the body checked by [`check_body`] (all of it before any write), then applied
+/// in order; the answer holds each call's state afterwards.
 pub async fn post_cdr(
     State(state): State<AppState>,
     Query(query): Query<CdrQuery>,
@@ -121,47 +170,8 @@ pub async fn post_cdr(
                 .to_ascii_lowercase()
         })
         .is_some_and(|v| matches!(v.as_str(), "application/x-ndjson" | "application/jsonl"));
-    let checked = if ndjson {
-        let records = crate::ocp::cdr::ndjson_records(&body, MAX_EVENTS).map_err(bad)?;
-        native(&state, &query, &headers, &records)?
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("not a CDR event, record or batch: {e}")))?;
-        match value {
-            serde_json::Value::Array(records) => native(&state, &query, &headers, &records)?,
-            record if crate::ocp::cdr::is_record(&record) => {
-                native(&state, &query, &headers, std::slice::from_ref(&record))?
-            }
-            v1 => {
-                let events = match serde_json::from_value::<CdrBody>(v1)
-                    .map_err(|e| bad(format!("not a CDR event or batch: {e}")))?
-                {
-                    CdrBody::Batch { events } => events,
-                    CdrBody::One(event) => vec![*event],
-                };
-                if events.is_empty() || events.len() > MAX_EVENTS {
-                    return Err(bad(format!("1 to {MAX_EVENTS} events per request")));
-                }
-                events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        let (call_id, change) =
-                            validate(e).map_err(|m| bad(format!("event {i}: {m}")))?;
-                        let kind = match e.event_type {
-                            EventType::Start => "start",
-                            EventType::End => "end",
-                        };
-                        Ok(Checked {
-                            call_id,
-                            change,
-                            kind,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ApiError>>()?
-            }
-        }
-    };
+    let group = group_of(&state, &query, &headers);
+    let checked = check_body(&body, ndjson, &group).map_err(bad)?;
     let mut calls = Vec::with_capacity(checked.len());
     for item in &checked {
         let (record, applied) = state
@@ -185,43 +195,51 @@ pub async fn post_cdr(
     Ok(Json(serde_json::json!({ "calls": calls })))
 }
 
-/// Checks OCP's native records (all of them, before any write) for the request's group.
-fn native(
+/// The OCP group of a request's native records: `?group=G`, else the `X-OCP-Group` header,
+/// else `ocp.default_group`; with where it came from, or why there is none.
+fn group_of(
     state: &AppState,
     query: &CdrQuery,
     headers: &HeaderMap,
-    records: &[serde_json::Value],
-) -> Result<Vec<Checked>, ApiError> {
-    if records.is_empty() || records.len() > MAX_EVENTS {
-        return Err(bad(format!("1 to {MAX_EVENTS} records per request")));
-    }
-    let (group, from) = if let Some(group) = &query.group {
-        (group.clone(), "?group=")
+) -> Result<(String, &'static str), String> {
+    if let Some(group) = &query.group {
+        Ok((group.clone(), "?group="))
     } else if let Some(header) = headers.get("x-ocp-group") {
         let group = header
             .to_str()
-            .map_err(|_| bad("X-OCP-Group: not text".into()))?;
-        (group.to_string(), "X-OCP-Group")
+            .map_err(|_| "X-OCP-Group: not text".to_string())?;
+        Ok((group.to_string(), "X-OCP-Group"))
     } else if let Some(group) = &state.default_group {
-        (group.clone(), "ocp.default_group")
+        Ok((group.clone(), "ocp.default_group"))
     } else {
-        return Err(bad(
+        Err(
             "OCP's records do not carry the OCP group (tenant) they belong to: give it as \
              ?group=G or the X-OCP-Group header (or set ocp.default_group)"
                 .into(),
-        ));
-    };
+        )
+    }
+}
+
+/// Checks OCP's native records (all of them, before any write) for the request's group.
+fn native(
+    group: &Result<(String, &'static str), String>,
+    records: &[serde_json::Value],
+) -> Result<Vec<Checked>, String> {
+    if records.is_empty() || records.len() > MAX_EVENTS {
+        return Err(format!("1 to {MAX_EVENTS} records per request"));
+    }
+    let (group, from) = group.clone()?;
     if !crate::ids::is_safe_id(&group) {
-        return Err(bad(format!(
+        return Err(format!(
             "{from}: an OCP group id, 1-128 of A-Z a-z 0-9 - _ ."
-        )));
+        ));
     }
     records
         .iter()
         .enumerate()
         .map(|(i, record)| {
             let mapped = crate::ocp::cdr::map_record(record, &group)
-                .map_err(|m| bad(format!("record {i}: {m}")))?;
+                .map_err(|m| format!("record {i}: {m}"))?;
             Ok(Checked {
                 call_id: mapped.call_id,
                 kind: match mapped.message_type {
