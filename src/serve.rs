@@ -136,8 +136,8 @@ pub async fn open_pipeline(loaded: &Loaded) -> Result<Pipeline> {
     let objects = callrec_ingest::setup::open_objects(&config.objects).await?;
     let engine = EngineRunner::start(
         config.server.engine_threads,
-        config.server.queue_depth,
-        callrec_engine::ProcessConfig::default(),
+        config.server.engine_memory_mb << 20,
+        config.engine_process_config(),
     )?;
     Ok(Pipeline {
         store,

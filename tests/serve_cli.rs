@@ -952,3 +952,76 @@ fn slow_senders_are_closed_at_the_header_timeout_and_an_upload_beside_them_is_se
         "the upload beside them was received"
     );
 }
+
+/// Peak resident memory of a process so far (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number of kB");
+    kb * 1024
+}
+
+/// The bound this test holds `callrec serve` to while eight 4-hour FLAC bombs arrive at once:
+/// one such recording takes ~1.3 GB to process (12 bytes a decoded sample), the default engine
+/// budget (2 GiB) admits one at a time, and calls waiting for a turn hold no bytes.
+const BOMB_RSS_BOUND: u64 = 2 << 30;
+
+#[test]
+fn eight_flac_bombs_at_once_stay_within_memory_and_a_kill_among_them_does_not_loop() {
+    // 4 hours of 8 kHz silence in ~340 KB of FLAC.
+    let bomb = callrec_fixtures::flac::silence(8000, 1, 4 * 3600 * 8000);
+    assert!(bomb.len() < 400 << 10);
+    let env = [("CALLREC_SERVER__ENGINE_THREADS", "2")];
+    let service = Service::start(&env);
+    let uploads: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, bomb) = (service.url.clone(), bomb.clone());
+            std::thread::spawn(move || {
+                client()
+                    .put(format!("{url}/v1/calls/bomb-{i}/audio"))
+                    .bearer_auth(TOKEN)
+                    .body(bomb)
+                    .send()
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for upload in uploads {
+        assert_eq!(upload.join().unwrap(), StatusCode::CREATED);
+    }
+    // Killed while the first of them are in the engine.
+    std::thread::sleep(Duration::from_millis(1500));
+    let first = peak_rss(service.child.id());
+    let dir = service.kill();
+    // The restart resumes all eight (none of them took the process down: a SIGKILL from
+    // outside is not charged to a recording more than once) and stores them, one by one.
+    let mut service = Service::start_in(dir, &env);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for i in 0..8 {
+        loop {
+            let (_, view) = get_call(&service, &format!("bomb-{i}"));
+            if !view["flags"]["stored"].is_null() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not stored in time: {view}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let second = peak_rss(service.child.id());
+    eprintln!(
+        "peak RSS with 8 FLAC bombs: {} MiB before the kill, {} MiB after the restart",
+        first >> 20,
+        second >> 20
+    );
+    assert!(first < BOMB_RSS_BOUND, "{} MiB", first >> 20);
+    assert!(second < BOMB_RSS_BOUND, "{} MiB", second >> 20);
+    assert!(service.stop().success());
+}

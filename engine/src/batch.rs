@@ -17,10 +17,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
-/// Decoded f32 audio, analysis buffers and the encoded output together take about this many
-/// times the input's size (PCM16 decodes to twice its bytes, G.711 to four times): the budget
-/// charges each job this multiple of its input.
+/// The floor of a job's charge: its input (mapped or in memory) and what little is decoded from
+/// it take at least this many times the input's size.
 pub const MEMORY_PER_INPUT_BYTE: u64 = 4;
+
+/// What processing takes per decoded sample: the f32 planes, the processed copy, the encoded
+/// output and the verifying decode. Measured: a 4-hour 8 kHz mono FLAC (115.2 M samples) peaks
+/// at 1.29 GB of RSS in `callrec process`, 11.2 bytes a sample (PERF.md).
+pub const MEMORY_PER_DECODED_SAMPLE: u64 = 12;
+
+/// Decoded bytes per input byte assumed when a format does not say its length (an MP3 without a
+/// frame count): an 8 kbit/s stream decodes to 88 times its size at 12 bytes a sample.
+const UNKNOWN_LENGTH_RATIO: u64 = 88;
 
 /// Batch settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +37,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Capacity of the job and result channels; 0 means twice the threads.
     pub queue_depth: usize,
-    /// Most memory the jobs in flight may claim (input bytes × [`MEMORY_PER_INPUT_BYTE`]),
-    /// results not yet taken included. A single larger job still runs, alone. Default 1 GiB.
+    /// Most memory the jobs in flight may claim (see [`memory_estimate`]), results not yet
+    /// taken included. A single larger job still runs, alone. Default 1 GiB.
     pub max_in_flight_bytes: u64,
 }
 
@@ -53,12 +61,40 @@ pub enum JobInput {
 }
 
 impl JobInput {
-    fn size(&self) -> u64 {
+    /// What the job will claim: see [`memory_estimate`].
+    fn charge(&self, limits: &crate::limits::Limits) -> u64 {
         match self {
-            JobInput::File(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            JobInput::Source(source) => source.len(),
+            JobInput::File(path) => match AudioSource::map_file(path, limits) {
+                Ok(source) => memory_estimate(&source, limits),
+                // It fails as it runs, having claimed nothing much.
+                Err(_) => 0,
+            },
+            JobInput::Source(source) => memory_estimate(source, limits),
         }
     }
+}
+
+/// The memory processing `source` takes, from what its headers say it decodes to (frames ×
+/// channels × [`MEMORY_PER_DECODED_SAMPLE`]), never less than [`MEMORY_PER_INPUT_BYTE`] × its
+/// size: a few hundred KB of FLAC that decode to hours are charged for the hours. A format
+/// that does not say its length is charged [`UNKNOWN_LENGTH_RATIO`] × its size. Reads the
+/// headers only.
+pub fn memory_estimate(source: &AudioSource, limits: &crate::limits::Limits) -> u64 {
+    let floor = source.len().saturating_mul(MEMORY_PER_INPUT_BYTE);
+    let decoded = match crate::decode::Decoder::open(source, limits) {
+        Ok(decoder) => {
+            let info = decoder.info();
+            match info.declared_frames {
+                Some(frames) => frames
+                    .saturating_mul(u64::from(info.channels.max(1)))
+                    .saturating_mul(MEMORY_PER_DECODED_SAMPLE),
+                None => source.len().saturating_mul(UNKNOWN_LENGTH_RATIO),
+            }
+        }
+        // Refused at its headers: it will fail as fast when it runs.
+        Err(_) => 0,
+    };
+    decoded.max(floor)
 }
 
 /// What the batch did, for logs and metrics.
@@ -175,7 +211,7 @@ impl Engine {
                         let (job_rx, result_tx) = (job_rx.clone(), result_tx.clone());
                         workers.spawn(move |_| {
                             for (tag, input) in job_rx {
-                                let charge = input.size().saturating_mul(MEMORY_PER_INPUT_BYTE);
+                                let charge = input.charge(&config.input.limits);
                                 budget.acquire(charge);
                                 let outcome = run_one(input, config);
                                 let (result, ok) = finish(&tag, outcome);

@@ -87,8 +87,7 @@ fn results_leave_in_completion_order() {
 
 #[test]
 fn in_flight_bytes_stay_under_the_budget() {
-    let sizes: Vec<u64> = (0..12).map(|i| call(3000, i).len()).collect();
-    let each = sizes[0] * callrec_engine::batch::MEMORY_PER_INPUT_BYTE;
+    let each = callrec_engine::batch::memory_estimate(&call(3000, 0), &Default::default());
     // Room for two jobs at a time, with four workers wanting more.
     let engine = Engine::new(EngineConfig {
         threads: 4,
@@ -130,4 +129,23 @@ fn in_flight_bytes_stay_under_the_budget() {
     );
     assert_eq!((stats.jobs, stats.failed), (2, 0));
     assert_eq!(stats.peak_in_flight_bytes, each, "one at a time");
+}
+
+#[test]
+fn a_flac_bomb_is_charged_for_what_it_decodes_to() {
+    // Ten minutes of 8 kHz silence in ~14 KB: charged for 4.8 M decoded samples, not 14 KB.
+    let frames = 10 * 60 * 8000;
+    let bomb = callrec_fixtures::flac::silence(8000, 1, frames);
+    assert!(bomb.len() < 20_000, "{}", bomb.len());
+    let source = AudioSource::from_bytes(bomb);
+    let limits = callrec_engine::limits::Limits::default();
+    let charge = callrec_engine::batch::memory_estimate(&source, &limits);
+    assert_eq!(
+        charge,
+        frames * callrec_engine::batch::MEMORY_PER_DECODED_SAMPLE
+    );
+    // It is the FLAC it claims to be: every frame decodes.
+    let decoded = callrec_engine::decode::decode(&source, &limits).unwrap();
+    assert_eq!(decoded.frames() as u64, frames);
+    assert!(decoded.planes[0].iter().all(|&s| s == 0.0));
 }

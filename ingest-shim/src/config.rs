@@ -98,6 +98,13 @@ pub struct ServerConfig {
     /// A call received and not stored is run again this long after its last attempt, doubling
     /// with each failed attempt (at most an hour); also how often the retrier looks, seconds.
     pub retry_base_s: u64,
+    /// The longest recording processed, seconds (longer ones fail as too long, and are stored
+    /// as they arrived after the attempts). Default 4 hours.
+    pub max_call_length_s: u64,
+    /// Memory the engine's recordings in flight may take together, MiB, charged by what each
+    /// decodes to (12 bytes a decoded sample: a 4-hour 8 kHz call is 1.3 GiB); a larger one
+    /// runs alone. Default 2048.
+    pub engine_memory_mb: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -124,6 +131,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("keep_staged", &self.keep_staged)
             .field("max_attempts", &self.max_attempts)
             .field("retry_base_s", &self.retry_base_s)
+            .field("max_call_length_s", &self.max_call_length_s)
+            .field("engine_memory_mb", &self.engine_memory_mb)
             .finish()
     }
 }
@@ -422,6 +431,8 @@ impl Default for Config {
                 keep_staged: false,
                 max_attempts: 5,
                 retry_base_s: 120,
+                max_call_length_s: 4 * 3600,
+                engine_memory_mb: 2048,
             },
             state: StateConfig {
                 backend: StateBackend::Sqlite,
@@ -639,6 +650,12 @@ impl Config {
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return Err(error("server.max_connections", "1 to 1000000"));
         }
+        if !(1..=7 * 86_400).contains(&self.server.max_call_length_s) {
+            return Err(error("server.max_call_length_s", "1 second to 7 days"));
+        }
+        if !(64..=1 << 20).contains(&self.server.engine_memory_mb) {
+            return Err(error("server.engine_memory_mb", "64 MiB to 1 TiB"));
+        }
         if self.server.max_body_bytes == 0 {
             return Err(error("server.max_body_bytes", "must be above 0"));
         }
@@ -713,6 +730,16 @@ impl Config {
 
     /// The reconciler's settings (`[reconcile]`, and `[server]`'s spool and size limit) for the
     /// replica named `owner` in leases.
+    /// The engine's limits for the service: inputs up to `max_body_bytes`, recordings up to
+    /// `max_call_length_s`.
+    pub fn engine_process_config(&self) -> callrec_engine::ProcessConfig {
+        let mut config = callrec_engine::ProcessConfig::default();
+        let limits = &mut config.input.limits;
+        limits.max_input_bytes = self.server.max_body_bytes;
+        limits.max_duration_ms = self.server.max_call_length_s.saturating_mul(1000);
+        config
+    }
+
     pub fn worker_config(&self, owner: String) -> crate::reconcile::WorkerConfig {
         let r = &self.reconcile;
         use jiff::SignedDuration;

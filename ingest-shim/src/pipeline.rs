@@ -123,26 +123,33 @@ impl PipelineError {
 type Reply = oneshot::Sender<callrec_engine::Result<Processed>>;
 
 /// The engine behind a channel: submit a recording, await its result.
+///
+/// Memory is bounded twice: a recording is read from staging only once it is admitted
+/// ([`EngineRunner::admit`]: twice the workers at most, so queued calls hold no bytes), and the
+/// engine charges each admitted one for what it decodes to against `memory_bytes`
+/// ([`callrec_engine::batch::memory_estimate`]), running one larger than that alone.
 #[derive(Clone)]
 pub struct EngineRunner {
     jobs: crossbeam_channel::Sender<(Reply, JobInput)>,
     threads: usize,
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl EngineRunner {
-    /// Starts the engine's thread and pool. `queue` bounds the recordings waiting for a worker.
+    /// Starts the engine's thread and pool: `threads` workers (0: one per core), recordings in
+    /// flight charged against `memory_bytes`, processed with `config` (its limits).
     pub fn start(
         threads: usize,
-        queue: usize,
+        memory_bytes: u64,
         config: ProcessConfig,
     ) -> callrec_engine::Result<Self> {
         let engine = Engine::new(EngineConfig {
             threads,
-            queue_depth: queue,
-            ..EngineConfig::default()
+            queue_depth: 0,
+            max_in_flight_bytes: memory_bytes,
         })?;
         let threads = engine.threads();
-        let (jobs, receiver) = crossbeam_channel::bounded::<(Reply, JobInput)>(queue.max(1));
+        let (jobs, receiver) = crossbeam_channel::bounded::<(Reply, JobInput)>(threads);
         std::thread::Builder::new()
             .name("callrec-engine-feed".into())
             .spawn(move || {
@@ -160,11 +167,24 @@ impl EngineRunner {
                 );
             })
             .map_err(callrec_engine::EngineError::Io)?;
-        Ok(EngineRunner { jobs, threads })
+        Ok(EngineRunner {
+            jobs,
+            threads,
+            admission: Arc::new(tokio::sync::Semaphore::new(2 * threads)),
+        })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Waits for a turn in the engine: read a recording's bytes only while holding one.
+    pub async fn admit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.admission
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the admission semaphore is never closed")
     }
 
     /// Processes one recording with `decisions` replayed (a call resumed after `processed`).
@@ -415,6 +435,9 @@ impl Pipeline {
             return Ok(Finished::NothingToDo);
         };
         let staging_bucket = &self.routing.staging.bucket;
+        // The bytes are read only with a turn in the engine, and held until the output is
+        // written: calls waiting for a turn hold nothing.
+        let _turn = self.engine.admit().await;
         let raw = self
             .objects
             .get(staging_bucket, &staged.location, None)

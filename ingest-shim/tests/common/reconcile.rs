@@ -140,7 +140,7 @@ pub async fn rig_over(
         store: store.clone(),
         objects,
         routing: Arc::new(loaded.routing.clone()),
-        engine: EngineRunner::start(2, 8, callrec_engine::ProcessConfig::default()).unwrap(),
+        engine: EngineRunner::start(2, 1 << 30, callrec_engine::ProcessConfig::default()).unwrap(),
         keep_staged: false,
         max_attempts: loaded.config.server.max_attempts,
         in_flight: Default::default(),

@@ -34,7 +34,8 @@ pub async fn serve(
             store,
             objects,
             routing: Arc::new(routing),
-            engine: EngineRunner::start(1, 4, callrec_engine::ProcessConfig::default()).unwrap(),
+            engine: EngineRunner::start(1, 1 << 30, callrec_engine::ProcessConfig::default())
+                .unwrap(),
             keep_staged: false,
             max_attempts: config.server.max_attempts,
             in_flight: Default::default(),
