@@ -59,6 +59,20 @@ pub enum PipelineError {
 }
 
 /// The file extension of a recording, from its first bytes (`bin` when unknown).
+/// The key of a recording stored as it arrived: beside the route's key, under
+/// `unprocessed/`, with the recording's own extension where the route's key has one.
+fn unprocessed_key(route: &crate::store::Route, ext: &str) -> String {
+    let (dir, file) = match route.key.rsplit_once('/') {
+        Some((dir, file)) => (format!("{dir}/"), file),
+        None => (String::new(), route.key.as_str()),
+    };
+    let file = match file.strip_suffix(&format!(".{}", route.ext)) {
+        Some(stem) => format!("{stem}.{ext}"),
+        None => file.to_string(),
+    };
+    format!("{dir}unprocessed/{file}")
+}
+
 fn extension_of(head: &[u8]) -> &'static str {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(8, b"WAVE") {
@@ -327,13 +341,8 @@ impl Pipeline {
             .objects
             .get(&self.routing.staging.bucket, &staged.location, None)
             .await?;
-        let lob = self.routing.route(&record.cdr);
-        let when = record.filed_at();
-        let routed = lob.object_key(&record.call_id, &record.cdr, when, extension_of(&raw))?;
-        let key = match routed.rsplit_once('/') {
-            Some((dir, file)) => format!("{dir}/unprocessed/{file}"),
-            None => format!("unprocessed/{routed}"),
-        };
+        let (lob, route) = self.route_of(record, extension_of(&raw)).await?;
+        let key = unprocessed_key(&route, extension_of(&raw));
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("call-id".to_string(), record.call_id.to_string());
         metadata.insert("line-of-business".to_string(), lob.name.clone());
@@ -347,12 +356,13 @@ impl Pipeline {
             kms_key_id: lob.kms_key_id.clone(),
         };
         self.objects
-            .put_new(&lob.bucket, &key, Body::Bytes(raw), &meta)
+            .put_new(&route.bucket, &key, Body::Bytes(raw), &meta)
             .await?;
         let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
             "call_id": record.call_id,
             "line_of_business": lob.name,
             "processed": false,
+            "route": route,
             "reason": reason,
             "attempts": record.attempts,
             "cdr": record.cdr,
@@ -363,8 +373,8 @@ impl Pipeline {
         self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
             .await?;
         let object = StoredObject {
-            line_of_business: lob.name.clone(),
-            bucket: lob.bucket.clone(),
+            line_of_business: route.line_of_business.clone(),
+            bucket: route.bucket.clone(),
             key,
             crc32c: staged.crc32c.clone(),
             sha256: staged.sha256.clone(),
@@ -535,19 +545,59 @@ impl Pipeline {
     }
 
     /// The processed audio and its JSON sidecar, create-only, in the routed bucket.
+    /// Where the call's object goes: the recorded route, or one decided now from the call's
+    /// facts (`ext`: its object's extension) and recorded before any object is written, so
+    /// that a retry or a resumed run never writes a second object elsewhere after the facts
+    /// changed. The line of business's settings (storage class, KMS key) are its current ones.
+    async fn route_of(
+        &self,
+        record: &CallRecord,
+        ext: &str,
+    ) -> Result<(&crate::routing::LineOfBusiness, crate::store::Route), PipelineError> {
+        let route = match &record.route {
+            Some(route) => route.clone(),
+            None => {
+                let lob = self.routing.route(&record.cdr);
+                let decided = crate::store::Route {
+                    line_of_business: lob.name.clone(),
+                    bucket: lob.bucket.clone(),
+                    key: lob.object_key(&record.call_id, &record.cdr, record.filed_at(), ext)?,
+                    ext: ext.to_string(),
+                    before_end: record.flags.ended.is_none(),
+                };
+                let (stored, _) = self
+                    .store
+                    .update(
+                        &record.call_id,
+                        &CallChange::Routed(decided.clone()),
+                        Timestamp::now(),
+                    )
+                    .await?;
+                // Another run may have decided first: its decision stands.
+                stored.route.unwrap_or(decided)
+            }
+        };
+        let lob = self
+            .routing
+            .lines()
+            .iter()
+            .find(|l| l.name == route.line_of_business)
+            .unwrap_or_else(|| self.routing.route(&record.cdr));
+        Ok((lob, route))
+    }
+
     async fn write_object(
         &self,
         record: &CallRecord,
         processed: &Processed,
     ) -> Result<StoredObject, PipelineError> {
-        let lob = self.routing.route(&record.cdr);
-        let when = record.filed_at();
         let report = &processed.report;
         let ext = match report.decisions.format {
             callrec_engine::OutputFormat::Flac => "flac",
             _ => "wav",
         };
-        let key = lob.object_key(&record.call_id, &record.cdr, when, ext)?;
+        let (lob, route) = self.route_of(record, ext).await?;
+        let key = route.key.clone();
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("call-id".to_string(), record.call_id.to_string());
         metadata.insert("line-of-business".to_string(), lob.name.clone());
@@ -569,7 +619,7 @@ impl Pipeline {
         let audio = bytes::Bytes::from(processed.audio.clone());
         match self
             .objects
-            .put_new(&lob.bucket, &key, Body::Bytes(audio), &meta)
+            .put_new(&route.bucket, &key, Body::Bytes(audio), &meta)
             .await?
         {
             PutOutcome::Created | PutOutcome::AlreadyExists => {}
@@ -577,6 +627,7 @@ impl Pipeline {
         let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
             "call_id": record.call_id,
             "line_of_business": lob.name,
+            "route": route,
             "cdr": record.cdr,
             "flags": record.flags,
             "report": report,
@@ -587,8 +638,8 @@ impl Pipeline {
         self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
             .await?;
         Ok(StoredObject {
-            line_of_business: lob.name.clone(),
-            bucket: lob.bucket.clone(),
+            line_of_business: route.line_of_business.clone(),
+            bucket: route.bucket.clone(),
             key,
             crc32c: report.output.crc32c.clone(),
             sha256: report.output.sha256.clone(),

@@ -80,6 +80,8 @@ impl CallStore for SlowAfterReceived {
 struct OutputDown {
     inner: FolderStore,
     failures: AtomicU64,
+    /// Only keys ending so fail ("" for all).
+    suffix: &'static str,
 }
 
 #[async_trait]
@@ -96,6 +98,7 @@ impl ObjectStore for OutputDown {
     ) -> std::result::Result<PutOutcome, ObjectError> {
         let staging = bucket.contains("staging");
         if !staging
+            && key.ends_with(self.suffix)
             && self
                 .failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -267,6 +270,7 @@ async fn a_transient_failure_heals_through_the_local_retrier_without_reconciliat
     let objects = Arc::new(OutputDown {
         inner: FolderStore::open(dir.path().join("objects")).unwrap(),
         failures: AtomicU64::new(2),
+        suffix: "",
     });
     let service = common::service::serve(config, store.clone(), objects, None).await;
     let retrier = callrec_ingest::server::spawn_retrier(
@@ -464,5 +468,88 @@ async fn a_gsm_610_recording_is_processed_and_stored() {
             .is_file(),
         "{}",
         object.key
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_change() {
+    // Routing: group g-care goes to the care line; every other call to general.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    config.server.spool_dir = dir.path().join("spool");
+    config.lines_of_business.insert(
+        "care".into(),
+        callrec_ingest::routing::LineOfBusinessConfig {
+            bucket: "acme-care".into(),
+            key_template: None,
+            storage_class: None,
+            kms_key_id: None,
+        },
+    );
+    config
+        .routing
+        .rules
+        .push(callrec_ingest::routing::RuleConfig {
+            line_of_business: "care".into(),
+            ivr_channel: None,
+            application: None,
+            application_type: None,
+            direction: None,
+            group_id: Some("g-care".into()),
+        });
+    // The audio object is written; its sidecar is refused once: the run fails after the
+    // first object write, before `stored`.
+    let root = dir.path().join("objects");
+    let objects = Arc::new(OutputDown {
+        inner: FolderStore::open(&root).unwrap(),
+        failures: AtomicU64::new(1),
+        suffix: ".json",
+    });
+    let service = common::service::serve(config, store.clone(), objects, None).await;
+    assert_eq!(upload(&service, "moved-1").await, 201);
+    let id = CallId::parse("moved-1").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let record = store.get(&id).await.unwrap().unwrap();
+        if record.attempts == 1 {
+            break record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let route = record
+        .route
+        .clone()
+        .expect("routed before the first object write");
+    assert_eq!(route.line_of_business, "general");
+    assert!(route.before_end, "decided without a CDR End");
+    // Now the CDR arrives and would route the call to care.
+    let status = service
+        .http
+        .post(format!("{}/v1/cdr", service.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "type": "start", "call_id": "moved-1",
+            "timestamp": "2026-11-24T09:00:00Z", "group_id": "g-care"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    // The retry (the same bytes again) stores the call where it was routed first.
+    assert_eq!(upload(&service, "moved-1").await, 200);
+    assert!(stored_within(store.as_ref(), "moved-1", Duration::from_secs(20)).await);
+    let record = store.get(&id).await.unwrap().unwrap();
+    let object = record.object.unwrap();
+    assert_eq!(
+        (object.bucket.as_str(), object.key.as_str()),
+        (route.bucket.as_str(), route.key.as_str())
+    );
+    assert!(
+        !root.join("acme-care").exists(),
+        "nothing was written to the care bucket"
     );
 }

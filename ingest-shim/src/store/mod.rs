@@ -17,7 +17,7 @@ pub mod sqlite;
 pub use jobs::{ExportJob, JobId, JobState, LeaseError};
 pub use record::{
     Applied, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags, Outcome, ProcessedFacts,
-    StagedAudio, StoredObject,
+    Route, StagedAudio, StoredObject,
 };
 
 use crate::ids::CallId;

@@ -292,6 +292,10 @@ pub struct CallRecord {
     pub flags: Flags,
     pub status: CallStatus,
     pub line_of_business: Option<String>,
+    /// Where the call's object goes, decided once before the first object write and kept:
+    /// a retry or a resumed run writes there even if the facts changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
     pub staged: Option<StagedAudio>,
     pub processed: Option<ProcessedFacts>,
     pub object: Option<StoredObject>,
@@ -324,6 +328,7 @@ impl CallRecord {
             flags: Flags::default(),
             status: CallStatus::Pending,
             line_of_business: None,
+            route: None,
             staged: None,
             processed: None,
             object: None,
@@ -498,16 +503,15 @@ impl CallRecord {
                     outcome
                 }
             }
-            CallChange::Routed { line_of_business } => match &self.line_of_business {
-                Some(existing) if existing == line_of_business => Outcome::Unchanged,
-                Some(_) if self.flags.stored.is_some() => {
-                    Outcome::Refused("stored already under another line of business")
-                }
-                _ => {
-                    self.line_of_business = Some(line_of_business.clone());
+            CallChange::Routed(route) => {
+                if self.route.is_some() || self.flags.stored.is_some() {
+                    Outcome::Unchanged
+                } else {
+                    self.line_of_business = Some(route.line_of_business.clone());
+                    self.route = Some(route.clone());
                     Outcome::Changed
                 }
-            },
+            }
             CallChange::Processing => {
                 self.runs_unfinished = self.runs_unfinished.saturating_add(1);
                 Outcome::Changed
@@ -583,8 +587,9 @@ pub enum CallChange {
         object: StoredObject,
         reason: String,
     },
-    /// Routing decided the line of business (before storing).
-    Routed { line_of_business: String },
+    /// Routing decided where the call's object goes (before the first object write). The
+    /// first decision stays: a later one changes nothing.
+    Routed(Route),
     /// An engine run is about to start (counted until it ends: see
     /// [`CallRecord::runs_unfinished`]).
     Processing,
@@ -592,6 +597,20 @@ pub enum CallChange {
     Failed { error: String },
     /// Reconciliation gave up on the call.
     Lost { reason: String },
+}
+
+/// Where a call's object goes: its line of business, bucket and key (of the processed audio;
+/// a recording stored as it arrived goes beside it, under `unprocessed/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub line_of_business: String,
+    pub bucket: String,
+    pub key: String,
+    /// The extension the key was made with (`{ext}` of the key template).
+    pub ext: String,
+    /// The facts it was decided on were incomplete (no CDR End yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_end: bool,
 }
 
 /// What a change did.
