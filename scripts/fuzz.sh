@@ -71,8 +71,8 @@ RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="${CALLREC_FUZZ_TARGET_DIR:-$HOME/.cache/call
     -artifact_prefix="$root/fuzz/artifacts/$target/" -print_final_stats=1 >"$log" 2>&1
 status=$?
 set -e
-grep -E "^(#[0-9]+ *(INITED|DONE)|Done [0-9]+ runs|SUMMARY|==[0-9]+==)" "$log" || true
-execs=$(grep -oE "^stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" || echo 0)
+grep -a -E "^(#[0-9]+ *(INITED|DONE)|Done [0-9]+ runs|SUMMARY|==[0-9]+==)" "$log" || true
+execs=$(grep -a -oE "^stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" || echo 0)
 crashes=$(find "$root/fuzz/artifacts/$target" -type f | wc -l)
 echo "fuzz $target: ${seconds} s, ${execs} executions, ${crashes} crash artifact(s) in fuzz/artifacts/$target"
 if [ "$crashes" -ne 0 ] || [ "$status" -ne 0 ]; then

@@ -307,6 +307,25 @@ fn signal(child: &Child, signal: &str) {
     assert!(sent.success(), "kill -{signal}");
 }
 
+/// Pauses `child` (SIGSTOP) at a moment it holds no SQLite write lock. A process paused inside
+/// a write transaction holds the database's one write lock for as long as it is paused, and
+/// every other process on the file waits (SQLite is the single-host store: replicas that must
+/// survive each other's pauses share DynamoDB); the pause this test is about — a replica frozen
+/// past its lease — is one between writes.
+fn pause_between_writes(child: &Child, db: &Path) {
+    for _ in 0..100 {
+        signal(child, "STOP");
+        let probe = rusqlite::Connection::open(db).unwrap();
+        probe.busy_timeout(Duration::from_millis(300)).unwrap();
+        if probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok() {
+            return;
+        }
+        signal(child, "CONT");
+        std::thread::sleep(Duration::from_millis(23));
+    }
+    panic!("the replica was inside a write each time it was paused");
+}
+
 #[test]
 fn a_replica_paused_past_its_lease_is_fenced_off_and_every_call_is_stored_once() {
     let mut config = ocp_config();
@@ -330,7 +349,7 @@ fn a_replica_paused_past_its_lease_is_fenced_off_and_every_call_is_stored_once()
     wait_for("A downloading", Duration::from_secs(60), || {
         ocp.downloads() >= 3
     });
-    signal(&a.0, "STOP");
+    pause_between_writes(&a.0, &data.join("callrec.db"));
     let paused_at = ocp.downloads();
     let mut b = spawn("b.log");
     wait_for("B taking the job over", Duration::from_secs(60), || {

@@ -7,23 +7,10 @@ use callrec_engine::limits::Limits;
 use callrec_engine::source::AudioSource;
 use libfuzzer_sys::fuzz_target;
 
-/// libFuzzer aborts at any panic, before anything can catch it. The engine runs symphonia under
-/// `catch_unwind` and turns its panics into typed errors (`decode/fallback.rs`): let those
-/// unwind to that guard — a panic that escapes it still aborts the run — and abort at every
-/// other.
-fn let_symphonia_panics_reach_the_guard() {
-    let abort = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let in_symphonia = info
-            .location()
-            .is_some_and(|at| at.file().contains("/symphonia"));
-        if !in_symphonia {
-            abort(info);
-        }
-    }));
-}
+#[path = "shared/hook.rs"]
+mod hook;
 
-fuzz_target!(init: let_symphonia_panics_reach_the_guard(), |data: &[u8]| {
+fuzz_target!(init: hook::let_symphonia_panics_reach_the_guard(), |data: &[u8]| {
     let options = InspectOptions {
         limits: Limits {
             max_decoded_samples: 1 << 22,

@@ -445,9 +445,9 @@ impl Pipeline {
             return Ok(Finished::NothingToDo);
         };
         let staging_bucket = &self.routing.staging.bucket;
-        // The bytes are read only with a turn in the engine, and held until the output is
-        // written: calls waiting for a turn hold nothing.
-        let _turn = self.engine.admit().await;
+        // The bytes are read only with a turn in the engine, given back once the engine is
+        // done: calls waiting for a turn hold nothing.
+        let turn = self.engine.admit().await;
         let raw = self
             .objects
             .get(staging_bucket, &staged.location, None)
@@ -492,6 +492,7 @@ impl Pipeline {
                 (record, processed)
             }
         };
+        drop(turn);
         let object = self.write_object(&record, &processed).await?;
         let (_, applied) = self
             .store

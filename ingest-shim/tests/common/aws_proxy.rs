@@ -124,7 +124,17 @@ async fn forward(
     // The emulator answers one request at a time: a few at once reach it, the rest wait here
     // (rather than overflow its listen queue).
     let _turn = proxy.turns.acquire().await.unwrap();
-    let answer = out.send().await.unwrap();
+    // The emulator dropping a connection under load is a 502 to the client, which retries it
+    // (as it would a load balancer's).
+    let bad_gateway = || {
+        axum::response::Response::builder()
+            .status(502)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let Ok(answer) = out.send().await else {
+        return bad_gateway();
+    };
     let status = answer.status();
     let mut response = axum::response::Response::builder().status(status.as_u16());
     for (name, value) in answer.headers() {
@@ -132,7 +142,9 @@ async fn forward(
             response = response.header(name, value);
         }
     }
-    let bytes = answer.bytes().await.unwrap();
+    let Ok(bytes) = answer.bytes().await else {
+        return bad_gateway();
+    };
     {
         let mut tally = proxy.tally.lock().unwrap();
         let operation = match &target {

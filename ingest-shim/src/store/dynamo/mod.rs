@@ -464,6 +464,25 @@ impl DynamoStore {
         })
     }
 
+    /// The record of the item at `key` (a strongly consistent read), `name` for errors.
+    async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: Item,
+        name: &str,
+    ) -> Result<Option<T>> {
+        let got = retrying(|| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(unavailable)?;
+        got.item().map(|item| record_of(name, item)).transpose()
+    }
+
     fn call_item(record: &CallRecord) -> Result<Item> {
         let json =
             serde_json::to_string(record).map_err(|e| corrupt(record.call_id.as_str(), e))?;
@@ -518,19 +537,8 @@ impl CallStore for DynamoStore {
     }
 
     async fn get(&self, call_id: &CallId) -> Result<Option<CallRecord>> {
-        let got = retrying(|| {
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(call_key(call_id.as_str())))
-                .consistent_read(true)
-                .send()
-        })
-        .await
-        .map_err(unavailable)?;
-        got.item()
-            .map(|item| record_of(call_id.as_str(), item))
-            .transpose()
+        self.get_record(call_key(call_id.as_str()), call_id.as_str())
+            .await
     }
 
     async fn put_if(
@@ -722,19 +730,7 @@ impl CallStore for DynamoStore {
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<ExportJob>> {
-        let got = retrying(|| {
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(job_key(id.as_str())))
-                .consistent_read(true)
-                .send()
-        })
-        .await
-        .map_err(unavailable)?;
-        got.item()
-            .map(|item| record_of(id.as_str(), item))
-            .transpose()
+        self.get_record(job_key(id.as_str()), id.as_str()).await
     }
 
     async fn put_job_if(&self, job: &ExportJob, expected: Option<u64>) -> Result<bool> {
