@@ -483,6 +483,27 @@ impl DynamoStore {
         got.item().map(|item| record_of(name, item)).transpose()
     }
 
+    /// A page of every item of a sparse index, in its order, from `cursor`.
+    async fn whole_index_page<T: serde::de::DeserializeOwned>(
+        &self,
+        index: &'static str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<T>> {
+        let query = IndexQuery {
+            index,
+            from: None,
+            to: None,
+            filter: None,
+            limit,
+            after: cursor
+                .map(|c| shards::decode_cursor(index, c))
+                .transpose()?,
+        };
+        let (items, next) = self.fan_out(&query, |_: &T| true).await?;
+        Ok(Page { items, next })
+    }
+
     fn call_item(record: &CallRecord) -> Result<Item> {
         let json =
             serde_json::to_string(record).map_err(|e| corrupt(record.call_id.as_str(), e))?;
@@ -647,7 +668,6 @@ impl CallStore for DynamoStore {
         };
         let index = IndexQuery {
             index: "pending",
-            prefix: "PENDING",
             from: from_key,
             to: to_key,
             filter,
@@ -661,19 +681,7 @@ impl CallStore for DynamoStore {
     }
 
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
-        let index = IndexQuery {
-            index: "work",
-            prefix: "WORK",
-            from: None,
-            to: None,
-            filter: None,
-            limit,
-            after: cursor
-                .map(|c| shards::decode_cursor("work", c))
-                .transpose()?,
-        };
-        let (items, next) = self.fan_out(&index, |_: &CallRecord| true).await?;
-        Ok(Page { items, next })
+        self.whole_index_page("work", limit, cursor).await
     }
 
     async fn funnel(&self) -> Result<Funnel> {
@@ -757,7 +765,6 @@ impl CallStore for DynamoStore {
         // Every key for a time ≤ now sorts below "{now}#~" ('~' is above every id character).
         let index = IndexQuery {
             index: "due",
-            prefix: "DUE",
             from: None,
             to: Some(format!("{}#~", sortable(now))),
             filter: None,
@@ -769,18 +776,6 @@ impl CallStore for DynamoStore {
     }
 
     async fn open_jobs(&self, limit: u32, cursor: Option<&str>) -> Result<Page<ExportJob>> {
-        let index = IndexQuery {
-            index: "open",
-            prefix: "OPEN",
-            from: None,
-            to: None,
-            filter: None,
-            limit,
-            after: cursor
-                .map(|c| shards::decode_cursor("open", c))
-                .transpose()?,
-        };
-        let (items, next) = self.fan_out(&index, |_: &ExportJob| true).await?;
-        Ok(Page { items, next })
+        self.whole_index_page("open", limit, cursor).await
     }
 }

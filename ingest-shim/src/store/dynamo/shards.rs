@@ -67,12 +67,11 @@ pub fn decode_cursor(index: &str, raw: &str) -> Result<String> {
     }
 }
 
-/// One query of a sharded index: its name (attributes `{index}_pk`, `{index}_sk`), the prefix of
-/// its partition key values, sort-key bounds (both inclusive), an optional filter, a page size
+/// One query of a sharded index: its name (attributes `{index}_pk`, `{index}_sk`; partition
+/// key values `{INDEX}#{shard}`), sort-key bounds (both inclusive), an optional filter, a page size
 /// and the cursor's sort key (exclusive).
 pub struct IndexQuery<'a> {
     pub index: &'static str,
-    pub prefix: &'static str,
     pub from: Option<String>,
     pub to: Option<String>,
     /// A filter expression and its values (names are the index's own attributes).
@@ -174,6 +173,7 @@ impl DynamoStore {
         size: i32,
     ) -> Result<(Vec<(String, Item)>, Option<Item>)> {
         let sk = format!("{}_sk", query.index);
+        let prefix = query.index.to_ascii_uppercase();
         let request = || {
             let mut request = self
                 .client
@@ -181,7 +181,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .index_name(query.index)
                 .expression_attribute_names("#pk", format!("{}_pk", query.index))
-                .expression_attribute_values(":pk", s(shard_key(query.prefix, reader.shard)))
+                .expression_attribute_values(":pk", s(shard_key(&prefix, reader.shard)))
                 .limit(size)
                 .set_exclusive_start_key(reader.next.clone());
             let condition = match (lower, &query.to) {
