@@ -147,6 +147,7 @@ pub async fn open_pipeline(loaded: &Loaded) -> Result<Pipeline> {
         keep_staged: config.server.keep_staged,
         max_attempts: config.server.max_attempts,
         in_flight: Default::default(),
+        end_wait: std::time::Duration::from_secs(config.server.end_wait_s),
     })
 }
 

@@ -105,6 +105,10 @@ pub struct ServerConfig {
     /// decodes to (12 bytes a decoded sample: a 4-hour 8 kHz call is 1.3 GiB); a larger one
     /// runs alone. Default 2048.
     pub engine_memory_mb: u64,
+    /// Seconds an uploaded recording waits for its call's CDR End before it is routed and
+    /// processed anyway (on the facts known then; its sidecar says so). An End that arrives
+    /// sooner starts it at once. Default 300; 0 processes every upload at once.
+    pub end_wait_s: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -133,6 +137,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("retry_base_s", &self.retry_base_s)
             .field("max_call_length_s", &self.max_call_length_s)
             .field("engine_memory_mb", &self.engine_memory_mb)
+            .field("end_wait_s", &self.end_wait_s)
             .finish()
     }
 }
@@ -433,6 +438,7 @@ impl Default for Config {
                 retry_base_s: 120,
                 max_call_length_s: 4 * 3600,
                 engine_memory_mb: 2048,
+                end_wait_s: 300,
             },
             state: StateConfig {
                 backend: StateBackend::Sqlite,
@@ -655,6 +661,9 @@ impl Config {
         }
         if !(64..=1 << 20).contains(&self.server.engine_memory_mb) {
             return Err(error("server.engine_memory_mb", "64 MiB to 1 TiB"));
+        }
+        if self.server.end_wait_s > 86_400 {
+            return Err(error("server.end_wait_s", "0 to 86400 seconds"));
         }
         if self.server.max_body_bytes == 0 {
             return Err(error("server.max_body_bytes", "must be above 0"));

@@ -16,7 +16,7 @@
 use crate::ids::CallId;
 use crate::metrics::Metrics;
 use crate::objects::{Body, ObjectError, ObjectMeta};
-use crate::pipeline::{Finished, Pipeline, PipelineError};
+use crate::pipeline::{Ending, Finished, Pipeline, PipelineError};
 use crate::store::{CallChange, CallRecord, Outcome, StagedAudio, StoreError};
 use callrec_engine::{DigestState, Digests};
 use jiff::Timestamp;
@@ -280,16 +280,20 @@ pub async fn run_pipeline(
     pipeline: &Pipeline,
     metrics: &Metrics,
     call_id: &CallId,
+    ending: Ending,
     what: &'static str,
 ) -> Result<Finished, PipelineError> {
     let started = std::time::Instant::now();
-    let result = pipeline.run(call_id).await;
+    let result = pipeline.run(call_id, ending).await;
     match &result {
         Ok(Finished::Stored) => metrics
             .stage_seconds
             .with_label_values(&["process_and_store"])
             .observe(started.elapsed().as_secs_f64()),
         Ok(Finished::NothingToDo | Finished::InFlight) => {}
+        Ok(Finished::WaitingForEnd { until }) => {
+            tracing::debug!(call_id = %call_id, %until, "waiting for the call's CDR End");
+        }
         Ok(Finished::Archived) => {
             metrics.calls_unprocessed.inc();
             tracing::warn!(call_id = %call_id, "the engine cannot process this recording: stored as it arrived, under unprocessed/");

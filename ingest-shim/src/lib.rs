@@ -16,6 +16,7 @@
 //! - [`setup`]: opening the configured stores, and `callrec init`.
 
 pub mod config;
+pub mod facts;
 pub mod ids;
 pub mod intake;
 pub mod metrics;

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub calls_lost: IntCounter,
     /// Recordings the engine could not process, stored as they arrived (`unprocessed/`).
     pub calls_unprocessed: IntCounter,
+    /// Seconds since the oldest call received and not yet stored was received (0: none), read
+    /// from the state store at scrape time: the backlog's age, whatever its cause.
+    pub oldest_unstored_age: IntGauge,
     /// Export-job leases taken over from a replica that stopped renewing (died or paused).
     pub lease_takeovers: IntCounter,
     /// Steps stopped because this replica lost its lease (its writes fenced off).
@@ -88,6 +91,11 @@ impl Metrics {
                 "Requests refused before any work",
             ),
             &["reason"],
+        )
+        .expect("valid metric");
+        let oldest_unstored_age = IntGauge::new(
+            "oldest_unstored_age_seconds",
+            "Seconds since the oldest call received and not stored was received (0: none)",
         )
         .expect("valid metric");
         let calls = prometheus::IntGaugeVec::new(
@@ -153,6 +161,7 @@ impl Metrics {
             Box::new(failures.clone()),
             Box::new(rejected.clone()),
             Box::new(calls.clone()),
+            Box::new(oldest_unstored_age.clone()),
             Box::new(export_jobs.clone()),
             Box::new(exports_created.clone()),
             Box::new(export_polls.clone()),
@@ -179,6 +188,7 @@ impl Metrics {
             failures,
             rejected,
             calls,
+            oldest_unstored_age,
             export_jobs,
             exports_created,
             export_polls,

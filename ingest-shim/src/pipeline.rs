@@ -58,7 +58,14 @@ pub enum PipelineError {
     Quarantined { runs: u32 },
 }
 
-/// The file extension of a recording, from its first bytes (`bin` when unknown).
+/// What a sidecar says of how its call was routed: `None` when on the call's whole CDR.
+fn routing_note(route: &crate::store::Route) -> Option<&'static str> {
+    route.before_end.then_some(
+        "routed before the call's CDR End arrived (it did not come within server.end_wait_s of \
+         the upload): the line of business and key come from the facts known then",
+    )
+}
+
 /// The key of a recording stored as it arrived: beside the route's key, under
 /// `unprocessed/`, with the recording's own extension where the route's key has one.
 fn unprocessed_key(route: &crate::store::Route, ext: &str) -> String {
@@ -73,6 +80,7 @@ fn unprocessed_key(route: &crate::store::Route, ext: &str) -> String {
     format!("{dir}unprocessed/{file}")
 }
 
+/// The file extension of a recording, from its first bytes (`bin` when unknown).
 fn extension_of(head: &[u8]) -> &'static str {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(8, b"WAVE") {
@@ -280,6 +288,19 @@ pub struct Pipeline {
     pub max_attempts: u32,
     /// The calls running now.
     pub in_flight: InFlight,
+    /// How long an upload waits for its call's CDR End before it is routed and processed on
+    /// the facts known then (`server.end_wait_s`).
+    pub end_wait: std::time::Duration,
+}
+
+/// What the caller knows of the call's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Only what the call's record says: a call without its End waits for it, up to the
+    /// pipeline's `end_wait` after the upload.
+    AsRecorded,
+    /// The dialog has ended (an OCP export holds it): no waiting.
+    Known,
 }
 
 /// What one run of the pipeline did.
@@ -294,15 +315,19 @@ pub enum Finished {
     InFlight,
     /// Nothing to do: not received yet, or stored already.
     NothingToDo,
+    /// Not run yet: the call has no CDR End, and its upload is younger than the pipeline's
+    /// `end_wait`. Its End starts it, or a run at `until` routes it on the facts known then.
+    WaitingForEnd { until: Timestamp },
 }
 
 impl Pipeline {
     /// Takes the call as far as it can go from its last flag; records a failure on the call.
-    pub async fn run(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
+    /// A call not routed yet whose End has not come waits for it (see [`Ending`]).
+    pub async fn run(&self, call_id: &CallId, ending: Ending) -> Result<Finished, PipelineError> {
         let Some(_running) = self.in_flight.start(call_id) else {
             return Ok(Finished::InFlight);
         };
-        let result = self.advance(call_id).await;
+        let result = self.advance(call_id, ending).await;
         let Err(e) = &result else {
             return result;
         };
@@ -358,18 +383,20 @@ impl Pipeline {
         self.objects
             .put_new(&route.bucket, &key, Body::Bytes(raw), &meta)
             .await?;
-        let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
+        let mut sidecar = serde_json::json!({
             "call_id": record.call_id,
             "line_of_business": lob.name,
             "processed": false,
             "route": route,
+            "routing_note": routing_note(&route),
             "reason": reason,
             "attempts": record.attempts,
             "cdr": record.cdr,
             "flags": record.flags,
             "input": {"bytes": staged.bytes, "sha256": staged.sha256, "crc32c": staged.crc32c},
-        }))
-        .expect("the sidecar serializes");
+        });
+        let kept_facts = self.add_overflow(record, &mut sidecar).await?;
+        let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the sidecar serializes");
         self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
             .await?;
         let object = StoredObject {
@@ -390,14 +417,45 @@ impl Pipeline {
         if let Outcome::Refused(why) = applied.outcome {
             return Err(PipelineError::Refused(why));
         }
-        self.remove_staged(&record.call_id, staged).await;
+        self.remove_staged(&record.call_id, staged, &kept_facts)
+            .await;
         Ok(())
+    }
+
+    /// Adds the CDR facts the call's record could not keep ([`crate::facts`]) to its sidecar
+    /// (`cdr_overflow`); returns their staging keys, removed once the call is stored.
+    async fn add_overflow(
+        &self,
+        record: &CallRecord,
+        sidecar: &mut serde_json::Value,
+    ) -> Result<Vec<String>, PipelineError> {
+        if !record.cdr.facts_truncated {
+            return Ok(Vec::new());
+        }
+        let overflow = crate::facts::read(
+            self.objects.as_ref(),
+            &self.routing.staging.bucket,
+            &record.call_id,
+        )
+        .await?;
+        sidecar["cdr_overflow"] = serde_json::Value::Array(overflow.events);
+        if overflow.left > 0 {
+            sidecar["cdr_overflow_left_in_staging"] = overflow.left.into();
+        }
+        Ok(overflow.keys)
     }
 
     /// The call is stored: its staging copy goes (unless `keep_staged`). One that cannot be
     /// removed now is left for the staging bucket's lifecycle rule, not reported as a failure of
     /// the call.
-    async fn remove_staged(&self, call_id: &CallId, staged: &crate::store::StagedAudio) {
+    async fn remove_staged(
+        &self,
+        call_id: &CallId,
+        staged: &crate::store::StagedAudio,
+        kept_facts: &[String],
+    ) {
+        let bucket = &self.routing.staging.bucket;
+        crate::facts::remove(self.objects.as_ref(), bucket, call_id, kept_facts).await;
         if !self.keep_staged
             && let Err(e) = self
                 .objects
@@ -434,7 +492,27 @@ impl Pipeline {
         }
     }
 
-    async fn advance(&self, call_id: &CallId) -> Result<Finished, PipelineError> {
+    /// When a call not routed yet may be routed and processed: now (`None`), or once its End
+    /// arrives or at the returned time, whichever comes first.
+    pub fn waits_for_end(
+        &self,
+        record: &CallRecord,
+        ending: Ending,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        if ending == Ending::Known
+            || record.flags.ended.is_some()
+            || record.route.is_some()
+            || record.processed.is_some()
+        {
+            return None;
+        }
+        let wait = jiff::SignedDuration::try_from(self.end_wait).ok()?;
+        let until = record.flags.received?.checked_add(wait).ok()?;
+        (now < until).then_some(until)
+    }
+
+    async fn advance(&self, call_id: &CallId, ending: Ending) -> Result<Finished, PipelineError> {
         let Some(record) = self.store.get(call_id).await? else {
             return Ok(Finished::NothingToDo);
         };
@@ -444,6 +522,9 @@ impl Pipeline {
         let Some(staged) = record.staged.clone() else {
             return Ok(Finished::NothingToDo);
         };
+        if let Some(until) = self.waits_for_end(&record, ending, Timestamp::now()) {
+            return Ok(Finished::WaitingForEnd { until });
+        }
         let staging_bucket = &self.routing.staging.bucket;
         // The bytes are read only with a turn in the engine, given back once the engine is
         // done: calls waiting for a turn hold nothing.
@@ -493,7 +574,7 @@ impl Pipeline {
             }
         };
         drop(turn);
-        let object = self.write_object(&record, &processed).await?;
+        let (object, kept_facts) = self.write_object(&record, &processed).await?;
         let (_, applied) = self
             .store
             .update(call_id, &CallChange::Stored(object), Timestamp::now())
@@ -501,7 +582,7 @@ impl Pipeline {
         if let Outcome::Refused(why) = applied.outcome {
             return Err(PipelineError::Refused(why));
         }
-        self.remove_staged(call_id, &staged).await;
+        self.remove_staged(call_id, &staged, &kept_facts).await;
         Ok(Finished::Stored)
     }
 
@@ -591,7 +672,7 @@ impl Pipeline {
         &self,
         record: &CallRecord,
         processed: &Processed,
-    ) -> Result<StoredObject, PipelineError> {
+    ) -> Result<(StoredObject, Vec<String>), PipelineError> {
         let report = &processed.report;
         let ext = match report.decisions.format {
             callrec_engine::OutputFormat::Flac => "flac",
@@ -625,26 +706,29 @@ impl Pipeline {
         {
             PutOutcome::Created | PutOutcome::AlreadyExists => {}
         }
-        let sidecar = serde_json::to_vec_pretty(&serde_json::json!({
+        let mut sidecar = serde_json::json!({
             "call_id": record.call_id,
             "line_of_business": lob.name,
             "route": route,
+            "routing_note": routing_note(&route),
             "cdr": record.cdr,
             "flags": record.flags,
             "report": report,
-        }))
-        .expect("the report serializes");
+        });
+        let kept_facts = self.add_overflow(record, &mut sidecar).await?;
+        let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the report serializes");
         // A sidecar from an earlier attempt may differ in its flag times: the audio is what
         // must not differ, and it did not.
         self.put_sidecar(lob, &format!("{key}.json"), sidecar, metadata)
             .await?;
-        Ok(StoredObject {
+        let object = StoredObject {
             line_of_business: route.line_of_business.clone(),
             bucket: route.bucket.clone(),
             key,
             crc32c: report.output.crc32c.clone(),
             sha256: report.output.sha256.clone(),
-        })
+        };
+        Ok((object, kept_facts))
     }
 }
 

@@ -191,6 +191,8 @@ async fn local(tune: impl FnOnce(&mut callrec_ingest::config::Config)) -> Local 
     let store: Arc<dyn CallStore> =
         Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
     let mut config = callrec_ingest::config::Config::default();
+    // These calls have no CDR: processed at once, not after waiting for an End.
+    config.server.end_wait_s = 0;
     config.server.spool_dir = dir.path().join("spool");
     tune(&mut config);
     let objects_root = dir.path().join("objects");
@@ -235,6 +237,8 @@ async fn an_upload_whose_request_is_dropped_after_received_is_stored_anyway() {
         slow: AtomicBool::new(true),
     });
     let mut config = callrec_ingest::config::Config::default();
+    // These calls have no CDR: processed at once, not after waiting for an End.
+    config.server.end_wait_s = 0;
     config.server.request_timeout_s = 1;
     config.server.spool_dir = dir.path().join("spool");
     let objects = Arc::new(FolderStore::open(dir.path().join("objects")).unwrap());
@@ -264,6 +268,8 @@ async fn a_transient_failure_heals_through_the_local_retrier_without_reconciliat
     let store: Arc<dyn CallStore> =
         Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
     let mut config = callrec_ingest::config::Config::default();
+    // These calls have no CDR: processed at once, not after waiting for an End.
+    config.server.end_wait_s = 0;
     config.server.spool_dir = dir.path().join("spool");
     config.server.retry_base_s = 1;
     config.reconcile.enabled = false;
@@ -471,14 +477,9 @@ async fn a_gsm_610_recording_is_processed_and_stored() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_change() {
-    // Routing: group g-care goes to the care line; every other call to general.
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn CallStore> =
-        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
-    let mut config = callrec_ingest::config::Config::default();
-    config.server.spool_dir = dir.path().join("spool");
+/// Routing: calls of OCP group `g-care` go to the care line (bucket `acme-care`); every other
+/// call to general.
+fn with_care_line(config: &mut callrec_ingest::config::Config) {
     config.lines_of_business.insert(
         "care".into(),
         callrec_ingest::routing::LineOfBusinessConfig {
@@ -499,6 +500,149 @@ async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_
             direction: None,
             group_id: Some("g-care".into()),
         });
+}
+
+/// Posts one v1 CDR event (`start` or `end`) for `call` of group `g-care`.
+async fn cdr(service: &InProcess, kind: &str, call: &str) {
+    let status = service
+        .http
+        .post(format!("{}/v1/cdr", service.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "type": kind, "call_id": call,
+            "timestamp": "2026-11-24T09:00:00Z", "group_id": "g-care"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// The JSON sidecar of a stored call.
+async fn sidecar_of(local: &Local, call: &str) -> serde_json::Value {
+    let record = local
+        .store
+        .get(&CallId::parse(call).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let object = record.object.expect("stored");
+    let path = local
+        .objects_root
+        .join(&object.bucket)
+        .join(format!("{}.json", object.key));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_before_its_cdr_waits_for_the_end_and_is_routed_by_it() {
+    let local = local(|config| {
+        config.server.end_wait_s = 300;
+        with_care_line(config);
+    })
+    .await;
+    let store = local.store.as_ref();
+    assert_eq!(upload(&local.service, "early-1").await, 201);
+    // No End yet: nothing is routed, processed or written.
+    assert!(!stored_within(store, "early-1", Duration::from_millis(800)).await);
+    let id = CallId::parse("early-1").unwrap();
+    let waiting = store.get(&id).await.unwrap().unwrap();
+    assert!(waiting.route.is_none(), "{waiting:?}");
+    assert!(waiting.processed.is_none(), "{waiting:?}");
+    assert_eq!((waiting.attempts, waiting.runs_unfinished), (0, 0));
+    // The backlog's age shows it waiting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while oldest_unstored_age(&local.service).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "the age never grew");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its Start (group g-care: the care line) and End arrive; the End starts it.
+    cdr(&local.service, "start", "early-1").await;
+    assert!(!stored_within(store, "early-1", Duration::from_millis(300)).await);
+    cdr(&local.service, "end", "early-1").await;
+    assert!(stored_within(store, "early-1", Duration::from_secs(20)).await);
+    let record = store.get(&id).await.unwrap().unwrap();
+    let route = record.route.unwrap();
+    assert_eq!(route.line_of_business, "care");
+    assert!(!route.before_end);
+    assert_eq!(record.object.unwrap().bucket, "acme-care");
+    assert!(sidecar_of(&local, "early-1").await["routing_note"].is_null());
+    assert_eq!(oldest_unstored_age(&local.service).await, 0, "no backlog");
+}
+
+/// `callrec_oldest_unstored_age_seconds`, from the operations listener.
+async fn oldest_unstored_age(service: &InProcess) -> i64 {
+    let text = service
+        .http
+        .get(format!("{}/metrics", service.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("callrec_oldest_unstored_age_seconds "))
+        .expect("the gauge is exported")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_whose_end_never_comes_is_routed_after_the_wait_and_its_sidecar_says_so() {
+    let local = local(|config| {
+        config.server.end_wait_s = 2;
+        with_care_line(config);
+    })
+    .await;
+    let store = local.store.as_ref();
+    let started = std::time::Instant::now();
+    assert_eq!(upload(&local.service, "lonely-1").await, 201);
+    // One received by a process that stopped before running it: the resume at start waits too.
+    local.received_earlier("lonely-2", &recording()).await;
+    assert_eq!(
+        callrec_ingest::server::resume(&local.service.state)
+            .await
+            .unwrap(),
+        2,
+        "both calls are queued (and wait)"
+    );
+    assert!(!stored_within(store, "lonely-1", Duration::from_millis(1200)).await);
+    for call in ["lonely-1", "lonely-2"] {
+        assert!(stored_within(store, call, Duration::from_secs(20)).await);
+        let record = store
+            .get(&CallId::parse(call).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let route = record.route.unwrap();
+        assert_eq!(route.line_of_business, "general", "no CDR: the default");
+        assert!(route.before_end);
+        let note = sidecar_of(&local, call).await["routing_note"].clone();
+        assert!(
+            note.as_str()
+                .is_some_and(|n| n.contains("before the call's CDR End")),
+            "{note}"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "stored only after the wait"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_change() {
+    // Routing: group g-care goes to the care line; every other call to general.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn CallStore> =
+        Arc::new(SqliteStore::open(dir.path().join("callrec.db")).unwrap());
+    let mut config = callrec_ingest::config::Config::default();
+    // These calls have no CDR: processed at once, not after waiting for an End.
+    config.server.end_wait_s = 0;
+    config.server.spool_dir = dir.path().join("spool");
+    with_care_line(&mut config);
     // The audio object is written; its sidecar is refused once: the run fails after the
     // first object write, before `stored`.
     let root = dir.path().join("objects");
@@ -526,19 +670,7 @@ async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_
     assert_eq!(route.line_of_business, "general");
     assert!(route.before_end, "decided without a CDR End");
     // Now the CDR arrives and would route the call to care.
-    let status = service
-        .http
-        .post(format!("{}/v1/cdr", service.url))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({
-            "type": "start", "call_id": "moved-1",
-            "timestamp": "2026-11-24T09:00:00Z", "group_id": "g-care"
-        }))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    cdr(&service, "start", "moved-1").await;
     // The retry (the same bytes again) stores the call where it was routed first.
     assert_eq!(upload(&service, "moved-1").await, 200);
     assert!(stored_within(store.as_ref(), "moved-1", Duration::from_secs(20)).await);
@@ -552,4 +684,65 @@ async fn a_retry_after_the_object_write_keeps_the_recorded_route_when_the_facts_
         !root.join("acme-care").exists(),
         "nothing was written to the care bucket"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdr_facts_the_record_cannot_keep_reach_the_sidecar_whole() {
+    let local = local(|config| config.server.end_wait_s = 300).await;
+    let staging = local.service.state.pipeline.routing.staging.bucket.clone();
+    // Two events of 64 metadata entries of 1,000 bytes: far past what a record keeps (32 KiB).
+    for (kind, event) in [("start", 0), ("end", 1)] {
+        let metadata: serde_json::Map<String, serde_json::Value> = (0..64)
+            .map(|i| (format!("key-{event}-{i:02}"), "v".repeat(1000).into()))
+            .collect();
+        let status = local
+            .service
+            .http
+            .post(format!("{}/v1/cdr", local.service.url))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "type": kind, "call_id": "chatty-1",
+                "timestamp": "2026-11-24T09:00:00Z", "metadata": metadata
+            }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let id = CallId::parse("chatty-1").unwrap();
+    let record = local.store.get(&id).await.unwrap().unwrap();
+    assert!(record.cdr.facts_truncated);
+    assert!(
+        record.cdr.metadata.len() < 64,
+        "{}",
+        record.cdr.metadata.len()
+    );
+    let kept = local.objects_root.join(&staging).join("facts/chatty-1");
+    assert_eq!(
+        std::fs::read_dir(&kept).unwrap().count(),
+        2,
+        "both events kept"
+    );
+    // The recording (the End is here: processed at once) and its sidecar.
+    assert_eq!(upload(&local.service, "chatty-1").await, 201);
+    assert!(stored_within(local.store.as_ref(), "chatty-1", Duration::from_secs(20)).await);
+    let sidecar = sidecar_of(&local, "chatty-1").await;
+    let events = sidecar["cdr_overflow"].as_array().expect("cdr_overflow");
+    assert_eq!(events.len(), 2);
+    let mut keys: Vec<&str> = events
+        .iter()
+        .flat_map(|e| e["facts"]["metadata"].as_object().unwrap().keys())
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys.len(), 128, "every fact, whole");
+    assert_eq!((keys[0], keys[127]), ("key-0-00", "key-1-63"));
+    let value = events
+        .iter()
+        .find_map(|e| e["facts"]["metadata"]["key-1-63"].as_str())
+        .unwrap();
+    assert_eq!(value.len(), 1000, "values whole");
+    // Out of staging once in the sidecar.
+    assert!(!kept.exists() || std::fs::read_dir(&kept).unwrap().count() == 0);
 }

@@ -35,6 +35,8 @@ impl Service {
             .current_dir(dir.path())
             .env("CALLREC_SERVER__BEARER_TOKENS", format!("[\"{TOKEN}\"]"))
             .env("CALLREC_LOG", "warn")
+            // Most tests upload without a CDR End: processed at once unless a test says otherwise.
+            .env("CALLREC_SERVER__END_WAIT_S", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -18,7 +18,7 @@ use super::{Context, WorkError};
 use crate::ids::CallId;
 use crate::intake::{Digesting, Spool, Spooled, receive, run_pipeline};
 use crate::ocp::{DataType, ExportFile, OcpError};
-use crate::pipeline::Finished;
+use crate::pipeline::{Ending, Finished};
 use crate::store::{ExportJob, Outcome};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
@@ -296,10 +296,23 @@ async fn apply_cdr_record(
         ctx.metrics.export_cdrs.with_label_values(&["known"]).inc();
         return Ok(Ok(false));
     }
-    let (_, applied) = ctx
+    let (record, applied) = ctx
         .store()
         .update(&mapped.call_id, &mapped.change, Timestamp::now())
         .await?;
+    let kind = match mapped.message_type {
+        crate::ocp::cdr::MessageType::DialogStart => "start",
+        crate::ocp::cdr::MessageType::DialogEnd => "end",
+    };
+    let pipeline = &ctx.pipeline;
+    crate::facts::keep_left_out(
+        pipeline.objects.as_ref(),
+        &pipeline.routing.staging.bucket,
+        &mapped.change,
+        &record,
+        kind,
+    )
+    .await?;
     let changed = applied.outcome == Outcome::Changed;
     let outcome = if changed { "filled" } else { "unchanged" };
     ctx.metrics.export_cdrs.with_label_values(&[outcome]).inc();
@@ -381,13 +394,16 @@ async fn recover(
         &ctx.pipeline,
         &ctx.metrics,
         &call_id,
+        // The export holds the dialog: it has ended, whatever reached the store.
+        Ending::Known,
         "processing a recovered recording",
     )
     .await
     {
         Ok(Finished::Stored) => skipped("stored"),
         Ok(Finished::NothingToDo) => skipped("already_stored"),
-        Ok(Finished::InFlight) => skipped("already_received"),
+        // (Waiting is not an answer to `Ending::Known`: received, the service's to finish.)
+        Ok(Finished::InFlight | Finished::WaitingForEnd { .. }) => skipped("already_received"),
         Ok(Finished::Archived) => skipped("stored_unprocessed"),
         Err(_) => skipped("failed"),
     }

@@ -124,6 +124,8 @@ pub enum WorkError {
     Lease(#[from] LeaseError),
     #[error(transparent)]
     Ocp(#[from] OcpError),
+    #[error(transparent)]
+    Objects(#[from] crate::objects::ObjectError),
     #[error("the lease was lost (taken over, or not renewed in time)")]
     LeaseLost,
     #[error("stopping")]

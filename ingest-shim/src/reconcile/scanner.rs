@@ -258,7 +258,14 @@ pub async fn resume_stale(ctx: &Context) -> Result<usize, StoreError> {
     let count = stale.len();
     let what = "taking over a stale call";
     let mut runs = futures_util::stream::iter(stale.into_iter().map(|call_id| async move {
-        let _ = crate::intake::run_pipeline(&ctx.pipeline, &ctx.metrics, &call_id, what).await;
+        let _ = crate::intake::run_pipeline(
+            &ctx.pipeline,
+            &ctx.metrics,
+            &call_id,
+            crate::pipeline::Ending::AsRecorded,
+            what,
+        )
+        .await;
     }))
     .buffer_unordered(ctx.config.download_concurrency);
     while runs.next().await.is_some() {}

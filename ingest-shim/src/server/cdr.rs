@@ -190,6 +190,21 @@ pub async fn post_cdr(
             .events
             .with_label_values(&[item.kind, outcome])
             .inc();
+        // Facts the record could not keep are kept whole for the sidecar, before the answer.
+        let pipeline = &state.pipeline;
+        crate::facts::keep_left_out(
+            pipeline.objects.as_ref(),
+            &pipeline.routing.staging.bucket,
+            &item.change,
+            &record,
+            item.kind,
+        )
+        .await
+        .map_err(ApiError::unavailable)?;
+        // A recording that waited for this End is routed and processed now.
+        if item.kind == "end" && applied.outcome == Outcome::Changed {
+            super::work::start_after_end(&state, &record);
+        }
         calls.push(CallView::of(&record));
     }
     Ok(Json(serde_json::json!({ "calls": calls })))

@@ -54,6 +54,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             m.calls.with_label_values(&[name]).set(value as i64);
         }
     }
+    // Oldest first: the first call received and not stored is the backlog's age.
+    if let Ok(page) = state.pipeline.store.unfinished(1, None).await {
+        let age = page
+            .items
+            .first()
+            .and_then(|r| r.flags.received)
+            .map_or(0, |received| {
+                jiff::Timestamp::now()
+                    .duration_since(received)
+                    .as_secs()
+                    .max(0)
+            });
+        m.oldest_unstored_age.set(age);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

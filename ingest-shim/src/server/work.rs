@@ -6,6 +6,9 @@
 //!   of them is a no-op, here or from the reconciler's stale take-over.
 //! - **Resume** at start: every call received and not stored, from its last flag, except those
 //!   out of attempts (`server.max_attempts`: left for a person with their last error).
+//! - **Waiting for the End**: an upload whose call has no CDR End yet is not routed or processed
+//!   until the End comes (it starts the run) or `server.end_wait_s` after the upload (a timer
+//!   does), so that its route is decided on the whole CDR.
 //! - **Retrier**: every `server.retry_base_s`, the calls received and not stored whose last
 //!   attempt is older than their backoff (`retry_base_s` × 2^attempts, at most an hour) run again,
 //!   whether or not reconciliation is on — a transient failure (a store or bucket briefly down)
@@ -14,6 +17,7 @@
 use super::AppState;
 use crate::ids::CallId;
 use crate::intake::run_pipeline;
+use crate::pipeline::{Ending, Finished};
 use futures_util::TryStreamExt as _;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs `call_id` through the pipeline in the background, holding `permit` (its place in the
 /// queue) until it ends. Nothing happens if the call is in flight already (the pipeline itself
-/// never runs a call twice at once). Returns whether a run started.
+/// never runs a call twice at once). Returns whether a run started. A call that waits for its
+/// CDR End gives its place back and is started again when the wait ends ([`wake_at`]), or by
+/// its End ([`start_after_end`]), whichever comes first.
 pub fn spawn_pipeline(
     state: &AppState,
     call_id: CallId,
@@ -31,11 +37,51 @@ pub fn spawn_pipeline(
     if state.pipeline.in_flight.contains(&call_id) {
         return false;
     }
-    let pipeline = state.pipeline.clone();
-    let metrics = state.metrics.clone();
+    let task_state = state.clone();
     state.tasks.spawn(async move {
-        let _permit = permit;
-        let _ = run_pipeline(&pipeline, &metrics, &call_id, what).await;
+        let result = run_pipeline(
+            &task_state.pipeline,
+            &task_state.metrics,
+            &call_id,
+            Ending::AsRecorded,
+            what,
+        )
+        .await;
+        drop(permit);
+        if let Ok(Finished::WaitingForEnd { until }) = result {
+            wake_at(&task_state, call_id, until);
+        }
+    });
+    true
+}
+
+/// Starts `call_id` again at `until`, when it stops waiting for its End. A plain task: shutdown
+/// does not wait for it (the next start's resume finds the call and waits again).
+fn wake_at(state: &AppState, call_id: CallId, until: Timestamp) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let left = until.duration_since(Timestamp::now());
+        let left = std::time::Duration::try_from(left).unwrap_or_default();
+        // A little past `until`, so that the run finds the wait over.
+        tokio::time::sleep(left + std::time::Duration::from_millis(20)).await;
+        if let Ok(permit) = state.queue.clone().acquire_owned().await {
+            spawn_pipeline(&state, call_id, permit, "processing (no CDR End came)");
+        }
+    });
+}
+
+/// A call's CDR End arrived: if its recording is here and not stored, it runs as soon as the
+/// queue has room (staged calls come before new uploads). Returns whether it was queued.
+pub fn start_after_end(state: &AppState, record: &crate::store::CallRecord) -> bool {
+    if record.flags.received.is_none() || record.flags.stored.is_some() {
+        return false;
+    }
+    let state = state.clone();
+    let call_id = record.call_id.clone();
+    tokio::spawn(async move {
+        if let Ok(permit) = state.queue.clone().acquire_owned().await {
+            spawn_pipeline(&state, call_id, permit, "processing after the call's End");
+        }
     });
     true
 }
@@ -76,7 +122,12 @@ pub async fn retry_due(
     let mut calls = crate::store::unfinished_calls(state.pipeline.store.as_ref());
     while let Some(record) = calls.try_next().await? {
         let running = state.pipeline.in_flight.contains(&record.call_id);
-        if record.attempts >= state.config.max_attempts || running {
+        // A call waiting for its End has its wake-up armed (or its End starts it).
+        let waiting = state
+            .pipeline
+            .waits_for_end(&record, Ending::AsRecorded, now)
+            .is_some();
+        if record.attempts >= state.config.max_attempts || running || waiting {
             continue;
         }
         let due = record

@@ -15,6 +15,10 @@ pub struct Tally {
     pub item_writes: BTreeMap<String, u64>,
     /// Write request units: 1 per KB of item, twice in a transaction, plus the index writes'.
     pub write_units: u64,
+    /// Read request units, in halves: a strongly consistent `GetItem` (or item of a
+    /// `BatchGetItem`) 1 per 4 KB; a `Query` (eventually consistent, on an index) half a unit
+    /// per 4 KB of the items it returned together, at least half a unit.
+    pub read_half_units: u64,
     /// Writes per index partition (`{index}={partition key}`), as DynamoDB counts them: an entry
     /// put, updated or deleted is one write; one moved between keys is a delete and a put.
     pub index_writes: BTreeMap<String, u64>,
@@ -72,10 +76,9 @@ impl Tally {
     }
 }
 
-/// An item's size in whole KB, rounded up, as DynamoDB bills it (names plus values).
-fn item_kb(item: &serde_json::Map<String, Value>) -> u64 {
-    let bytes: usize = item
-        .iter()
+/// An item's size in bytes, as DynamoDB counts it (names plus values).
+fn item_bytes(item: &serde_json::Map<String, Value>) -> u64 {
+    item.iter()
         .map(|(name, value)| {
             name.len()
                 + value
@@ -84,8 +87,47 @@ fn item_kb(item: &serde_json::Map<String, Value>) -> u64 {
                     .and_then(Value::as_str)
                     .map_or(8, str::len)
         })
-        .sum();
-    (bytes as u64).div_ceil(1024).max(1)
+        .sum::<usize>() as u64
+}
+
+/// Read units (in halves) of an answer to `operation`.
+fn read_half_units(operation: &str, answer: &Value) -> u64 {
+    let items = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_object)
+                    .map(item_bytes)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match operation {
+        "GetItem" => answer["Item"]
+            .as_object()
+            .map_or(2, |i| 2 * item_bytes(i).div_ceil(4096).max(1)),
+        "BatchGetItem" => answer["Responses"]
+            .as_object()
+            .map(|tables| {
+                tables
+                    .values()
+                    .flat_map(&items)
+                    .map(|b| 2 * b.div_ceil(4096).max(1))
+                    .sum()
+            })
+            .unwrap_or(0),
+        "Query" => items(&answer["Items"])
+            .iter()
+            .sum::<u64>()
+            .div_ceil(4096)
+            .max(1),
+        _ => 0,
+    }
+}
+
+/// An item's size in whole KB, rounded up, as DynamoDB bills it (names plus values).
+fn item_kb(item: &serde_json::Map<String, Value>) -> u64 {
+    item_bytes(item).div_ceil(1024).max(1)
 }
 
 pub struct Proxy {
@@ -157,6 +199,9 @@ async fn forward(
             && let Some(op) = &target
         {
             let json: Value = serde_json::from_slice(&body).unwrap();
+            if let Ok(answer) = serde_json::from_slice::<Value>(&bytes) {
+                tally.read_half_units += read_half_units(op, &answer);
+            }
             match op.as_str() {
                 "PutItem" => tally.put(json["Item"].as_object().unwrap(), false),
                 "UpdateItem" => tally.update(json["Key"].as_object().unwrap(), false),
@@ -207,10 +252,12 @@ impl Proxy {
         let tally = self.tally.lock().unwrap();
         let per = |n: u64| n as f64 / calls as f64;
         eprintln!(
-            "{what}, per call: {:.2} item writes, {:.2} index writes, {:.2} write units",
+            "{what}, per call: {:.2} item writes, {:.2} index writes, {:.2} write units, \
+             {:.2} read units",
             per(tally.item_writes.values().sum()),
             per(tally.index_writes.values().sum()),
-            per(tally.write_units)
+            per(tally.write_units),
+            per(tally.read_half_units) / 2.0
         );
         for (operation, n) in &tally.requests {
             eprintln!("{what}, per call: {:.2} {operation} ({n})", per(*n));

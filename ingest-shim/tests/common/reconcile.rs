@@ -144,6 +144,7 @@ pub async fn rig_over(
         keep_staged: false,
         max_attempts: loaded.config.server.max_attempts,
         in_flight: Default::default(),
+        end_wait: std::time::Duration::ZERO,
     };
     let mut config = loaded.config.worker_config("replica-a".into());
     config.scan.grace = SignedDuration::ZERO;
@@ -211,8 +212,9 @@ pub fn exports_config() -> ExportsConfig {
 
 /// Works the open jobs until none is left, with a time limit (a hang fails the test).
 pub async fn work_all(reconciler: &Arc<Reconciler>) {
+    // Generous: a hang fails it, a loaded machine (tests in parallel) must not.
     tokio::time::timeout(
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         reconciler.work_until(CancellationToken::new(), |_| true),
     )
     .await

@@ -39,6 +39,7 @@ pub async fn serve(
             keep_staged: false,
             max_attempts: config.server.max_attempts,
             in_flight: Default::default(),
+            end_wait: std::time::Duration::from_secs(config.server.end_wait_s),
         },
         queue: Arc::new(tokio::sync::Semaphore::new(config.server.queue_depth)),
         config: Arc::new(config.server.clone()),
