@@ -120,3 +120,137 @@ fn dynamodb_and_s3_are_created_and_said() {
         "{again}"
     );
 }
+
+#[test]
+fn check_says_whether_the_stores_are_what_callrec_needs_and_creates_nothing() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |table: &str| {
+        format!(
+            r#"
+            [state]
+            backend = "dynamodb"
+            dynamodb_table = "{table}"
+            endpoint_url = "{0}"
+            region = "us-east-1"
+            [objects]
+            backend = "s3"
+            endpoint_url = "{0}"
+            region = "us-east-1"
+            force_path_style = true
+            [routing]
+            default = "care"
+            staging = {{ bucket = "chk-staging" }}
+            [lines_of_business.care]
+            bucket = "chk-care"
+            "#,
+            moto.endpoint
+        )
+    };
+    std::fs::write(dir.path().join("right.toml"), config("made-by-init")).unwrap();
+    std::fs::write(dir.path().join("wrong.toml"), config("made-elsewhere")).unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    // Nothing there yet: each missing thing named, exit 1, and nothing created.
+    let missing = init(dir.path(), &["-c", "right.toml", "--check"], &creds);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    let text = stdout(&missing);
+    for line in [
+        "PROBLEM state: DynamoDB table made-by-init does not exist",
+        "PROBLEM objects: s3 bucket chk-care does not exist",
+        "PROBLEM objects: s3 bucket chk-staging does not exist",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    let still = init(dir.path(), &["-c", "right.toml", "--check"], &creds);
+    assert_eq!(still.status.code(), Some(1), "--check created something");
+
+    // What init creates passes, and its shape is callrec's.
+    let made = init(
+        dir.path(),
+        &["-c", "right.toml", "--create-buckets"],
+        &creds,
+    );
+    assert!(made.status.success(), "{made:?}");
+    let ok = init(
+        dir.path(),
+        &["-c", "right.toml", "--check", "--json"],
+        &creds,
+    );
+    assert!(ok.status.success(), "{ok:?}");
+    let found: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(found["problems"], serde_json::json!([]));
+    let shape = &found["table"]["shape"];
+    assert_eq!(
+        shape["keys"],
+        serde_json::json!(["pk HASH S", "sk RANGE S"])
+    );
+    assert_eq!(
+        shape["indexes"]["work"],
+        serde_json::json!(["work_pk HASH S", "work_sk RANGE S", "projection ALL"])
+    );
+    assert_eq!(shape["indexes"].as_object().unwrap().len(), 4);
+    assert_eq!(found["table"]["billing_mode"], "PAY_PER_REQUEST");
+
+    // A table made elsewhere with one index keyed wrong and one missing: both named.
+    let mut attributes = vec![
+        serde_json::json!({"AttributeName": "pk", "AttributeType": "S"}),
+        serde_json::json!({"AttributeName": "sk", "AttributeType": "S"}),
+    ];
+    let mut indexes = Vec::new();
+    for (name, sort_type) in [("pending", "S"), ("work", "N"), ("open", "S")] {
+        attributes
+            .push(serde_json::json!({"AttributeName": format!("{name}_pk"), "AttributeType": "S"}));
+        attributes.push(
+            serde_json::json!({"AttributeName": format!("{name}_sk"), "AttributeType": sort_type}),
+        );
+        indexes.push(serde_json::json!({
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": format!("{name}_pk"), "KeyType": "HASH"},
+                {"AttributeName": format!("{name}_sk"), "KeyType": "RANGE"}
+            ],
+            "Projection": {"ProjectionType": "ALL"}
+        }));
+    }
+    let created = reqwest::blocking::Client::new()
+        .post(&moto.endpoint)
+        .header("X-Amz-Target", "DynamoDB_20120810.CreateTable")
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261204/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .json(&serde_json::json!({
+            "TableName": "made-elsewhere",
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"}
+            ],
+            "AttributeDefinitions": attributes,
+            "GlobalSecondaryIndexes": indexes,
+        }))
+        .send()
+        .unwrap();
+    assert!(created.status().is_success(), "{:?}", created.text());
+    let wrong = init(dir.path(), &["-c", "wrong.toml", "--check"], &creds);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    let text = stdout(&wrong);
+    assert!(
+        text.contains("PROBLEM state: DynamoDB table made-elsewhere: index due is missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "index work is [work_pk HASH S, work_sk RANGE N, projection ALL], callrec needs \
+             [work_pk HASH S, work_sk RANGE S, projection ALL]"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("index pending"), "{text}");
+}

@@ -477,6 +477,10 @@ impl Default for Config {
     }
 }
 
+/// The environment variable that may hold the configuration file's contents (TOML) when no
+/// file is given: for containers.
+pub const CONFIG_TOML_VARIABLE: &str = "CALLREC_CONFIG_TOML";
+
 /// The file's sections: only `CALLREC_{SECTION}__…` variables are configuration (others, like
 /// `CALLREC_LOG` or `CALLREC_SIMD`, belong to the logger and the engine).
 const SECTIONS: &[&str] = &[
@@ -514,23 +518,42 @@ impl Config {
     /// Loads `file` (if given; it must exist) over the embedded defaults, then the `CALLREC_*`
     /// environment, and validates the result. A file that sets `lines_of_business` replaces the
     /// default line of business rather than adding to it.
+    ///
+    /// Without a file, the file's contents may come from the environment variable
+    /// [`CONFIG_TOML_VARIABLE`] (a container's task definition, where there is no file to
+    /// mount), with the same rules.
     pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
-        Self::load_with_env(file, config_env())
+        let inline = match file {
+            Some(_) => None,
+            None => std::env::var(CONFIG_TOML_VARIABLE).ok(),
+        };
+        Self::load_with_env(file, inline, config_env())
     }
 
-    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Loaded, ConfigError> {
+    fn load_with_env(
+        file: Option<&Path>,
+        inline: Option<String>,
+        env: Env,
+    ) -> Result<Loaded, ConfigError> {
         let mut defaults = Config::default();
         let mut text = None;
         let mut source = "embedded defaults".to_string();
-        if let Some(path) = file {
-            let read = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                key: "(file)".into(),
-                message: format!("{}: {e}", path.display()),
-            })?;
+        let given = match (file, inline) {
+            (Some(path), _) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    key: "(file)".into(),
+                    message: format!("{}: {e}", path.display()),
+                })?,
+            )),
+            (None, Some(inline)) => Some((CONFIG_TOML_VARIABLE.to_string(), inline)),
+            (None, None) => None,
+        };
+        if let Some((from, read)) = given {
             // A file's own lines of business replace the default one instead of joining it.
             let table: toml::Table = toml::from_str(&read).map_err(|e| ConfigError {
                 key: "(file)".into(),
-                message: format!("{}: {e}", path.display()),
+                message: format!("{from}: {e}"),
             })?;
             if table.contains_key("lines_of_business") {
                 defaults.lines_of_business.clear();
@@ -557,7 +580,7 @@ impl Config {
                 }
             }
             text = Some(read);
-            source = path.display().to_string();
+            source = from;
         }
         let mut figment = Figment::from(Serialized::defaults(defaults));
         if let Some(text) = &text {
@@ -803,7 +826,7 @@ mod tests {
 
     #[test]
     fn no_file_means_the_embedded_defaults() {
-        let loaded = Config::load_with_env(None, no_env()).unwrap();
+        let loaded = Config::load_with_env(None, None, no_env()).unwrap();
         assert_eq!(loaded.config, Config::default());
         assert_eq!(loaded.source, "embedded defaults");
         assert_eq!(
@@ -830,7 +853,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let loaded = Config::load_with_env(Some(&path), no_env()).unwrap();
+        let loaded = Config::load_with_env(Some(&path), None, no_env()).unwrap();
         assert_eq!(loaded.config.state.backend, StateBackend::Dynamodb);
         assert_eq!(loaded.config.state.dynamodb_table, "callrec-prod");
         // Unset keys keep their defaults.
@@ -840,6 +863,33 @@ mod tests {
             loaded.config.lines_of_business.keys().collect::<Vec<_>>(),
             ["care"]
         );
+    }
+
+    #[test]
+    fn the_file_may_come_from_the_environment_with_the_same_rules() {
+        let text = r#"
+            [routing]
+            default = "care"
+            [lines_of_business.care]
+            bucket = "acme-care"
+            "#;
+        let loaded = Config::load_with_env(None, Some(text.into()), no_env()).unwrap();
+        assert_eq!(loaded.source, CONFIG_TOML_VARIABLE);
+        assert_eq!(
+            loaded.config.lines_of_business.keys().collect::<Vec<_>>(),
+            ["care"]
+        );
+        let secret = "[ocp]\npersonal_access_token = \"x\"\n".to_string();
+        let err = Config::load_with_env(None, Some(secret), no_env()).unwrap_err();
+        assert_eq!(err.key, "ocp.personal_access_token");
+        let bad = Config::load_with_env(None, Some("[routing".into()), no_env()).unwrap_err();
+        assert!(bad.message.starts_with(CONFIG_TOML_VARIABLE), "{bad:?}");
+        // A file given wins over the variable (`load` reads it only without one).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callrec.toml");
+        std::fs::write(&path, "[state]\ndynamodb_table = \"from-file\"\n").unwrap();
+        let loaded = Config::load_with_env(Some(&path), Some(text.into()), no_env()).unwrap();
+        assert_eq!(loaded.config.state.dynamodb_table, "from-file");
     }
 
     #[test]
@@ -854,7 +904,7 @@ mod tests {
             jail.set_env("CALLREC_SIMD", "baseline");
             jail.set_env("CALLREC_STATE__BACKEND", "dynamodb");
             jail.set_env("CALLREC_STATE__DYNAMODB_TABLE", "from-env");
-            let loaded = Config::load_with_env(None, env.clone()).unwrap();
+            let loaded = Config::load_with_env(None, None, env.clone()).unwrap();
             assert_eq!(loaded.config.state.dynamodb_table, "from-env");
             Ok(())
         });
@@ -878,11 +928,11 @@ mod tests {
             ("[objects]\nbuckit = \"x\"\n", "objects"),
         ] {
             std::fs::write(&path, text).unwrap();
-            let err = Config::load_with_env(Some(&path), no_env()).unwrap_err();
+            let err = Config::load_with_env(Some(&path), None, no_env()).unwrap_err();
             assert!(err.key.starts_with(key), "{text}: {err}");
         }
-        let err =
-            Config::load_with_env(Some(&dir.path().join("missing.toml")), no_env()).unwrap_err();
+        let err = Config::load_with_env(Some(&dir.path().join("missing.toml")), None, no_env())
+            .unwrap_err();
         assert!(err.message.contains("missing.toml"), "{err}");
     }
 }

@@ -141,6 +141,103 @@ pub async fn init(loaded: &Loaded, create_buckets: bool) -> Result<Vec<String>, 
     Ok(report)
 }
 
+/// What `callrec init --check` found: one line per thing looked at, the problems (none: the
+/// stores are what callrec needs), and the DynamoDB table's facts when there is one.
+#[derive(Debug, serde::Serialize)]
+pub struct Check {
+    pub report: Vec<String>,
+    pub problems: Vec<String>,
+    pub table: Option<crate::store::dynamo::TableFacts>,
+}
+
+/// Checks, creating nothing, that the state store and every bucket exist as callrec needs them:
+/// the DynamoDB table's keys and indexes ([`crate::store::dynamo::TableShape`]), production
+/// settings noted (on-demand billing, encryption, deletion protection), each bucket present.
+pub async fn check(loaded: &Loaded) -> Result<Check, SetupError> {
+    let config = &loaded.config;
+    let mut check = Check {
+        report: vec![format!("configuration: {}", loaded.source)],
+        problems: Vec::new(),
+        table: None,
+    };
+    match config.state.backend {
+        StateBackend::Sqlite => {
+            let path = &config.state.sqlite_path;
+            if path.is_file() {
+                SqliteStore::open(path)?;
+                check.report.push(format!(
+                    "state: SQLite {} (schema up to date)",
+                    path.display()
+                ));
+            } else {
+                check
+                    .problems
+                    .push(format!("state: SQLite {} does not exist", path.display()));
+            }
+        }
+        StateBackend::Dynamodb => {
+            let store = DynamoStore::connect(&dynamo_config(&config.state)).await;
+            match store.describe().await? {
+                None => check.problems.push(format!(
+                    "state: DynamoDB table {} does not exist",
+                    store.table()
+                )),
+                Some(facts) => {
+                    let differences = facts.shape.differences();
+                    if differences.is_empty() {
+                        check.report.push(format!(
+                            "state: DynamoDB table {} has callrec's keys and its {} indexes",
+                            facts.name,
+                            facts.shape.indexes.len()
+                        ));
+                    }
+                    for difference in differences {
+                        check.problems.push(format!(
+                            "state: DynamoDB table {}: {difference}",
+                            facts.name
+                        ));
+                    }
+                    check.report.push(format!(
+                        "state: billing {}, encryption {}, deletion protection {}",
+                        facts.billing_mode,
+                        facts.encryption,
+                        if facts.deletion_protection {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                    ));
+                    check.table = Some(facts);
+                }
+            }
+        }
+    }
+    let objects = open_objects(&config.objects).await?;
+    for bucket in buckets(loaded) {
+        let present = match config.objects.backend {
+            ObjectsBackend::Folder => config.objects.folder_root.join(&bucket).is_dir(),
+            ObjectsBackend::S3 => {
+                S3Store::connect(&s3_config(&config.objects))
+                    .await
+                    .bucket_exists(&bucket)
+                    .await?
+            }
+        };
+        if present {
+            check.report.push(format!(
+                "objects: {} bucket {bucket} is there",
+                objects.backend()
+            ));
+        } else {
+            check.problems.push(format!(
+                "objects: {} bucket {bucket} does not exist",
+                objects.backend()
+            ));
+        }
+    }
+    Ok(check)
+}
+
 /// The OCP Exports API client, when OCP is configured (`None`: no reconciliation).
 pub fn open_ocp(
     config: &crate::config::OcpSection,

@@ -50,7 +50,9 @@ pub const MAX_ATTEMPTS: u32 = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
+mod shape;
 pub mod shards;
+pub use shape::{TableFacts, TableShape};
 use shards::{IndexQuery, shard_key};
 pub use shards::{SHARDS, shard_of};
 
