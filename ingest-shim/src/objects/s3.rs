@@ -54,15 +54,20 @@ pub struct S3Store {
     part_size: usize,
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> ObjectError {
+    // S3 answers some refusals (403 to a HEAD, a bucket policy's deny) without a body: then the
+    // HTTP status is all there is to say.
+    let status = match &e {
+        SdkError::ServiceError(service) => format!("HTTP {}", service.raw().status().as_u16()),
+        _ => String::new(),
+    };
     let message = match e.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("error"),
-            service.message().unwrap_or("")
-        ),
+        Some(service) => match (service.code(), service.message()) {
+            (None, None) => format!("{status} without an error code"),
+            (code, message) => format!("{}: {}", code.unwrap_or("error"), message.unwrap_or("")),
+        },
         None => format!("{e:?}"),
     };
     ObjectError::Unavailable {

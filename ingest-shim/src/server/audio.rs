@@ -185,10 +185,14 @@ pub async fn put_audio(
         error.retry_after_s = Some(state.config.retry_after_s);
         return Err(error);
     };
+    // The staged object keeps the sender's type only when it names audio (or bytes): a client
+    // default such as curl's `application/x-www-form-urlencoded` is not what the bytes are, and
+    // some S3 front ends treat such a body as a form.
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 200)
+        .filter(|v| v.starts_with("audio/") || *v == "application/octet-stream")
         .unwrap_or("application/octet-stream")
         .to_string();
     let spooled = match spool_body(&state, &call_id, body, &checksums).await {
