@@ -10,6 +10,10 @@ each TransactWriteItems, which makes a run of n transactions cost O(n²): a 1,00
 spent most of its 8 minutes copying. Here a transaction backs up only the items it names and
 puts them back if it is cancelled, which is what the copy was for.
 
+Application Auto Scaling's tag calls, which moto lacks, are answered as "no tags" (for
+Terraform's AWS provider in deploy/test.sh), and bucket policies' `Bool` conditions are
+evaluated with every request counted as TLS, and delete markers can be deleted (see below).
+
 Usage: moto_serve.py HOST PORT
 """
 
@@ -75,6 +79,91 @@ def _transact_backing_up_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = _transact_backing_up_items
+
+
+# Application Auto Scaling's tags are not in moto: the AWS provider reads them after creating a
+# scalable target (deploy/test.sh) and waits forever for an answer. Answered as "no tags"; tags
+# given are accepted and not kept (callrec's module sets none there).
+try:
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+
+    if not hasattr(ApplicationAutoScalingResponse, "list_tags_for_resource"):
+        ApplicationAutoScalingResponse.list_tags_for_resource = lambda self: '{"Tags": {}}'
+        ApplicationAutoScalingResponse.tag_resource = lambda self: "{}"
+        ApplicationAutoScalingResponse.untag_resource = lambda self: "{}"
+except ImportError:  # moto without that service: nothing to answer
+    pass
+
+
+# Bucket policies: moto evaluates them as trust policies — a statement whose condition does not
+# hold denies, whatever its effect, and only `StringEquals` is understood — so the TLS-only policy
+# every callrec bucket has (Deny when aws:SecureTransport is false; deploy/terraform/s3.tf)
+# denies every request. Here a bucket policy is evaluated as S3 does: a statement applies when
+# its action, resource and conditions (`Bool`, `StringEquals`) hold; a Deny that applies wins.
+# A request counts as TLS: callrec reaches S3 over HTTPS in production, and only this loopback
+# emulator is plain HTTP.
+REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+
+def _conditions_hold(conditions):
+    for operator, pairs in conditions.items():
+        if operator not in ("Bool", "StringEquals"):
+            return False
+        for key, expected in pairs.items():
+            expected = expected if isinstance(expected, list) else [expected]
+            actual = REQUEST_CONTEXT.get(key.lower())
+            if actual is None or actual.lower() not in [str(e).lower() for e in expected]:
+                return False
+    return True
+
+
+try:
+    import json
+
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def _bucket_permission(self, action, resource):
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        statements = json.loads(self.policy.decode())["Statement"]
+        if not isinstance(statements, list):
+            statements = [statements]
+        result = PermissionResult.NEUTRAL
+        for statement in statements:
+            checked = IAMPolicyStatement(statement)
+            if "NotAction" in statement:
+                concerned = not checked._check_element_matches("NotAction", action)
+            else:
+                concerned = checked._check_element_matches("Action", action)
+            if not concerned:
+                continue
+            if "Resource" in statement and not checked._check_element_matches(
+                "Resource", resource
+            ):
+                continue
+            if not _conditions_hold(statement.get("Condition", {})):
+                continue
+            if statement.get("Effect") == "Deny":
+                return PermissionResult.DENIED
+            result = PermissionResult.PERMITTED
+        return result
+
+    FakeBucket.get_permission = _bucket_permission
+except ImportError:  # another moto layout: its own evaluation stands
+    pass
+
+
+# A versioned bucket's last version being a delete marker (callrec removes staged uploads) made
+# moto fail to delete it (`FakeDeleteMarker` has no `dispose`): Terraform's destroy of such a
+# bucket retried forever. A delete marker holds no data: nothing to dispose of.
+try:
+    from moto.s3.models import FakeDeleteMarker
+
+    if not hasattr(FakeDeleteMarker, "dispose"):
+        FakeDeleteMarker.dispose = lambda self, garbage=False: None
+except ImportError:
+    pass
 
 
 def main() -> None:
