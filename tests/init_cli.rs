@@ -15,6 +15,33 @@ fn init(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run callrec init")
 }
 
+/// A configuration on the emulator at `endpoint`: DynamoDB `table`, S3 with a staging bucket and
+/// one line of business (care).
+fn aws_config(endpoint: &str, table: &str, staging: &str, care: &str) -> String {
+    format!(
+        r#"
+        [state]
+        backend = "dynamodb"
+        dynamodb_table = "{table}"
+        endpoint_url = "{endpoint}"
+        region = "us-east-1"
+
+        [objects]
+        backend = "s3"
+        endpoint_url = "{endpoint}"
+        region = "us-east-1"
+        force_path_style = true
+
+        [routing]
+        default = "care"
+        staging = {{ bucket = "{staging}" }}
+
+        [lines_of_business.care]
+        bucket = "{care}"
+        "#
+    )
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -54,29 +81,7 @@ fn a_bad_config_names_the_key_and_fails() {
 fn dynamodb_and_s3_are_created_and_said() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"
-        [state]
-        backend = "dynamodb"
-        dynamodb_table = "callrec-e2e"
-        endpoint_url = "{0}"
-        region = "us-east-1"
-
-        [objects]
-        backend = "s3"
-        endpoint_url = "{0}"
-        region = "us-east-1"
-        force_path_style = true
-
-        [routing]
-        default = "care"
-        staging = {{ bucket = "acme-staging" }}
-
-        [lines_of_business.care]
-        bucket = "acme-care"
-        "#,
-        moto.endpoint
-    );
+    let config = aws_config(&moto.endpoint, "callrec-e2e", "acme-staging", "acme-care");
     std::fs::write(dir.path().join("callrec.toml"), config).unwrap();
     let creds = [
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -125,28 +130,7 @@ fn dynamodb_and_s3_are_created_and_said() {
 fn check_says_whether_the_stores_are_what_callrec_needs_and_creates_nothing() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = |table: &str| {
-        format!(
-            r#"
-            [state]
-            backend = "dynamodb"
-            dynamodb_table = "{table}"
-            endpoint_url = "{0}"
-            region = "us-east-1"
-            [objects]
-            backend = "s3"
-            endpoint_url = "{0}"
-            region = "us-east-1"
-            force_path_style = true
-            [routing]
-            default = "care"
-            staging = {{ bucket = "chk-staging" }}
-            [lines_of_business.care]
-            bucket = "chk-care"
-            "#,
-            moto.endpoint
-        )
-    };
+    let config = |table: &str| aws_config(&moto.endpoint, table, "chk-staging", "chk-care");
     std::fs::write(dir.path().join("right.toml"), config("made-by-init")).unwrap();
     std::fs::write(dir.path().join("wrong.toml"), config("made-elsewhere")).unwrap();
     let creds = [
