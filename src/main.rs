@@ -7,6 +7,7 @@ mod inspect;
 mod ocp;
 mod process;
 mod reconcile;
+mod redrive;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Command {
     Backfill(reconcile::BackfillArgs),
     /// The funnel and the open export jobs, from the state store.
     Status(reconcile::StatusArgs),
+    /// Put named calls back to work: a lost call pending again, a call out of attempts given
+    /// them back (a dry run unless --apply).
+    Redrive(redrive::RedriveArgs),
     /// Talk to OCP: `callrec ocp check` says whether this configuration can reach it, log in,
     /// and see its groups' exports.
     Ocp(ocp::OcpArgs),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => reconcile::run_reconcile(args),
         Command::Backfill(args) => reconcile::run_backfill(args),
         Command::Status(args) => reconcile::run_status(args),
+        Command::Redrive(args) => redrive::run(args),
         Command::Ocp(args) => ocp::run(args),
     };
     match result {

@@ -534,6 +534,24 @@ impl CallRecord {
                     Outcome::Changed
                 }
             }
+            CallChange::Redrive => {
+                if self.flags.stored.is_some() {
+                    Outcome::Refused("stored: nothing to re-drive")
+                } else if self.status == CallStatus::Conflict {
+                    Outcome::Refused("in conflict: a person decides which recording stands")
+                } else if self.status == CallStatus::Pending
+                    && self.attempts == 0
+                    && self.runs_unfinished == 0
+                {
+                    Outcome::Unchanged
+                } else {
+                    self.status = CallStatus::Pending;
+                    self.attempts = 0;
+                    self.runs_unfinished = 0;
+                    self.last_error = None;
+                    Outcome::Changed
+                }
+            }
         };
         let newly_set: Vec<Flag> = Flag::ALL
             .into_iter()
@@ -597,6 +615,10 @@ pub enum CallChange {
     Failed { error: String },
     /// Reconciliation gave up on the call.
     Lost { reason: String },
+    /// A person puts the call back to work (`callrec redrive`): a lost call is pending again
+    /// (stage 2's scans look for it), and a call out of attempts gets them back (the retrier
+    /// runs it). Its last error goes; the logs keep the history.
+    Redrive,
 }
 
 /// Where a call's object goes: its line of business, bucket and key (of the processed audio;
