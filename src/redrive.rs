@@ -24,32 +24,33 @@ pub struct RedriveArgs {
     apply: bool,
 }
 
-/// What re-driving `record` does, in words; or why there is nothing to do.
+/// What re-driving `record` does, in words; or why there is nothing to do. Whether it changes
+/// anything is the store's own rule ([`CallChange::Redrive`]), tried on a copy.
 fn plan(record: &CallRecord) -> std::result::Result<String, String> {
     let error = record.last_error.as_deref().unwrap_or("none");
-    if record.flags.stored.is_some() {
-        return Err("stored already: nothing to re-drive".into());
-    }
-    if record.status == CallStatus::Conflict {
-        return Err("in conflict (two different recordings): a person decides which stands".into());
+    match record
+        .clone()
+        .apply(&CallChange::Redrive, jiff::Timestamp::now())
+        .outcome
+    {
+        Outcome::Refused(why) => return Err(why.to_string()),
+        Outcome::Changed => {}
+        _ => return Err("pending, no failed attempt: already being worked on".into()),
     }
     if record.status == CallStatus::Lost {
         return Ok(format!(
             "lost ({error}): back to pending; stage 2's next scan looks for its recording"
         ));
     }
-    if record.attempts > 0 || record.runs_unfinished > 0 {
-        let next = if record.flags.received.is_some() {
-            "a serving replica's retrier runs it"
-        } else {
-            "stage 2's next scan looks for its recording"
-        };
-        return Ok(format!(
-            "{} failed attempts (last error: {error}): attempts reset; {next}",
-            record.attempts.max(record.runs_unfinished)
-        ));
-    }
-    Err("pending, no failed attempt: already being worked on".into())
+    let next = if record.flags.received.is_some() {
+        "a serving replica's retrier runs it"
+    } else {
+        "stage 2's next scan looks for its recording"
+    };
+    Ok(format!(
+        "{} failed attempts (last error: {error}): attempts reset; {next}",
+        record.attempts.max(record.runs_unfinished)
+    ))
 }
 
 pub fn run(args: RedriveArgs) -> Result<ExitCode> {

@@ -156,8 +156,38 @@ resource "aws_ecs_cluster" "this" {
   tags = var.tags
 }
 
-resource "aws_ecs_task_definition" "serve" {
-  family                   = "${var.name}-serve"
+# The task definitions, alike but for their containers: `callrec serve` (with the metrics
+# collector), and with `ocp` set stage 2's `callrec reconcile` (a reconciliation-only replica)
+# and `callrec backfill` (a one-off task: run it with its arguments as a command override,
+# docs/OPERATIONS.md "Backfill").
+locals {
+  stage2_container = merge(local.callrec_container, {
+    environment = concat(local.environment, [
+      { name = "CALLREC_RECONCILE__ENABLED", value = "true" },
+    ])
+  })
+  all_task_containers = {
+    serve = [
+      merge(local.callrec_container, {
+        command      = ["serve", "--log-json"]
+        portMappings = [{ containerPort = 8080, protocol = "tcp" }]
+      }),
+      local.collector_container,
+    ]
+    reconcile = [merge(local.stage2_container, { command = ["reconcile", "--log-json"] })]
+    # A backfill's range and group come as the run's command override.
+    backfill = [merge(local.stage2_container, { command = ["backfill", "--help"] })]
+  }
+  # Stage 2's only with OCP configured.
+  task_containers = {
+    for name, containers in local.all_task_containers : name => containers
+    if name == "serve" || var.ocp != null
+  }
+}
+
+resource "aws_ecs_task_definition" "this" {
+  for_each                 = local.task_containers
+  family                   = "${var.name}-${each.key}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.cpu
@@ -174,20 +204,14 @@ resource "aws_ecs_task_definition" "serve" {
   volume {
     name = "data"
   }
-  container_definitions = jsonencode([
-    merge(local.callrec_container, {
-      command      = ["serve", "--log-json"]
-      portMappings = [{ containerPort = 8080, protocol = "tcp" }]
-    }),
-    local.collector_container,
-  ])
-  tags = var.tags
+  container_definitions = jsonencode(each.value)
+  tags                  = var.tags
 }
 
 resource "aws_ecs_service" "serve" {
   name                               = "${var.name}-serve"
   cluster                            = aws_ecs_cluster.this.id
-  task_definition                    = aws_ecs_task_definition.serve.arn
+  task_definition                    = aws_ecs_task_definition.this["serve"].arn
   desired_count                      = var.desired_count
   launch_type                        = "FARGATE"
   platform_version                   = "LATEST"
@@ -218,45 +242,11 @@ resource "aws_ecs_service" "serve" {
   tags       = var.tags
 }
 
-# Stage 2's task definitions: `callrec reconcile` (a reconciliation-only replica) and
-# `callrec backfill` (a one-off task: run it with its arguments as a command override,
-# docs/OPERATIONS.md "Backfill").
-resource "aws_ecs_task_definition" "stage2" {
-  for_each                 = var.ocp == null ? toset([]) : toset(["reconcile", "backfill"])
-  family                   = "${var.name}-${each.key}"
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = var.cpu
-  memory                   = var.memory
-  execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.task.arn
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
-  }
-  ephemeral_storage {
-    size_in_gib = var.ephemeral_storage_gib
-  }
-  volume {
-    name = "data"
-  }
-  container_definitions = jsonencode([
-    merge(local.callrec_container, {
-      # A backfill's range and group come as the run's command override.
-      command = each.key == "reconcile" ? ["reconcile", "--log-json"] : ["backfill", "--help"]
-      environment = concat(local.environment, [
-        { name = "CALLREC_RECONCILE__ENABLED", value = "true" },
-      ])
-    }),
-  ])
-  tags = var.tags
-}
-
 resource "aws_ecs_service" "reconcile" {
   count                              = var.ocp != null && var.reconcile_service ? 1 : 0
   name                               = "${var.name}-reconcile"
   cluster                            = aws_ecs_cluster.this.id
-  task_definition                    = aws_ecs_task_definition.stage2["reconcile"].arn
+  task_definition                    = aws_ecs_task_definition.this["reconcile"].arn
   desired_count                      = 1
   launch_type                        = "FARGATE"
   platform_version                   = "LATEST"

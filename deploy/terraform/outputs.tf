@@ -29,7 +29,7 @@ output "serve_service_name" {
 
 output "backfill_task_definition_arn" {
   description = "Run it as a one-off task with the backfill's arguments as the command (docs/OPERATIONS.md)."
-  value       = try(aws_ecs_task_definition.stage2["backfill"].arn, null)
+  value       = try(aws_ecs_task_definition.this["backfill"].arn, null)
 }
 
 output "load_balancer_dns_name" {

@@ -21,12 +21,16 @@ fn prefix(call_id: &CallId) -> String {
     format!("facts/{call_id}/")
 }
 
-/// The facts of `change` that `record` (the call after the change) did not keep: `None` when
-/// it kept them all. A key already present with another value is not a loss (the first value
-/// of a key stands, by design).
-pub fn left_out<'c>(change: &'c CallChange, record: &CallRecord) -> Option<&'c CdrFacts> {
-    let facts = match change {
-        CallChange::Start { facts, .. } | CallChange::End { facts, .. } => facts,
+/// The facts of `change` that `record` (the call after the change) did not keep, with the
+/// event's kind (`start`, `end`): `None` when it kept them all. A key already present with
+/// another value is not a loss (the first value of a key stands, by design).
+pub fn left_out<'c>(
+    change: &'c CallChange,
+    record: &CallRecord,
+) -> Option<(&'static str, &'c CdrFacts)> {
+    let (kind, facts) = match change {
+        CallChange::Start { facts, .. } => ("start", facts),
+        CallChange::End { facts, .. } => ("end", facts),
         _ => return None,
     };
     if !record.cdr.facts_truncated {
@@ -41,26 +45,25 @@ pub fn left_out<'c>(change: &'c CallChange, record: &CallRecord) -> Option<&'c C
             .ocp_records
             .keys()
             .any(|k| !kept.ocp_records.contains_key(k));
-    lost.then_some(facts)
+    lost.then_some((kind, facts))
 }
 
 /// After `change` was applied to the call (now `record`): keeps the event's facts whole if the
-/// record left any out. `kind`: `start` or `end`.
+/// record left any out.
 pub async fn keep_left_out(
     objects: &dyn ObjectStore,
     bucket: &str,
     change: &CallChange,
     record: &CallRecord,
-    kind: &str,
 ) -> Result<(), ObjectError> {
     match left_out(change, record) {
-        Some(facts) => keep(objects, bucket, &record.call_id, kind, facts).await,
+        Some((kind, facts)) => keep(objects, bucket, &record.call_id, kind, facts).await,
         None => Ok(()),
     }
 }
 
 /// Keeps `facts` (an event's, whole) for `call_id` in the staging bucket, create-only.
-pub async fn keep(
+async fn keep(
     objects: &dyn ObjectStore,
     bucket: &str,
     call_id: &CallId,

@@ -212,27 +212,23 @@ pub async fn check(loaded: &Loaded) -> Result<Check, SetupError> {
             }
         }
     }
-    let objects = open_objects(&config.objects).await?;
+    let s3 = match config.objects.backend {
+        ObjectsBackend::Folder => None,
+        ObjectsBackend::S3 => Some(S3Store::connect(&s3_config(&config.objects)).await),
+    };
     for bucket in buckets(loaded) {
-        let present = match config.objects.backend {
-            ObjectsBackend::Folder => config.objects.folder_root.join(&bucket).is_dir(),
-            ObjectsBackend::S3 => {
-                S3Store::connect(&s3_config(&config.objects))
-                    .await
-                    .bucket_exists(&bucket)
-                    .await?
-            }
+        let (backend, present) = match &s3 {
+            None => ("folder", config.objects.folder_root.join(&bucket).is_dir()),
+            Some(s3) => ("s3", s3.bucket_exists(&bucket).await?),
         };
         if present {
-            check.report.push(format!(
-                "objects: {} bucket {bucket} is there",
-                objects.backend()
-            ));
+            check
+                .report
+                .push(format!("objects: {backend} bucket {bucket} is there"));
         } else {
-            check.problems.push(format!(
-                "objects: {} bucket {bucket} does not exist",
-                objects.backend()
-            ));
+            check
+                .problems
+                .push(format!("objects: {backend} bucket {bucket} does not exist"));
         }
     }
     Ok(check)

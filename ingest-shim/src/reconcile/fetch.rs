@@ -300,17 +300,12 @@ async fn apply_cdr_record(
         .store()
         .update(&mapped.call_id, &mapped.change, Timestamp::now())
         .await?;
-    let kind = match mapped.message_type {
-        crate::ocp::cdr::MessageType::DialogStart => "start",
-        crate::ocp::cdr::MessageType::DialogEnd => "end",
-    };
     let pipeline = &ctx.pipeline;
     crate::facts::keep_left_out(
         pipeline.objects.as_ref(),
         &pipeline.routing.staging.bucket,
         &mapped.change,
         &record,
-        kind,
     )
     .await?;
     let changed = applied.outcome == Outcome::Changed;

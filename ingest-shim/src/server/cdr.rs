@@ -197,7 +197,6 @@ pub async fn post_cdr(
             &pipeline.routing.staging.bucket,
             &item.change,
             &record,
-            item.kind,
         )
         .await
         .map_err(ApiError::unavailable)?;

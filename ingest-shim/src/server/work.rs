@@ -55,19 +55,30 @@ pub fn spawn_pipeline(
     true
 }
 
-/// Starts `call_id` again at `until`, when it stops waiting for its End. A plain task: shutdown
-/// does not wait for it (the next start's resume finds the call and waits again).
-fn wake_at(state: &AppState, call_id: CallId, until: Timestamp) {
+/// Runs `call_id` once the queue has room, after `delay`: a plain task, not tracked (shutdown
+/// does not wait for it; the next start's resume finds the call).
+fn queue_when_room(
+    state: &AppState,
+    call_id: CallId,
+    delay: std::time::Duration,
+    what: &'static str,
+) {
     let state = state.clone();
     tokio::spawn(async move {
-        let left = until.duration_since(Timestamp::now());
-        let left = std::time::Duration::try_from(left).unwrap_or_default();
-        // A little past `until`, so that the run finds the wait over.
-        tokio::time::sleep(left + std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(delay).await;
         if let Ok(permit) = state.queue.clone().acquire_owned().await {
-            spawn_pipeline(&state, call_id, permit, "processing (no CDR End came)");
+            spawn_pipeline(&state, call_id, permit, what);
         }
     });
+}
+
+/// Starts `call_id` again at `until`, when it stops waiting for its End.
+fn wake_at(state: &AppState, call_id: CallId, until: Timestamp) {
+    let left = until.duration_since(Timestamp::now());
+    let left = std::time::Duration::try_from(left).unwrap_or_default();
+    // A little past `until`, so that the run finds the wait over.
+    let delay = left + std::time::Duration::from_millis(20);
+    queue_when_room(state, call_id, delay, "processing (no CDR End came)");
 }
 
 /// A call's CDR End arrived: if its recording is here and not stored, it runs as soon as the
@@ -76,13 +87,8 @@ pub fn start_after_end(state: &AppState, record: &crate::store::CallRecord) -> b
     if record.flags.received.is_none() || record.flags.stored.is_some() {
         return false;
     }
-    let state = state.clone();
-    let call_id = record.call_id.clone();
-    tokio::spawn(async move {
-        if let Ok(permit) = state.queue.clone().acquire_owned().await {
-            spawn_pipeline(&state, call_id, permit, "processing after the call's End");
-        }
-    });
+    let (call_id, now) = (record.call_id.clone(), std::time::Duration::ZERO);
+    queue_when_room(state, call_id, now, "processing after the call's End");
     true
 }
 

@@ -288,35 +288,17 @@ impl DynamoStore {
             backend: BACKEND,
             message,
         };
-        match self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
-            Ok(described) => {
-                // A table from an older callrec may lack an index added since: add it.
-                let present: Vec<String> = described
-                    .table()
-                    .map(|t| {
-                        t.global_secondary_indexes()
-                            .iter()
-                            .filter_map(|i| i.index_name().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut added = Vec::new();
-                for name in INDEXES.iter().filter(|n| !present.iter().any(|p| p == *n)) {
-                    self.add_index(name).await?;
-                    added.push(format!("index {name} (added to table {})", self.table));
-                }
-                return Ok(added);
+        if let Some(existing) = self.describe().await? {
+            // A table from an older callrec may lack an index added since: add it.
+            let mut added = Vec::new();
+            for name in INDEXES
+                .iter()
+                .filter(|n| !existing.shape.indexes.contains_key(**n))
+            {
+                self.add_index(name).await?;
+                added.push(format!("index {name} (added to table {})", self.table));
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(unavailable(e)),
+            return Ok(added);
         }
         let attribute = |name: &str| {
             AttributeDefinition::builder()
