@@ -241,6 +241,27 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until every call in `played` has its object and a record that says stored. The object
+/// appears before the record's `stored` commit, so a worker stopped between the two leaves a
+/// call for the next run: the wait is on the records.
+fn wait_all_stored(data: &Path, played: &[SimCall], limit: Duration) {
+    wait_for("every object", limit, || stored_count(data) >= played.len());
+    let store = callrec_ingest::store::sqlite::SqliteStore::open(data.join("callrec.db")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut waiting: Vec<callrec_ingest::CallId> = played
+        .iter()
+        .map(|c| callrec_ingest::CallId::parse(&c.call_id).unwrap())
+        .collect();
+    wait_for("every record stored", Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_millis(150));
+        waiting.retain(|id| {
+            let record = runtime.block_on(store.get(id)).unwrap();
+            record.is_none_or(|r| r.flags.stored.is_none())
+        });
+        waiting.is_empty()
+    });
+}
+
 fn stored_count(data: &Path) -> usize {
     walk(&data.join("objects"))
         .iter()
@@ -286,9 +307,7 @@ fn faults_and_kills_while_polling_and_downloading_lose_nothing_and_store_nothing
     assert!(stored_count(&data) < played.len());
     // Restarted: it takes the dead one's jobs over once their leases run out, and finishes.
     let mut worker = spawn_reconciler(dir.path());
-    wait_for("every call stored", Duration::from_secs(240), || {
-        stored_count(&data) >= played.len()
-    });
+    wait_all_stored(&data, &played, Duration::from_secs(240));
     Command::new("kill")
         .args(["-TERM", &worker.0.id().to_string()])
         .status()
@@ -358,9 +377,7 @@ fn a_replica_paused_past_its_lease_is_fenced_off_and_every_call_is_stored_once()
     std::thread::sleep(Duration::from_secs(2));
     // A wakes up past its lease: it stops the step, and whatever it still writes is fenced off.
     signal(&a.0, "CONT");
-    wait_for("every call stored", Duration::from_secs(240), || {
-        stored_count(&data) >= played.len()
-    });
+    wait_all_stored(&data, &played, Duration::from_secs(240));
     for worker in [&mut a, &mut b] {
         signal(&worker.0, "TERM");
         assert!(worker.0.wait().unwrap().success());
