@@ -148,6 +148,8 @@ say "terraform apply: $(grep -o 'Resources: [0-9]* added' "$work/apply.log") in 
 output() { (cd "$work/test" && terraform output -raw "$1"); }
 config_toml="$(output config_toml)"
 kms_key_arn="$(output kms_key_arn)"
+task_role="$(output task_role_arn)"
+task_role="${task_role##*/}"
 
 # --- 3. dockerd, the base image, the image --------------------------------------------------
 export DOCKER_HOST="unix://$work/docker.sock"
@@ -259,8 +261,8 @@ for call in $(jq -r 'keys[]' <<<"$expected"); do
 done
 say "$calls calls stored through the image in $(since "$waiting")"
 "$python" "$root/deploy/verify.py" "$endpoint" "$kms_key_arn" "$(jq -c \
-    --argjson calls "$expected" \
-    '{calls: $calls, staging: "ci-callrec-staging", staging_prefix: "staging", staging_expiry_days: 7, transition: [30, "STANDARD_IA"]}' <<<'{}')" ||
+    --argjson calls "$expected" --arg role "$task_role" \
+    '{calls: $calls, staging: "ci-callrec-staging", staging_prefix: "staging", staging_expiry_days: 7, transition: [30, "STANDARD_IA"], task_role: $role}' <<<'{}')" ||
     fail "what callrec stored is not what the stack promises"
 metrics=$(curl -fs "http://127.0.0.1:$admin_port/metrics")
 grep -q "^callrec_calls{state=\"stored\"} $calls\$" <<<"$metrics" ||

@@ -2,14 +2,16 @@
 
 Usage: verify.py ENDPOINT KMS_KEY_ARN EXPECTED_JSON
 EXPECTED_JSON: {"calls": {call_id: bucket, ...}, "staging": bucket, "staging_prefix": prefix,
-                "staging_expiry_days": n, "transition": [days, class]}
+                "staging_expiry_days": n, "transition": [days, class], "task_role": name}
 
 Checks, and exits 1 naming what differs:
 - every call's processed audio and its sidecar are in its line of business's bucket, encrypted
   with the stack's KMS key, and the sidecar names the call;
 - no raw upload is left in staging;
 - each bucket: versioning on, public access blocked, default encryption with the key, a policy
-  that denies plain HTTP, the lifecycle rules the module writes.
+  that denies plain HTTP, the lifecycle rules the module writes;
+- the task role's policy: no wildcard action, no table scan or item deletion, and objects
+  deleted only in staging and under `unprocessed/` of the recording buckets.
 """
 
 import json
@@ -110,6 +112,8 @@ def main() -> int:
             if not moves:
                 problems.append(f"{bucket}: no transition to {storage_class}: {rules}")
 
+    problems.extend(task_role_problems(expected["task_role"], expected["staging"]))
+
     for problem in problems:
         print("PROBLEM", problem)
     if not problems:
@@ -117,9 +121,47 @@ def main() -> int:
         print(
             f"verified: {len(calls)} calls stored once each in their line of business's "
             f"bucket ({total} objects with sidecars), KMS, versioning, public access block, "
-            f"TLS-only policy and lifecycle on {len(buckets)} buckets"
+            f"TLS-only policy and lifecycle on {len(buckets)} buckets; the task role least-privileged"
         )
     return 1 if problems else 0
+
+
+def task_role_problems(role: str, staging: str) -> list:
+    """What the task role's inline policies allow beyond callrec's least privilege."""
+    iam = boto3.client(
+        "iam",
+        endpoint_url=sys.argv[1],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    problems = []
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    if not names:
+        return [f"{role}: no inline policy"]
+    for name in names:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        if isinstance(document, str):
+            document = json.loads(document)
+        for statement in document["Statement"]:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = statement["Resource"]
+            resources = [resources] if isinstance(resources, str) else resources
+            for action in actions:
+                if "*" in action:
+                    problems.append(f"{role}: a wildcard action {action}")
+                if action in ("dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:DeleteTable"):
+                    problems.append(f"{role}: allows {action}")
+                if action == "s3:DeleteObject":
+                    for resource in resources:
+                        in_staging = resource == f"arn:aws:s3:::{staging}/*"
+                        unprocessed = resource.endswith("/*unprocessed/*") and staging not in resource
+                        if not (in_staging or unprocessed):
+                            problems.append(f"{role}: deletes objects in {resource}")
+    return problems
 
 
 if __name__ == "__main__":

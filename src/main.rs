@@ -44,8 +44,9 @@ enum Command {
     Backfill(reconcile::BackfillArgs),
     /// The funnel and the open export jobs, from the state store.
     Status(reconcile::StatusArgs),
-    /// Put named calls back to work: a lost call pending again, a call out of attempts given
-    /// them back (a dry run unless --apply).
+    /// Put calls back to work, named or by state: a lost call pending again, a call out of
+    /// attempts given them back, a recording stored unprocessed processed again (a dry run
+    /// unless --apply).
     Redrive(redrive::RedriveArgs),
     /// Talk to OCP: `callrec ocp check` says whether this configuration can reach it, log in,
     /// and see its groups' exports.

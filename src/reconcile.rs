@@ -178,7 +178,7 @@ async fn reconciler_store(loaded: &Loaded) -> Result<Arc<dyn CallStore>> {
 }
 
 /// `2026-11-01T00:00:00Z` or `2026-11-01` (UTC midnight).
-fn parse_time(flag: &str, text: &str) -> Result<Timestamp> {
+pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }

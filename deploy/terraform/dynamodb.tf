@@ -1,9 +1,9 @@
 # The table exactly as `callrec init` creates it (ingest-shim/src/store/dynamo/mod.rs): string
-# keys pk/sk, and four sparse indexes, each keyed {index}_pk/{index}_sk with every attribute
+# keys pk/sk, and five sparse indexes, each keyed {index}_pk/{index}_sk with every attribute
 # projected. `callrec init --check` compares a table with this shape; deploy/test.sh runs it
 # against the table this module creates, so the two cannot drift.
 locals {
-  indexes = ["pending", "work", "due", "open"]
+  indexes = ["pending", "work", "attention", "due", "open"]
   index_attributes = flatten([
     for index in local.indexes : ["${index}_pk", "${index}_sk"]
   ])

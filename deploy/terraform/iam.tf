@@ -1,5 +1,5 @@
-# Least privilege: the task role reaches only this table and its indexes, these buckets (raw
-# uploads deleted only in staging), and the KMS key; the execution role only pulls the image,
+# Least privilege: the task role reaches only this table and its indexes, these buckets (objects
+# deleted only in staging, and under unprocessed/ once re-processed), and the KMS key; the execution role only pulls the image,
 # writes the logs and reads the two secrets.
 data "aws_partition" "current" {}
 
@@ -47,6 +47,13 @@ data "aws_iam_policy_document" "task" {
     sid       = "RemoveStagedUploads"
     actions   = ["s3:DeleteObject"]
     resources = ["${aws_s3_bucket.this["staging"].arn}/*"]
+  }
+  statement {
+    # `callrec redrive --unprocessed` removes an original stored unprocessed once its processed
+    # recording is the call's (versioning keeps it as a noncurrent version). No other key.
+    sid       = "RemoveReprocessedOriginals"
+    actions   = ["s3:DeleteObject"]
+    resources = [for name, b in aws_s3_bucket.this : "${b.arn}/*unprocessed/*" if name != "staging"]
   }
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]

@@ -115,3 +115,7 @@ output "table_name" {
 output "kms_key_arn" {
   value = aws_kms_key.test.arn
 }
+
+output "task_role_arn" {
+  value = module.callrec.task_role_arn
+}

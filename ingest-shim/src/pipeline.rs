@@ -56,6 +56,14 @@ pub enum PipelineError {
          each time)"
     )]
     Quarantined { runs: u32 },
+    /// The original stored unprocessed is not the bytes its record describes: never processed
+    /// into the call's recording; a person must look.
+    #[error("the original at {key} has SHA-256 {actual}, its record says {expected}")]
+    OriginalAltered {
+        key: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// What a sidecar says of how its call was routed: `None` when on the call's whole CDR.
@@ -138,6 +146,7 @@ impl PipelineError {
             PipelineError::ReplayMismatch { .. } => "replay_mismatch",
             PipelineError::BadDecisions(..) => "bad_decisions",
             PipelineError::Quarantined { .. } => "quarantined",
+            PipelineError::OriginalAltered { .. } => "original_altered",
         }
     }
 }
@@ -303,6 +312,20 @@ pub enum Ending {
     Known,
 }
 
+/// What re-processing a recording stored unprocessed did ([`Pipeline::reprocess`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reprocessed {
+    /// Processed now: the processed recording at `key` is the call's object. The original is
+    /// removed (`original_removed`), or left for the next run to remove (the removal failed).
+    Processed { key: String, original_removed: bool },
+    /// Processed by an earlier run that stopped before removing the original: removed now.
+    OriginalRemoved,
+    /// The call is not stored unprocessed.
+    NothingToDo,
+    /// The call is running in this process already.
+    InFlight,
+}
+
 /// What one run of the pipeline did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
@@ -419,6 +442,118 @@ impl Pipeline {
         }
         self.remove_staged(&record.call_id, staged, &kept_facts)
             .await;
+        Ok(())
+    }
+
+    /// Processes again a recording stored as it arrived (`callrec redrive --unprocessed`: after
+    /// an upgrade that takes its format, or a raised limit): the original is read back from the
+    /// bucket and checked against its record, the engine runs, the processed recording and its
+    /// sidecar are stored under the call's route (create-only), the record moves to it, and
+    /// then the original and its sidecar are removed (a versioned bucket keeps them as
+    /// noncurrent versions). A run stopped at any point is finished by the next: until the
+    /// removal, the record keeps the original as [`CallRecord::superseded`].
+    pub async fn reprocess(&self, call_id: &CallId) -> Result<Reprocessed, PipelineError> {
+        let Some(_running) = self.in_flight.start(call_id) else {
+            return Ok(Reprocessed::InFlight);
+        };
+        let Some(record) = self.store.get(call_id).await? else {
+            return Ok(Reprocessed::NothingToDo);
+        };
+        if record.unprocessed.is_none() {
+            return Ok(match &record.superseded {
+                Some(original) => {
+                    self.remove_original(call_id, original).await?;
+                    Reprocessed::OriginalRemoved
+                }
+                None => Reprocessed::NothingToDo,
+            });
+        }
+        let original = record.object.clone().ok_or(PipelineError::Refused(
+            "stored unprocessed, without its object",
+        ))?;
+        let turn = self.engine.admit().await;
+        let raw = self
+            .objects
+            .get(&original.bucket, &original.key, None)
+            .await?;
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw));
+        if actual != original.sha256 {
+            return Err(PipelineError::OriginalAltered {
+                key: original.key.clone(),
+                expected: original.sha256.clone(),
+                actual,
+            });
+        }
+        let name = format!("{call_id}.{}", extension_of(&raw));
+        let processed = self
+            .engine
+            .process(AudioSource::from_bytes(raw).with_name(name))
+            .await?;
+        drop(turn);
+        let facts = self.check_and_summarize(&record, &processed)?;
+        // The original's sidecar holds what the record could not (the CDR facts it overflowed
+        // with): carried over to the processed recording's.
+        let mut carried = serde_json::Map::new();
+        let old_sidecar = format!("{}.json", original.key);
+        match self.objects.get(&original.bucket, &old_sidecar, None).await {
+            Ok(bytes) => {
+                if let Ok(serde_json::Value::Object(old)) = serde_json::from_slice(&bytes) {
+                    for field in ["cdr_overflow", "cdr_overflow_left_in_staging"] {
+                        if let Some(value) = old.get(field) {
+                            carried.insert(field.into(), value.clone());
+                        }
+                    }
+                }
+            }
+            Err(ObjectError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        carried.insert(
+            "reprocessed".into(),
+            serde_json::json!({
+                "original_key": original.key,
+                "original_sha256": original.sha256,
+                "unprocessed_reason": record.unprocessed,
+                "at": Timestamp::now(),
+            }),
+        );
+        let (object, _) = self
+            .write_object(&record, &processed, Some(carried))
+            .await?;
+        let key = object.key.clone();
+        let change = CallChange::Reprocessed { facts, object };
+        let (_, applied) = self
+            .store
+            .update(call_id, &change, Timestamp::now())
+            .await?;
+        if let Outcome::Refused(why) = applied.outcome {
+            return Err(PipelineError::Refused(why));
+        }
+        let original_removed = match self.remove_original(call_id, &original).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(call_id = %call_id, key = %original.key, error = %e, "removing the original after re-processing failed; the next re-drive removes it");
+                false
+            }
+        };
+        Ok(Reprocessed::Processed {
+            key,
+            original_removed,
+        })
+    }
+
+    /// Removes the superseded original and its sidecar, then says so on the record.
+    async fn remove_original(
+        &self,
+        call_id: &CallId,
+        original: &StoredObject,
+    ) -> Result<(), PipelineError> {
+        for key in [original.key.clone(), format!("{}.json", original.key)] {
+            self.objects.delete(&original.bucket, &key).await?;
+        }
+        self.store
+            .update(call_id, &CallChange::OriginalRemoved, Timestamp::now())
+            .await?;
         Ok(())
     }
 
@@ -574,7 +709,7 @@ impl Pipeline {
             }
         };
         drop(turn);
-        let (object, kept_facts) = self.write_object(&record, &processed).await?;
+        let (object, kept_facts) = self.write_object(&record, &processed, None).await?;
         let (_, applied) = self
             .store
             .update(call_id, &CallChange::Stored(object), Timestamp::now())
@@ -668,10 +803,14 @@ impl Pipeline {
         Ok((lob, route))
     }
 
+    /// Stores the processed recording and its sidecar under the call's route. The sidecar's
+    /// overflow facts come from staging, or are `carried` (fields set as given) by a
+    /// re-processing.
     async fn write_object(
         &self,
         record: &CallRecord,
         processed: &Processed,
+        carried: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(StoredObject, Vec<String>), PipelineError> {
         let report = &processed.report;
         let ext = match report.decisions.format {
@@ -679,7 +818,12 @@ impl Pipeline {
             _ => "wav",
         };
         let (lob, route) = self.route_of(record, ext).await?;
-        let key = route.key.clone();
+        // A route decided when the original was stored unprocessed carries the original's
+        // extension (`.bin` for a format not known then): the processed recording has its own.
+        let key = match route.key.strip_suffix(&format!(".{}", route.ext)) {
+            Some(stem) if route.ext != ext => format!("{stem}.{ext}"),
+            _ => route.key.clone(),
+        };
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("call-id".to_string(), record.call_id.to_string());
         metadata.insert("line-of-business".to_string(), lob.name.clone());
@@ -715,7 +859,15 @@ impl Pipeline {
             "flags": record.flags,
             "report": report,
         });
-        let kept_facts = self.add_overflow(record, &mut sidecar).await?;
+        let kept_facts = match carried {
+            None => self.add_overflow(record, &mut sidecar).await?,
+            Some(fields) => {
+                for (name, value) in fields {
+                    sidecar[name] = value;
+                }
+                Vec::new()
+            }
+        };
         let sidecar = serde_json::to_vec_pretty(&sidecar).expect("the report serializes");
         // A sidecar from an earlier attempt may differ in its flag times: the audio is what
         // must not differ, and it did not.

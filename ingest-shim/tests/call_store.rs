@@ -34,6 +34,7 @@ sqlite_suite!(
     jobs_and_leases,
     unfinished_work,
     oversized_facts,
+    attention_pages,
 );
 
 #[tokio::test]
@@ -84,4 +85,64 @@ async fn two_processes_on_one_file_do_not_lose_updates() {
         t.await.unwrap();
     }
     assert_eq!(a.get(&call).await.unwrap().unwrap().attempts, 20);
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_attention_index_is_filled_in_when_opened() {
+    use callrec_ingest::store::{Attention, AttentionQuery, CallChange, CallStore as _};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("callrec.db");
+    let started = "2026-11-02T10:00:00.250Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let call = callrec_ingest::CallId::parse("old-lost").unwrap();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let start = CallChange::Start {
+            at: started,
+            facts: Default::default(),
+        };
+        store.update(&call, &start, started).await.unwrap();
+        let lost = CallChange::Lost {
+            reason: "past retention".into(),
+        };
+        store.update(&call, &lost, started).await.unwrap();
+    }
+    // The database as version 2 left it: no attention columns, no index.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "DROP INDEX calls_attention;
+         ALTER TABLE calls DROP COLUMN attention;
+         ALTER TABLE calls DROP COLUMN attention_ms;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(old);
+    let store = SqliteStore::open(&path).unwrap();
+    let query = |filed_from| AttentionQuery {
+        kind: Attention::Lost,
+        filed_from,
+        limit: 10,
+        cursor: None,
+    };
+    let page = store.attention(&query(None)).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].call_id, call);
+    // Filed at its Start, to the millisecond.
+    let at = |ms: i64| {
+        Some(
+            started
+                .checked_add(jiff::SignedDuration::from_millis(ms))
+                .unwrap(),
+        )
+    };
+    assert_eq!(store.attention(&query(at(0))).await.unwrap().items.len(), 1);
+    assert!(
+        store
+            .attention(&query(at(1)))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

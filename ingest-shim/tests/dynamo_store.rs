@@ -47,6 +47,7 @@ dynamo_suite!(
     jobs_and_leases,
     unfinished_work,
     oversized_facts,
+    attention_pages,
 );
 
 #[tokio::test]

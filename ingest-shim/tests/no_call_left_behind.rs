@@ -14,7 +14,8 @@ use callrec_ingest::objects::{
 };
 use callrec_ingest::store::sqlite::SqliteStore;
 use callrec_ingest::store::{
-    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, StoreError,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    PendingQuery, StoreError,
 };
 use common::service::{InProcess, TOKEN};
 use jiff::Timestamp;
@@ -57,6 +58,9 @@ impl CallStore for SlowAfterReceived {
     }
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
         self.inner.unfinished(limit, cursor).await
+    }
+    async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>> {
+        self.inner.attention(query).await
     }
     async fn funnel(&self) -> Result<Funnel> {
         self.inner.funnel().await

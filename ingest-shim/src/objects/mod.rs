@@ -194,8 +194,9 @@ pub trait ObjectStore: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Listing>;
 
-    /// Removes an object (staging only: stored audio is never deleted by callrec). Absent is
-    /// fine.
+    /// Removes an object. Absent is fine. callrec removes staged uploads, and an original stored
+    /// unprocessed once its processed recording is the call's (`callrec redrive
+    /// --unprocessed`); no other stored audio.
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
 }
 

@@ -16,8 +16,8 @@ pub mod sqlite;
 
 pub use jobs::{ExportJob, JobId, JobState, LeaseError};
 pub use record::{
-    Applied, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags, Outcome, ProcessedFacts,
-    Route, StagedAudio, StoredObject,
+    Applied, Attention, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags, Outcome,
+    ProcessedFacts, Route, StagedAudio, StoredObject,
 };
 
 use crate::ids::CallId;
@@ -74,8 +74,11 @@ impl CounterDelta {
                 deltas.push((flag.name(), 1));
             }
         }
-        if after.unprocessed.is_some() && before.is_none_or(|b| b.unprocessed.is_none()) {
-            deltas.push(("unprocessed", 1));
+        let was_unprocessed = before.is_some_and(|b| b.unprocessed.is_some());
+        match (was_unprocessed, after.unprocessed.is_some()) {
+            (false, true) => deltas.push(("unprocessed", 1)),
+            (true, false) => deltas.push(("unprocessed", -1)),
+            _ => {}
         }
         let old_status = before.map_or(CallStatus::Pending, |b| b.status);
         if before.is_none() || old_status != after.status {
@@ -162,6 +165,18 @@ pub struct PendingQuery {
     pub cursor: Option<String>,
 }
 
+/// Calls that wait for a person, of one kind, filed at or after `filed_from`, oldest first:
+/// what `callrec redrive --lost` / `--unprocessed` read (the sparse attention index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttentionQuery {
+    pub kind: Attention,
+    pub filed_from: Option<Timestamp>,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// From a previous page's [`Page::next`].
+    pub cursor: Option<String>,
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -199,6 +214,9 @@ pub trait CallStore: Send + Sync + 'static {
     /// Calls received and not yet stored, oldest first: the work a service resumes at start.
     /// `limit` 1–1000; `cursor` from the previous page.
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>>;
+
+    /// See [`AttentionQuery`].
+    async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>>;
 
     /// The counters.
     async fn funnel(&self) -> Result<Funnel>;
@@ -319,6 +337,25 @@ pub fn unfinished_calls(
     store: &dyn CallStore,
 ) -> futures_util::stream::BoxStream<'_, Result<CallRecord>> {
     paged(move |cursor| async move { store.unfinished(200, cursor.as_deref()).await })
+}
+
+/// Every call waiting for a person of `kind`, filed at or after `since`, oldest first, read page
+/// by page (the attention index: see [`AttentionQuery`]).
+pub fn attention_calls(
+    store: &dyn CallStore,
+    kind: Attention,
+    since: Option<Timestamp>,
+) -> futures_util::stream::BoxStream<'_, Result<CallRecord>> {
+    paged(move |cursor| async move {
+        store
+            .attention(&AttentionQuery {
+                kind,
+                filed_from: since,
+                limit: 500,
+                cursor,
+            })
+            .await
+    })
 }
 
 /// Every open export job, oldest first, read page by page (never all at once).

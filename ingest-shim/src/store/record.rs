@@ -94,6 +94,25 @@ impl Flags {
     }
 }
 
+/// Why a call waits for a person: what `callrec redrive` selects by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Reconciliation gave up on it (status `lost`).
+    Lost,
+    /// Stored as it arrived, unprocessed (or re-processed, its original not yet removed).
+    Unprocessed,
+}
+
+impl Attention {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::Lost => "lost",
+            Attention::Unprocessed => "unprocessed",
+        }
+    }
+}
+
 /// Where a call stands as a whole.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -308,6 +327,11 @@ pub struct CallRecord {
     /// take it, attempt after attempt): the original bytes are in the bucket, never left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unprocessed: Option<String>,
+    /// The original a re-processing replaced (`callrec redrive --unprocessed`): kept here from
+    /// the moment the processed recording is the call's object until the original is removed
+    /// from the bucket, so a run stopped in between is finished by the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<StoredObject>,
     /// Engine runs started since the last one that ended (in a result or an error): each one
     /// that is still counted here stopped the process (killed for memory, a crash). Past the
     /// attempts, the recording is quarantined — stored as it arrived, never run again.
@@ -336,6 +360,7 @@ impl CallRecord {
             last_error: None,
             conflicts: 0,
             unprocessed: None,
+            superseded: None,
             runs_unfinished: 0,
             created_at: now,
             updated_at: now,
@@ -366,6 +391,21 @@ impl CallRecord {
             (Some(received), None) => Some(received),
             _ => None,
         }
+    }
+
+    /// Whether the call waits for a person (`callrec redrive --lost` / `--unprocessed`), and the
+    /// time it is filed under: the attention index's key.
+    pub fn attention(&self) -> Option<(Attention, Timestamp)> {
+        let kind = if self.status == CallStatus::Lost && self.flags.stored.is_none() {
+            Attention::Lost
+        } else if self.flags.stored.is_some()
+            && (self.unprocessed.is_some() || self.superseded.is_some())
+        {
+            Attention::Unprocessed
+        } else {
+            return None;
+        };
+        Some((kind, self.filed_at()))
     }
 
     /// The record's size as written (JSON).
@@ -534,6 +574,28 @@ impl CallRecord {
                     Outcome::Changed
                 }
             }
+            CallChange::Reprocessed { facts, object } => match self.object.clone() {
+                Some(original) if self.unprocessed.is_some() && self.processed.is_none() => {
+                    self.superseded = Some(original);
+                    self.object = Some(object.clone());
+                    self.processed = Some(facts.clone());
+                    self.flags.set(Flag::Processed, now);
+                    self.unprocessed = None;
+                    self.attempts = 0;
+                    self.runs_unfinished = 0;
+                    self.last_error = None;
+                    Outcome::Changed
+                }
+                _ if self.object.as_ref() == Some(object) => Outcome::Unchanged,
+                _ => Outcome::Refused("not stored unprocessed"),
+            },
+            CallChange::OriginalRemoved => {
+                if self.superseded.take().is_some() {
+                    Outcome::Changed
+                } else {
+                    Outcome::Unchanged
+                }
+            }
             CallChange::Redrive => {
                 if self.flags.stored.is_some() {
                     Outcome::Refused("stored: nothing to re-drive")
@@ -615,6 +677,15 @@ pub enum CallChange {
     Failed { error: String },
     /// Reconciliation gave up on the call.
     Lost { reason: String },
+    /// A recording stored unprocessed was processed after all (`callrec redrive
+    /// --unprocessed`): `object` (the processed recording) is now the call's, the original is
+    /// [`CallRecord::superseded`] until it is removed from the bucket.
+    Reprocessed {
+        facts: ProcessedFacts,
+        object: StoredObject,
+    },
+    /// The superseded original is gone from the bucket.
+    OriginalRemoved,
     /// A person puts the call back to work (`callrec redrive`): a lost call is pending again
     /// (stage 2's scans look for it), and a call out of attempts gets them back (the retrier
     /// runs it). Its last error goes; the logs keep the history.

@@ -7,8 +7,8 @@
 //! are as safe as several tasks in one. SQLite calls block: they run on tokio's blocking pool.
 
 use super::{
-    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, Result,
-    StoreError,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    PendingQuery, Result, StoreError,
 };
 use crate::ids::CallId;
 use async_trait::async_trait;
@@ -50,6 +50,24 @@ const MIGRATIONS: &[&str] = &[
          WHERE json_extract(record, '$.flags.received') IS NOT NULL
            AND json_extract(record, '$.flags.stored') IS NULL;
      CREATE INDEX calls_work ON calls (work_ms, call_id) WHERE work_ms IS NOT NULL;",
+    // 3: the attention index (lost, or stored unprocessed), by the time a call is filed under,
+    // filled for rows written before it existed.
+    "ALTER TABLE calls ADD COLUMN attention TEXT;
+     ALTER TABLE calls ADD COLUMN attention_ms INTEGER;
+     UPDATE calls SET attention = CASE
+         WHEN json_extract(record, '$.status') = 'lost'
+              AND json_extract(record, '$.flags.stored') IS NULL THEN 'lost'
+         WHEN json_extract(record, '$.flags.stored') IS NOT NULL
+              AND (json_extract(record, '$.unprocessed') IS NOT NULL
+                   OR json_extract(record, '$.superseded') IS NOT NULL) THEN 'unprocessed'
+         END;
+     UPDATE calls SET attention_ms = CAST(round((julianday(coalesce(
+             json_extract(record, '$.flags.started'), json_extract(record, '$.flags.ended'),
+             json_extract(record, '$.flags.received'), json_extract(record, '$.created_at')))
+             - 2440587.5) * 86400000) AS INTEGER)
+         WHERE attention IS NOT NULL;
+     CREATE INDEX calls_attention ON calls (attention, attention_ms, call_id)
+         WHERE attention IS NOT NULL;",
 ];
 
 /// The SQLite [`CallStore`].
@@ -169,6 +187,41 @@ fn parse_call(key: &str, json: &str) -> Result<CallRecord> {
     serde_json::from_str(json).map_err(|e| corrupt(key, e))
 }
 
+/// A page of calls from `sql`, which selects (time in ms, call id, record) ordered by both,
+/// `limit + 1` rows; the cursor of the next page carries `tag` and the last row's key.
+fn calls_page(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    limit: i64,
+    tag: &str,
+) -> Result<Page<CallRecord>> {
+    let mut statement = c.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = statement.query(params).map_err(unavailable)?;
+    let mut found: Vec<(i64, String, String)> = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        found.push((
+            row.get(0).map_err(unavailable)?,
+            row.get(1).map_err(unavailable)?,
+            row.get(2).map_err(unavailable)?,
+        ));
+    }
+    let more = found.len() as i64 > limit;
+    found.truncate(limit as usize);
+    let next = more
+        .then(|| {
+            found
+                .last()
+                .map(|(ms, id, _)| encode_cursor(&Cursor(tag.into(), *ms, id.clone())))
+        })
+        .flatten();
+    let items = found
+        .iter()
+        .map(|(_, id, json)| parse_call(id, json))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page { items, next })
+}
+
 /// The version a compare-and-swap expects to find (`sql` selects it by id), inside `tx`.
 fn stored_version(tx: &rusqlite::Transaction<'_>, sql: &str, id: &str) -> Result<Option<u64>> {
     let version: Option<i64> = tx
@@ -228,22 +281,37 @@ impl CallStore for SqliteStore {
         let pending = record.pending_since().map(millis);
         let work = record.work_since().map(millis);
         let group = pending.map(|_| record.cdr.group_id.clone().unwrap_or_default());
+        let attention = record.attention();
+        let attention_ms = attention.map(|(_, at)| millis(at));
+        let attention = attention.map(|(kind, _)| kind.name());
         let counters = counters.clone();
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
-            if stored_version(&tx, "SELECT version FROM calls WHERE call_id = ?1", &id)? != expected {
+            if stored_version(&tx, "SELECT version FROM calls WHERE call_id = ?1", &id)? != expected
+            {
                 return Ok(false);
             }
             tx.execute(
-                "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, work_ms, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, work_ms,
+                     attention, attention_ms, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (call_id) DO UPDATE SET version = excluded.version,
                      pending_group = excluded.pending_group,
                      pending_ended_ms = excluded.pending_ended_ms, work_ms = excluded.work_ms,
+                     attention = excluded.attention, attention_ms = excluded.attention_ms,
                      record = excluded.record",
-                params![id, version, group, pending, work, json],
+                params![
+                    id,
+                    version,
+                    group,
+                    pending,
+                    work,
+                    attention,
+                    attention_ms,
+                    json
+                ],
             )
             .map_err(unavailable)?;
             for (name, delta) in &counters.0 {
@@ -357,38 +425,40 @@ impl CallStore for SqliteStore {
         self.with(move |c| {
             let (after_ms, after_id) =
                 after.map_or((i64::MIN, String::new()), |Cursor(_, ms, id)| (ms, id));
-            let mut statement = c
-                .prepare_cached(
-                    "SELECT work_ms, call_id, record FROM calls
-                     WHERE work_ms IS NOT NULL AND (work_ms, call_id) > (?1, ?2)
-                     ORDER BY work_ms, call_id LIMIT ?3",
-                )
-                .map_err(unavailable)?;
-            let mut rows = statement
-                .query(params![after_ms, after_id, limit + 1])
-                .map_err(unavailable)?;
-            let mut found: Vec<(i64, String, String)> = Vec::new();
-            while let Some(row) = rows.next().map_err(unavailable)? {
-                found.push((
-                    row.get(0).map_err(unavailable)?,
-                    row.get(1).map_err(unavailable)?,
-                    row.get(2).map_err(unavailable)?,
-                ));
-            }
-            let more = found.len() as i64 > limit;
-            found.truncate(limit as usize);
-            let next = more
-                .then(|| {
-                    found
-                        .last()
-                        .map(|(ms, id, _)| encode_cursor(&Cursor(String::new(), *ms, id.clone())))
-                })
-                .flatten();
-            let items = found
-                .iter()
-                .map(|(_, id, json)| parse_call(id, json))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Page { items, next })
+            calls_page(
+                c,
+                "SELECT work_ms, call_id, record FROM calls
+                 WHERE work_ms IS NOT NULL AND (work_ms, call_id) > (?1, ?2)
+                 ORDER BY work_ms, call_id LIMIT ?3",
+                params![after_ms, after_id, limit + 1],
+                limit,
+                "",
+            )
+        })
+        .await
+    }
+
+    async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>> {
+        let limit = query.limit.clamp(1, 1000) as i64;
+        let kind = query.kind.name();
+        let from = query.filed_from.map_or(i64::MIN, millis);
+        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        if after.as_ref().is_some_and(|c| c.0 != kind) {
+            return Err(StoreError::BadCursor);
+        }
+        self.with(move |c| {
+            let (after_ms, after_id) =
+                after.map_or((i64::MIN, String::new()), |Cursor(_, ms, id)| (ms, id));
+            calls_page(
+                c,
+                "SELECT attention_ms, call_id, record FROM calls
+                 WHERE attention = ?1 AND attention_ms >= ?2
+                   AND (attention_ms, call_id) > (?3, ?4)
+                 ORDER BY attention_ms, call_id LIMIT ?5",
+                params![kind, from, after_ms, after_id, limit + 1],
+                limit,
+                kind,
+            )
         })
         .await
     }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-const INDEXES: [&str; 4] = ["pending", "work", "due", "open"];
+const INDEXES: [&str; 5] = ["pending", "work", "attention", "due", "open"];
 
 /// What went through the proxy.
 #[derive(Default)]

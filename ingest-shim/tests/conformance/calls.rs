@@ -2,8 +2,9 @@
 
 use callrec_ingest::CallId;
 use callrec_ingest::store::{
-    CallChange, CallStatus, CallStore, CdrFacts, ExportJob, Flag, JobId, JobState, LeaseError,
-    Outcome, PendingQuery, ProcessedFacts, StagedAudio, StoreError, StoredObject,
+    Attention, AttentionQuery, CallChange, CallStatus, CallStore, CdrFacts, ExportJob, Flag, JobId,
+    JobState, LeaseError, Outcome, PendingQuery, ProcessedFacts, StagedAudio, StoreError,
+    StoredObject,
 };
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
@@ -619,4 +620,187 @@ pub async fn oversized_facts(store: Store) {
         .unwrap();
     assert_eq!(applied.outcome, Outcome::Changed);
     assert_eq!(after.attempts, 1);
+}
+
+/// Every page of the attention index of `kind` from `filed_from`, two at a time.
+async fn attention_ids(
+    store: &Store,
+    kind: Attention,
+    filed_from: Option<Timestamp>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .attention(&AttentionQuery {
+                kind,
+                filed_from,
+                limit: 2,
+                cursor,
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        ids.extend(page.items.iter().map(|r| r.call_id.to_string()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+/// Lost calls and calls stored unprocessed are listed by kind and by the time they are filed
+/// under, oldest first, a page at a time; a call leaves the list when a person's re-drive or a
+/// re-processing (once its original is removed) settles it; the funnel's unprocessed count
+/// follows.
+pub async fn attention_pages(store: Store) {
+    // Lost: l-1..l-4 started at 100, 200, 300, 400; l-4 is re-driven.
+    for (i, at) in [(1, 100), (2, 200), (3, 300), (4, 400)] {
+        let call = id(&format!("l-{i}"));
+        store
+            .update(
+                &call,
+                &CallChange::Start {
+                    at: t(at),
+                    facts: facts("A"),
+                },
+                t(at),
+            )
+            .await
+            .unwrap();
+        store
+            .update(
+                &call,
+                &CallChange::End {
+                    at: t(at + 60),
+                    facts: facts("A"),
+                },
+                t(at + 60),
+            )
+            .await
+            .unwrap();
+        let (record, _) = store
+            .update(
+                &call,
+                &CallChange::Lost {
+                    reason: "past retention".into(),
+                },
+                t(9000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(record.status, CallStatus::Lost);
+    }
+    store
+        .update(&id("l-4"), &CallChange::Redrive, t(9001))
+        .await
+        .unwrap();
+    // Stored unprocessed: u-1 (received at 50), u-2 (received at 500), then u-2 re-processed.
+    for (i, at) in [(1, 50), (2, 500)] {
+        let call = id(&format!("u-{i}"));
+        store
+            .update(
+                &call,
+                &CallChange::Received(staged(&format!("u{i}"))),
+                t(at),
+            )
+            .await
+            .unwrap();
+        let archived = CallChange::Archived {
+            object: object(&format!("unprocessed/u-{i}.wav")),
+            reason: "engine: unrecognized format".into(),
+        };
+        store.update(&call, &archived, t(at + 1)).await.unwrap();
+    }
+    // An ordinary stored call is in neither list.
+    let fine = id("s-1");
+    store
+        .update(&fine, &CallChange::Received(staged("s1")), t(10))
+        .await
+        .unwrap();
+    store
+        .update(&fine, &CallChange::Processed(processed("s1")), t(11))
+        .await
+        .unwrap();
+    store
+        .update(&fine, &CallChange::Stored(object("s-1.wav")), t(12))
+        .await
+        .unwrap();
+    assert_eq!(store.funnel().await.unwrap().unprocessed, 2);
+
+    assert_eq!(
+        attention_ids(&store, Attention::Lost, None).await,
+        ["l-1", "l-2", "l-3"]
+    );
+    assert_eq!(
+        attention_ids(&store, Attention::Lost, Some(t(150))).await,
+        ["l-2", "l-3"]
+    );
+    assert_eq!(
+        attention_ids(&store, Attention::Lost, Some(t(301))).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        attention_ids(&store, Attention::Unprocessed, None).await,
+        ["u-1", "u-2"]
+    );
+
+    // A cursor of one kind is refused for the other.
+    let page = store
+        .attention(&AttentionQuery {
+            kind: Attention::Lost,
+            filed_from: None,
+            limit: 1,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let wrong = store
+        .attention(&AttentionQuery {
+            kind: Attention::Unprocessed,
+            filed_from: None,
+            limit: 1,
+            cursor: page.next,
+        })
+        .await;
+    assert!(matches!(wrong, Err(StoreError::BadCursor)), "{wrong:?}");
+
+    // u-2 re-processed: its processed recording is the call's object, the original superseded
+    // (still listed, so a stopped run is finished) until it is removed.
+    let call = id("u-2");
+    let reprocessed = CallChange::Reprocessed {
+        facts: processed("u2-out"),
+        object: object("u-2.wav"),
+    };
+    let (record, applied) = store.update(&call, &reprocessed, t(9100)).await.unwrap();
+    assert_eq!(applied.outcome, Outcome::Changed);
+    assert_eq!(applied.newly_set, vec![Flag::Processed]);
+    assert_eq!(record.object.as_ref().unwrap().key, "u-2.wav");
+    assert_eq!(
+        record.superseded.as_ref().unwrap().key,
+        "unprocessed/u-2.wav"
+    );
+    assert!(record.unprocessed.is_none());
+    let (_, again) = store.update(&call, &reprocessed, t(9101)).await.unwrap();
+    assert_eq!(again.outcome, Outcome::Unchanged);
+    assert_eq!(
+        attention_ids(&store, Attention::Unprocessed, None).await,
+        ["u-1", "u-2"]
+    );
+    let funnel = store.funnel().await.unwrap();
+    assert_eq!((funnel.unprocessed, funnel.processed), (1, 2));
+    store
+        .update(&call, &CallChange::OriginalRemoved, t(9102))
+        .await
+        .unwrap();
+    assert_eq!(
+        attention_ids(&store, Attention::Unprocessed, None).await,
+        ["u-1"]
+    );
+    // A call that was never stored unprocessed cannot be re-processed.
+    let (_, refused) = store.update(&fine, &reprocessed, t(9103)).await.unwrap();
+    assert!(
+        matches!(refused.outcome, Outcome::Refused(_)),
+        "{refused:?}"
+    );
 }

@@ -4,13 +4,14 @@
 //!
 //! | item | `pk` | `sk` | index attributes, present only while the item needs work |
 //! | --- | --- | --- | --- |
-//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING#{s}`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK#{s}`, `work_sk` = `{received_ms:013}#{call_id}` |
+//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING#{s}`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK#{s}`, `work_sk` = `{received_ms:013}#{call_id}`; `attention_pk` = `ATTENTION#{s}`, `attention_sk` = `{lost\|unprocessed}#{filed_ms:013}#{call_id}` |
 //! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE#{s}`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN#{s}`, `open_sk` = `{created_ms:013}#{job_id}` |
 //! | funnel counters | `COUNTERS#{s}` | `FUNNEL` | — |
 //!
-//! The four global secondary indexes (`pending`, `work`, `due`, `open`) are sparse: an item leaves an
-//! index when its attributes are removed (a call once stored, a job once finished), so the
-//! scanner and the timer loop query only what still needs something and never scan the table.
+//! The five global secondary indexes (`pending`, `work`, `attention`, `due`, `open`) are sparse:
+//! an item leaves an index when its attributes are removed (a call once stored, a job once
+//! finished, a lost call re-driven), so the scanner, the timer loop and `callrec redrive` query
+//! only what still needs something and never scan the table.
 //!
 //! **No hot key.** A call's write touches its own item and one of 16 counter items, and its
 //! index entries live in one of 16 partitions of each index: see [`shards`] for why and how
@@ -26,8 +27,8 @@
 //! DynamoDB: the scanner's grace period is far longer than the index lag.
 
 use super::{
-    CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page, PendingQuery, Result,
-    StoreError,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    PendingQuery, Result, StoreError,
 };
 use crate::ids::CallId;
 use async_trait::async_trait;
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 const BACKEND: &str = "dynamodb";
 /// The sparse global secondary indexes, each keyed `{name}_pk` / `{name}_sk`.
-const INDEXES: [&str; 4] = ["pending", "work", "due", "open"];
+const INDEXES: [&str; 5] = ["pending", "work", "attention", "due", "open"];
 /// Attempts per request for throttling and transient errors (the SDK's default is 3).
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -367,6 +368,7 @@ impl DynamoStore {
                     format!("table {}", self.table),
                     "index pending (calls ended and not stored)".into(),
                     "index work (calls received and not stored)".into(),
+                    "index attention (calls lost or stored unprocessed)".into(),
                     "index due (export jobs by next poll time)".into(),
                     "index open (export jobs not finished)".into(),
                 ]);
@@ -509,6 +511,18 @@ impl DynamoStore {
             item.insert(
                 "work_sk".into(),
                 s(format!("{}#{}", sortable(received), record.call_id)),
+            );
+        }
+        if let Some((kind, filed)) = record.attention() {
+            item.insert("attention_pk".into(), s(shard_key("ATTENTION", shard)));
+            item.insert(
+                "attention_sk".into(),
+                s(format!(
+                    "{}#{}#{}",
+                    kind.name(),
+                    sortable(filed),
+                    record.call_id
+                )),
             );
         }
         Ok(item)
@@ -666,6 +680,33 @@ impl CallStore for DynamoStore {
 
     async fn unfinished(&self, limit: u32, cursor: Option<&str>) -> Result<Page<CallRecord>> {
         self.whole_index_page("work", limit, cursor).await
+    }
+
+    async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>> {
+        let kind = query.kind.name();
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| shards::decode_cursor("attention", c))
+            .transpose()?;
+        if after
+            .as_ref()
+            .is_some_and(|key| !key.starts_with(&format!("{kind}#")))
+        {
+            return Err(StoreError::BadCursor);
+        }
+        let from = query.filed_from.map_or(0, ms).max(0);
+        let index = IndexQuery {
+            index: "attention",
+            from: Some(format!("{kind}#{from:013}#")),
+            // Past every `{kind}#{digits}…` key.
+            to: Some(format!("{kind}#~")),
+            filter: None,
+            limit: query.limit,
+            after,
+        };
+        let (items, next) = self.fan_out(&index, |_: &CallRecord| true).await?;
+        Ok(Page { items, next })
     }
 
     async fn funnel(&self) -> Result<Funnel> {
