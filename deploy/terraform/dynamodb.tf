@@ -1,9 +1,10 @@
 # The table exactly as `callrec init` creates it (ingest-shim/src/store/dynamo/mod.rs): string
-# keys pk/sk, and five sparse indexes, each keyed {index}_pk/{index}_sk with every attribute
-# projected. `callrec init --check` compares a table with this shape; deploy/test.sh runs it
+# keys pk/sk, and six indexes, each keyed {index}_pk/{index}_sk: five sparse ones with every
+# attribute projected, and the calendar (day) with keys only. `callrec init --check` compares a table with this shape; deploy/test.sh runs it
 # against the table this module creates, so the two cannot drift.
 locals {
-  indexes = ["pending", "work", "attention", "due", "open"]
+  indexes           = ["pending", "work", "attention", "day", "due", "open"]
+  keys_only_indexes = ["day"]
   index_attributes = flatten([
     for index in local.indexes : ["${index}_pk", "${index}_sk"]
   ])
@@ -37,7 +38,7 @@ resource "aws_dynamodb_table" "calls" {
       name            = global_secondary_index.value
       hash_key        = "${global_secondary_index.value}_pk"
       range_key       = "${global_secondary_index.value}_sk"
-      projection_type = "ALL"
+      projection_type = contains(local.keys_only_indexes, global_secondary_index.value) ? "KEYS_ONLY" : "ALL"
     }
   }
 

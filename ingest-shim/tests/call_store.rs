@@ -35,6 +35,7 @@ sqlite_suite!(
     unfinished_work,
     oversized_facts,
     attention_pages,
+    calls_by_day,
 );
 
 #[tokio::test]
@@ -88,8 +89,8 @@ async fn two_processes_on_one_file_do_not_lose_updates() {
 }
 
 #[tokio::test]
-async fn a_database_from_before_the_attention_index_is_filled_in_when_opened() {
-    use callrec_ingest::store::{Attention, AttentionQuery, CallChange, CallStore as _};
+async fn a_database_from_before_the_attention_and_calendar_indexes_is_filled_in_when_opened() {
+    use callrec_ingest::store::{Attention, AttentionQuery, CallChange, CallStore as _, DayQuery};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("callrec.db");
     let started = "2026-11-02T10:00:00.250Z"
@@ -100,7 +101,10 @@ async fn a_database_from_before_the_attention_index_is_filled_in_when_opened() {
         let store = SqliteStore::open(&path).unwrap();
         let start = CallChange::Start {
             at: started,
-            facts: Default::default(),
+            facts: callrec_ingest::store::CdrFacts {
+                group_id: Some("g-1".into()),
+                ..Default::default()
+            },
         };
         store.update(&call, &start, started).await.unwrap();
         let lost = CallChange::Lost {
@@ -108,12 +112,15 @@ async fn a_database_from_before_the_attention_index_is_filled_in_when_opened() {
         };
         store.update(&call, &lost, started).await.unwrap();
     }
-    // The database as version 2 left it: no attention columns, no index.
+    // The database as version 2 left it: no attention or calendar columns, no such indexes.
     let old = rusqlite::Connection::open(&path).unwrap();
     old.execute_batch(
         "DROP INDEX calls_attention;
          ALTER TABLE calls DROP COLUMN attention;
          ALTER TABLE calls DROP COLUMN attention_ms;
+         DROP INDEX calls_calendar;
+         ALTER TABLE calls DROP COLUMN cal_day;
+         ALTER TABLE calls DROP COLUMN cal_group;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -140,6 +147,22 @@ async fn a_database_from_before_the_attention_index_is_filled_in_when_opened() {
     assert!(
         store
             .attention(&query(at(1)))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let day = |day: &str| DayQuery {
+        day: day.parse().unwrap(),
+        group_id: Some("g-1".into()),
+        limit: 10,
+        cursor: None,
+    };
+    let filed = store.calls_of_day(&day("2026-11-02")).await.unwrap();
+    assert_eq!(filed.items, [call]);
+    assert!(
+        store
+            .calls_of_day(&day("2026-11-01"))
             .await
             .unwrap()
             .items

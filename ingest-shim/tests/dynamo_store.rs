@@ -48,6 +48,7 @@ dynamo_suite!(
     unfinished_work,
     oversized_facts,
     attention_pages,
+    calls_by_day,
 );
 
 #[tokio::test]

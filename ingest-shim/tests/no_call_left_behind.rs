@@ -14,7 +14,7 @@ use callrec_ingest::objects::{
 };
 use callrec_ingest::store::sqlite::SqliteStore;
 use callrec_ingest::store::{
-    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, DayQuery, ExportJob, Funnel, JobId, Page,
     PendingQuery, StoreError,
 };
 use common::service::{InProcess, TOKEN};
@@ -61,6 +61,9 @@ impl CallStore for SlowAfterReceived {
     }
     async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>> {
         self.inner.attention(query).await
+    }
+    async fn calls_of_day(&self, query: &DayQuery) -> Result<Page<CallId>> {
+        self.inner.calls_of_day(query).await
     }
     async fn funnel(&self) -> Result<Funnel> {
         self.inner.funnel().await

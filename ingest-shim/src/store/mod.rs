@@ -177,6 +177,20 @@ pub struct AttentionQuery {
     pub cursor: Option<String>,
 }
 
+/// The calls filed under one UTC day (their Start, else End, else arrival) whose OCP group is
+/// known — of one group, or of every group — ordered by group and call id: what the daily audit
+/// and the day's manifests read (the calendar index). Ids only: a reader gets the records it
+/// needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayQuery {
+    pub day: jiff::civil::Date,
+    pub group_id: Option<String>,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// From a previous page's [`Page::next`].
+    pub cursor: Option<String>,
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -217,6 +231,9 @@ pub trait CallStore: Send + Sync + 'static {
 
     /// See [`AttentionQuery`].
     async fn attention(&self, query: &AttentionQuery) -> Result<Page<CallRecord>>;
+
+    /// See [`DayQuery`].
+    async fn calls_of_day(&self, query: &DayQuery) -> Result<Page<CallId>>;
 
     /// The counters.
     async fn funnel(&self) -> Result<Funnel>;

@@ -393,6 +393,14 @@ impl CallRecord {
         }
     }
 
+    /// The calendar index's key: the UTC day the call is filed under and its OCP group, once
+    /// the group is known. What the daily audit and the day's manifests read.
+    pub fn calendar(&self) -> Option<(jiff::civil::Date, &str)> {
+        let group = self.cdr.group_id.as_deref()?;
+        let day = self.filed_at().to_zoned(jiff::tz::TimeZone::UTC).date();
+        Some((day, group))
+    }
+
     /// Whether the call waits for a person (`callrec redrive --lost` / `--unprocessed`), and the
     /// time it is filed under: the attention index's key.
     pub fn attention(&self) -> Option<(Attention, Timestamp)> {

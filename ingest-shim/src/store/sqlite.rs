@@ -7,7 +7,7 @@
 //! are as safe as several tasks in one. SQLite calls block: they run on tokio's blocking pool.
 
 use super::{
-    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, DayQuery, ExportJob, Funnel, JobId, Page,
     PendingQuery, Result, StoreError,
 };
 use crate::ids::CallId;
@@ -68,6 +68,17 @@ const MIGRATIONS: &[&str] = &[
          WHERE attention IS NOT NULL;
      CREATE INDEX calls_attention ON calls (attention, attention_ms, call_id)
          WHERE attention IS NOT NULL;",
+    // 4: the calendar index (the UTC day a call is filed under, and its group), filled for rows
+    // written before it existed.
+    "ALTER TABLE calls ADD COLUMN cal_day TEXT;
+     ALTER TABLE calls ADD COLUMN cal_group TEXT;
+     UPDATE calls SET cal_group = json_extract(record, '$.group_id'),
+         cal_day = date(coalesce(
+             json_extract(record, '$.flags.started'), json_extract(record, '$.flags.ended'),
+             json_extract(record, '$.flags.received'), json_extract(record, '$.created_at')))
+         WHERE json_extract(record, '$.group_id') IS NOT NULL;
+     CREATE INDEX calls_calendar ON calls (cal_day, cal_group, call_id)
+         WHERE cal_day IS NOT NULL;",
 ];
 
 /// The SQLite [`CallStore`].
@@ -284,6 +295,10 @@ impl CallStore for SqliteStore {
         let attention = record.attention();
         let attention_ms = attention.map(|(_, at)| millis(at));
         let attention = attention.map(|(kind, _)| kind.name());
+        let (cal_day, cal_group) = record
+            .calendar()
+            .map(|(day, group)| (day.to_string(), group.to_string()))
+            .unzip();
         let counters = counters.clone();
         self.with(move |c| {
             let tx = c
@@ -295,12 +310,13 @@ impl CallStore for SqliteStore {
             }
             tx.execute(
                 "INSERT INTO calls (call_id, version, pending_group, pending_ended_ms, work_ms,
-                     attention, attention_ms, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     attention, attention_ms, cal_day, cal_group, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (call_id) DO UPDATE SET version = excluded.version,
                      pending_group = excluded.pending_group,
                      pending_ended_ms = excluded.pending_ended_ms, work_ms = excluded.work_ms,
                      attention = excluded.attention, attention_ms = excluded.attention_ms,
+                     cal_day = excluded.cal_day, cal_group = excluded.cal_group,
                      record = excluded.record",
                 params![
                     id,
@@ -310,6 +326,8 @@ impl CallStore for SqliteStore {
                     work,
                     attention,
                     attention_ms,
+                    cal_day,
+                    cal_group,
                     json
                 ],
             )
@@ -459,6 +477,55 @@ impl CallStore for SqliteStore {
                 limit,
                 kind,
             )
+        })
+        .await
+    }
+
+    async fn calls_of_day(&self, query: &DayQuery) -> Result<Page<CallId>> {
+        let limit = query.limit.clamp(1, 1000) as i64;
+        let day = query.day.to_string();
+        let group = query.group_id.clone();
+        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        if let (Some(g), Some(c)) = (&group, &after)
+            && *g != c.0
+        {
+            return Err(StoreError::BadCursor);
+        }
+        self.with(move |c| {
+            let (after_group, after_id) =
+                after.map_or((String::new(), String::new()), |Cursor(g, _, id)| (g, id));
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT cal_group, call_id FROM calls
+                     WHERE cal_day = ?1 AND (?2 IS NULL OR cal_group = ?2)
+                       AND (cal_group, call_id) > (?3, ?4)
+                     ORDER BY cal_group, call_id LIMIT ?5",
+                )
+                .map_err(unavailable)?;
+            let mut rows = statement
+                .query(params![day, group, after_group, after_id, limit + 1])
+                .map_err(unavailable)?;
+            let mut found: Vec<(String, String)> = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                found.push((
+                    row.get(0).map_err(unavailable)?,
+                    row.get(1).map_err(unavailable)?,
+                ));
+            }
+            let more = found.len() as i64 > limit;
+            found.truncate(limit as usize);
+            let next = more
+                .then(|| {
+                    found
+                        .last()
+                        .map(|(g, id)| encode_cursor(&Cursor(g.clone(), 0, id.clone())))
+                })
+                .flatten();
+            let items = found
+                .into_iter()
+                .map(|(_, id)| CallId::parse(&id).map_err(|e| corrupt(&id, e)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Page { items, next })
         })
         .await
     }

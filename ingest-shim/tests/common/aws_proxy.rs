@@ -6,7 +6,10 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-const INDEXES: [&str; 5] = ["pending", "work", "attention", "due", "open"];
+const INDEXES: [&str; 6] = ["pending", "work", "attention", "day", "due", "open"];
+/// The index that holds keys only: an entry is written when its keys change, not on every
+/// write of its item, and costs one unit (a small item).
+const KEYS_ONLY: &str = "day";
 
 /// What went through the proxy.
 #[derive(Default)]
@@ -55,9 +58,10 @@ impl Tally {
                     .index_writes
                     .entry(format!("{index}={partition}"))
                     .or_default() += 1;
-                self.write_units += item_kb(item);
+                self.write_units += if index == KEYS_ONLY { 1 } else { item_kb(item) };
             };
             match (before, after) {
+                (Some(b), Some(a)) if b == a && index == KEYS_ONLY => {}
                 (Some(b), Some(a)) if b == a => write(a),
                 (b, a) => {
                     b.into_iter().for_each(&mut write);

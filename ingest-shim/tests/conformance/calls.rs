@@ -2,9 +2,9 @@
 
 use callrec_ingest::CallId;
 use callrec_ingest::store::{
-    Attention, AttentionQuery, CallChange, CallStatus, CallStore, CdrFacts, ExportJob, Flag, JobId,
-    JobState, LeaseError, Outcome, PendingQuery, ProcessedFacts, StagedAudio, StoreError,
-    StoredObject,
+    Attention, AttentionQuery, CallChange, CallStatus, CallStore, CdrFacts, DayQuery, ExportJob,
+    Flag, JobId, JobState, LeaseError, Outcome, PendingQuery, ProcessedFacts, StagedAudio,
+    StoreError, StoredObject,
 };
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
@@ -803,4 +803,115 @@ pub async fn attention_pages(store: Store) {
         matches!(refused.outcome, Outcome::Refused(_)),
         "{refused:?}"
     );
+}
+
+/// Every page of the calendar index for `day` (and `group`), two at a time.
+async fn day_ids(store: &Store, day: &str, group: Option<&str>) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .calls_of_day(&DayQuery {
+                day: day.parse().unwrap(),
+                group_id: group.map(str::to_string),
+                limit: 2,
+                cursor,
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        ids.extend(page.items.iter().map(ToString::to_string));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+/// The calendar: calls by the UTC day they are filed under (Start, else End, else arrival) and
+/// group, ordered by group and id; a call whose group is not known is not in it; a call moves
+/// when its Start puts it on another day.
+pub async fn calls_by_day(store: Store) {
+    let at = |text: &str| text.parse::<Timestamp>().unwrap();
+    let start = |group: &str, when: &str| CallChange::Start {
+        at: at(when),
+        facts: facts(group),
+    };
+    for (call, group, when) in [
+        ("d-3", "A", "2026-11-02T10:00:00Z"),
+        ("d-1", "A", "2026-11-02T00:00:00Z"),
+        ("d-2", "B", "2026-11-02T23:59:59.999Z"),
+        ("d-4", "A", "2026-11-03T00:00:00Z"),
+        ("d-5", "A-1", "2026-11-02T12:00:00Z"),
+    ] {
+        store
+            .update(&id(call), &start(group, when), at(when))
+            .await
+            .unwrap();
+    }
+    // Received, no group: not in the calendar.
+    store
+        .update(
+            &id("d-6"),
+            &CallChange::Received(staged("d6")),
+            at("2026-11-02T11:00:00Z"),
+        )
+        .await
+        .unwrap();
+    // End on the 2nd, then its Start on the 1st: filed on the 1st.
+    let late = id("d-7");
+    let end = CallChange::End {
+        at: at("2026-11-02T00:10:00Z"),
+        facts: facts("A"),
+    };
+    store
+        .update(&late, &end, at("2026-11-02T00:10:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        day_ids(&store, "2026-11-02", Some("A"))
+            .await
+            .contains(&"d-7".to_string())
+    );
+    store
+        .update(
+            &late,
+            &start("A", "2026-11-01T23:55:00Z"),
+            at("2026-11-02T00:11:00Z"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        day_ids(&store, "2026-11-02", None).await,
+        ["d-1", "d-3", "d-5", "d-2"],
+        "by group (A, A-1, B), then id"
+    );
+    assert_eq!(
+        day_ids(&store, "2026-11-02", Some("A")).await,
+        ["d-1", "d-3"]
+    );
+    assert_eq!(day_ids(&store, "2026-11-02", Some("B")).await, ["d-2"]);
+    assert_eq!(day_ids(&store, "2026-11-01", None).await, ["d-7"]);
+    assert_eq!(day_ids(&store, "2026-11-03", Some("A")).await, ["d-4"]);
+    assert!(day_ids(&store, "2026-11-04", None).await.is_empty());
+    // A cursor of one group's pages is refused for another's.
+    let page = store
+        .calls_of_day(&DayQuery {
+            day: "2026-11-02".parse().unwrap(),
+            group_id: Some("A".into()),
+            limit: 1,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let wrong = store
+        .calls_of_day(&DayQuery {
+            day: "2026-11-02".parse().unwrap(),
+            group_id: Some("B".into()),
+            limit: 1,
+            cursor: page.next,
+        })
+        .await;
+    assert!(matches!(wrong, Err(StoreError::BadCursor)), "{wrong:?}");
 }

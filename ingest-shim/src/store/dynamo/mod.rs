@@ -4,14 +4,16 @@
 //!
 //! | item | `pk` | `sk` | index attributes, present only while the item needs work |
 //! | --- | --- | --- | --- |
-//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING#{s}`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK#{s}`, `work_sk` = `{received_ms:013}#{call_id}`; `attention_pk` = `ATTENTION#{s}`, `attention_sk` = `{lost\|unprocessed}#{filed_ms:013}#{call_id}` |
+//! | call | `CALL#{call_id}` | `CALL` | `pending_pk` = `PENDING#{s}`, `pending_sk` = `{group}#{ended_ms:013}#{call_id}`, `pending_ms`; `work_pk` = `WORK#{s}`, `work_sk` = `{received_ms:013}#{call_id}`; `attention_pk` = `ATTENTION#{s}`, `attention_sk` = `{lost\|unprocessed}#{filed_ms:013}#{call_id}`; `day_pk` = `DAY#{yyyy-mm-dd}#{s}`, `day_sk` = `{group}#{call_id}` (keys only) |
 //! | export job | `JOB#{job_id}` | `JOB` | `due_pk` = `DUE#{s}`, `due_sk` = `{next_poll_ms:013}#{job_id}`; `open_pk` = `OPEN#{s}`, `open_sk` = `{created_ms:013}#{job_id}` |
 //! | funnel counters | `COUNTERS#{s}` | `FUNNEL` | — |
 //!
-//! The five global secondary indexes (`pending`, `work`, `attention`, `due`, `open`) are sparse:
+//! Five global secondary indexes (`pending`, `work`, `attention`, `due`, `open`) are sparse:
 //! an item leaves an index when its attributes are removed (a call once stored, a job once
 //! finished, a lost call re-driven), so the scanner, the timer loop and `callrec redrive` query
-//! only what still needs something and never scan the table.
+//! only what still needs something and never scan the table. The sixth, `day` (the calendar:
+//! every call whose group is known, by the UTC day it is filed under), holds keys only, for the
+//! daily audit and the day's manifests.
 //!
 //! **No hot key.** A call's write touches its own item and one of 16 counter items, and its
 //! index entries live in one of 16 partitions of each index: see [`shards`] for why and how
@@ -27,7 +29,7 @@
 //! DynamoDB: the scanner's grace period is far longer than the index lag.
 
 use super::{
-    AttentionQuery, CallRecord, CallStore, CounterDelta, ExportJob, Funnel, JobId, Page,
+    AttentionQuery, CallRecord, CallStore, CounterDelta, DayQuery, ExportJob, Funnel, JobId, Page,
     PendingQuery, Result, StoreError,
 };
 use crate::ids::CallId;
@@ -45,7 +47,18 @@ use std::time::Duration;
 
 const BACKEND: &str = "dynamodb";
 /// The sparse global secondary indexes, each keyed `{name}_pk` / `{name}_sk`.
-const INDEXES: [&str; 5] = ["pending", "work", "attention", "due", "open"];
+const INDEXES: [&str; 6] = ["pending", "work", "attention", "day", "due", "open"];
+
+/// What an index holds of its items: every attribute (queries return whole records), or only
+/// the keys — the calendar index (`day`), which every call enters, so that it is written only
+/// when a call's day or group changes, not on every write of the call.
+fn projection_of(index: &str) -> ProjectionType {
+    if index == "day" {
+        ProjectionType::KeysOnly
+    } else {
+        ProjectionType::All
+    }
+}
 /// Attempts per request for throttling and transient errors (the SDK's default is 3).
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -322,7 +335,7 @@ impl DynamoStore {
                 .key_schema(key(&format!("{name}_sk"), KeyType::Range))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(projection_of(name))
                         .build(),
                 )
                 .build()
@@ -369,6 +382,7 @@ impl DynamoStore {
                     "index pending (calls ended and not stored)".into(),
                     "index work (calls received and not stored)".into(),
                     "index attention (calls lost or stored unprocessed)".into(),
+                    "index day (calls by the day they are filed under, and group)".into(),
                     "index due (export jobs by next poll time)".into(),
                     "index open (export jobs not finished)".into(),
                 ]);
@@ -406,7 +420,7 @@ impl DynamoStore {
             .key_schema(key(format!("{name}_sk"), KeyType::Range))
             .projection(
                 Projection::builder()
-                    .projection_type(ProjectionType::All)
+                    .projection_type(projection_of(name))
                     .build(),
             )
             .build()
@@ -478,6 +492,7 @@ impl DynamoStore {
     ) -> Result<Page<T>> {
         let query = IndexQuery {
             index,
+            scope: None,
             from: None,
             to: None,
             filter: None,
@@ -512,6 +527,10 @@ impl DynamoStore {
                 "work_sk".into(),
                 s(format!("{}#{}", sortable(received), record.call_id)),
             );
+        }
+        if let Some((day, group)) = record.calendar() {
+            item.insert("day_pk".into(), s(shard_key(&format!("DAY#{day}"), shard)));
+            item.insert("day_sk".into(), s(format!("{group}#{}", record.call_id)));
         }
         if let Some((kind, filed)) = record.attention() {
             item.insert("attention_pk".into(), s(shard_key("ATTENTION", shard)));
@@ -666,6 +685,7 @@ impl CallStore for DynamoStore {
         };
         let index = IndexQuery {
             index: "pending",
+            scope: None,
             from: from_key,
             to: to_key,
             filter,
@@ -698,6 +718,7 @@ impl CallStore for DynamoStore {
         let from = query.filed_from.map_or(0, ms).max(0);
         let index = IndexQuery {
             index: "attention",
+            scope: None,
             from: Some(format!("{kind}#{from:013}#")),
             // Past every `{kind}#{digits}…` key.
             to: Some(format!("{kind}#~")),
@@ -706,6 +727,43 @@ impl CallStore for DynamoStore {
             after,
         };
         let (items, next) = self.fan_out(&index, |_: &CallRecord| true).await?;
+        Ok(Page { items, next })
+    }
+
+    async fn calls_of_day(&self, query: &DayQuery) -> Result<Page<CallId>> {
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| shards::decode_cursor("day", c))
+            .transpose()?;
+        let (from, to) = match &query.group_id {
+            Some(group) => {
+                if after
+                    .as_ref()
+                    .is_some_and(|key| !key.starts_with(&format!("{group}#")))
+                {
+                    return Err(StoreError::BadCursor);
+                }
+                // `$` follows `#` in ASCII: past every `{group}#…` key.
+                (Some(format!("{group}#")), Some(format!("{group}$")))
+            }
+            None => (None, None),
+        };
+        let index = IndexQuery {
+            index: "day",
+            scope: Some(query.day.to_string()),
+            from,
+            to,
+            filter: None,
+            limit: query.limit,
+            after,
+        };
+        // Keys only: the call id is the part of the sort key after the group.
+        let decode = |sort_key: &str, _: &Item| {
+            let id = sort_key.rsplit_once('#').map_or(sort_key, |(_, id)| id);
+            CallId::parse(id).map_err(|e| corrupt(sort_key, e))
+        };
+        let (items, next) = self.fan_out_as(&index, decode, |_| true).await?;
         Ok(Page { items, next })
     }
 
@@ -790,6 +848,7 @@ impl CallStore for DynamoStore {
         // Every key for a time ≤ now sorts below "{now}#~" ('~' is above every id character).
         let index = IndexQuery {
             index: "due",
+            scope: None,
             from: None,
             to: Some(format!("{}#~", sortable(now))),
             filter: None,

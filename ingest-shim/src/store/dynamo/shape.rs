@@ -44,7 +44,7 @@ impl TableShape {
                     let parts = vec![
                         key(&format!("{name}_pk"), "HASH"),
                         key(&format!("{name}_sk"), "RANGE"),
-                        "projection ALL".to_string(),
+                        format!("projection {}", super::projection_of(name).as_str()),
                     ];
                     (name.to_string(), parts)
                 })

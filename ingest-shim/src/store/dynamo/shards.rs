@@ -72,6 +72,8 @@ pub fn decode_cursor(index: &str, raw: &str) -> Result<String> {
 /// and the cursor's sort key (exclusive).
 pub struct IndexQuery<'a> {
     pub index: &'static str,
+    /// Between the index's name and the shard in the partition key (`DAY#2026-12-01#07`).
+    pub scope: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     /// A filter expression and its values (names are the index's own attributes).
@@ -94,6 +96,16 @@ impl DynamoStore {
     pub(super) async fn fan_out<T: serde::de::DeserializeOwned>(
         &self,
         query: &IndexQuery<'_>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<(Vec<T>, Option<String>)> {
+        self.fan_out_as(query, record_of, keep).await
+    }
+
+    /// [`DynamoStore::fan_out`], each item made a `T` by `decode` (its sort key, the item).
+    pub(super) async fn fan_out_as<T>(
+        &self,
+        query: &IndexQuery<'_>,
+        decode: impl Fn(&str, &Item) -> Result<T>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<(Vec<T>, Option<String>)> {
         let limit = query.limit.clamp(1, 1000) as usize;
@@ -149,7 +161,7 @@ impl DynamoStore {
                 return Ok((out, None));
             };
             let (sort_key, item) = reader.items.pop_front().expect("not empty");
-            let record: T = record_of(&sort_key, &item)?;
+            let record: T = decode(&sort_key, &item)?;
             if keep(&record) {
                 out.push(record);
             }
@@ -173,7 +185,10 @@ impl DynamoStore {
         size: i32,
     ) -> Result<(Vec<(String, Item)>, Option<Item>)> {
         let sk = format!("{}_sk", query.index);
-        let prefix = query.index.to_ascii_uppercase();
+        let prefix = match &query.scope {
+            Some(scope) => format!("{}#{scope}", query.index.to_ascii_uppercase()),
+            None => query.index.to_ascii_uppercase(),
+        };
         let request = || {
             let mut request = self
                 .client
