@@ -4,7 +4,9 @@
 //! their CDR Start and End events, and streams their recordings — synthetic speech-like audio
 //! from `callrec-fixtures` — the way OCP's streaming subscription does. Faults are part of the
 //! play: a share of recordings is never streamed (OCP loses about 10%), some events and uploads
-//! are sent twice, and some calls arrive out of order (End before Start, audio before End).
+//! are sent twice, some calls arrive out of order (End before Start, audio before End), and
+//! of some calls nothing arrives at all (`cdr_drop_rate`: a dropped subscription; OCP's
+//! exports still hold them).
 //!
 //! CDR events are OCP's own records ([`records`]: `dialog_start`, `dialog_end`), posted the way
 //! a streaming subscription delivers them: NDJSON, with the tenant group in the query. The wire
@@ -48,6 +50,10 @@ pub struct SimConfig {
     /// Share of calls whose CDR Start event is never sent (reconciliation fills it in from the
     /// export's CDRs).
     pub lost_start_rate: f64,
+    /// Share of calls of which nothing reaches the service — no CDR Start, no End, no
+    /// recording (a dropped subscription) — while OCP's exports hold them all: only an audit
+    /// against OCP's CDR exports finds them.
+    pub cdr_drop_rate: f64,
     /// Send `x-checksum-sha256` and `x-checksum-crc32c` with each recording.
     pub checksums: bool,
     /// OCP groups the calls are spread over.
@@ -72,6 +78,7 @@ impl SimConfig {
             duplicate_rate: 0.05,
             reorder_rate: 0.20,
             lost_start_rate: 0.0,
+            cdr_drop_rate: 0.0,
             checksums: true,
             groups: vec!["grp-emea-01".into(), "grp-amer-01".into()],
             concurrency: 8,
@@ -106,6 +113,9 @@ pub struct SimCall {
     pub order: Order,
     /// Whether the Start event was sent (false: lost, as OCP sometimes does).
     pub start_sent: bool,
+    /// Whether any CDR event was sent (false: nothing of the call reached the service, neither
+    /// its events nor its recording; OCP's exports still hold it).
+    pub cdr_sent: bool,
     /// Hex SHA-256 of the recording (streamed or not).
     pub sha256: String,
 }
@@ -183,8 +193,10 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
     } else {
         Order::InOrder
     };
-    // Drawn last, so adding it kept every earlier decision of a seed as it was.
+    // Drawn last, so adding them kept every earlier decision of a seed as it was.
     let start_sent = rng.next_f64() >= config.lost_start_rate;
+    let cdr_sent = rng.next_f64() >= config.cdr_drop_rate;
+    let streamed = streamed && cdr_sent;
     SimCall {
         call_id: format!("dlg-{}-{index:06}", config.seed),
         group_id: group.clone(),
@@ -196,6 +208,7 @@ pub fn plan_call(config: &SimConfig, index: usize, base: Timestamp) -> SimCall {
         duplicated,
         order,
         start_sent,
+        cdr_sent,
         sha256: String::new(),
     }
 }
@@ -311,7 +324,7 @@ impl Client {
     /// Posts the call's `dialog_start` or `dialog_end` record as a streaming subscription
     /// delivers it: NDJSON, the tenant group in the query.
     async fn event(&self, call: &SimCall, kind: &str) -> Result<(), SimError> {
-        if kind == "start" && !call.start_sent {
+        if !call.cdr_sent || kind == "start" && !call.start_sent {
             return Ok(());
         }
         let record = if kind == "start" {
@@ -481,4 +494,32 @@ pub async fn run_with_exports(
     }
     done.sort_by_key(|(index, _)| *index);
     Ok(done.into_iter().map(|(_, call)| call).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_whose_cdrs_are_dropped_are_never_streamed_and_the_other_draws_stay() {
+        let base = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut config = SimConfig::new("http://127.0.0.1:9", "t");
+        let before: Vec<SimCall> = (0..1000).map(|i| plan_call(&config, i, base)).collect();
+        config.cdr_drop_rate = 0.05;
+        let after: Vec<SimCall> = (0..1000).map(|i| plan_call(&config, i, base)).collect();
+        let dropped = after.iter().filter(|c| !c.cdr_sent).count();
+        assert!((30..=70).contains(&dropped), "{dropped}");
+        for (b, a) in before.iter().zip(&after) {
+            assert!(b.cdr_sent);
+            assert_eq!(
+                (&b.call_id, b.start, b.duration_ms),
+                (&a.call_id, a.start, a.duration_ms)
+            );
+            assert_eq!(
+                (b.order, b.start_sent, b.duplicated),
+                (a.order, a.start_sent, a.duplicated)
+            );
+            assert_eq!(a.streamed, b.streamed && a.cdr_sent, "{}", a.call_id);
+        }
+    }
 }
