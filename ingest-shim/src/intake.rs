@@ -17,7 +17,7 @@ use crate::ids::CallId;
 use crate::metrics::Metrics;
 use crate::objects::{Body, ObjectError, ObjectMeta};
 use crate::pipeline::{Ending, Finished, Pipeline, PipelineError};
-use crate::store::{CallChange, CallRecord, Outcome, StagedAudio, StoreError};
+use crate::store::{CallChange, CallRecord, Outcome, StagedAudio, StoreError, Via};
 use callrec_engine::{DigestState, Digests};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
@@ -223,6 +223,7 @@ pub async fn receive(
     call_id: &CallId,
     spooled: &Spooled,
     content_type: &str,
+    via: Via,
 ) -> Result<(CallRecord, Outcome), ReceiveError> {
     let store = &pipeline.store;
     let staging = &pipeline.routing.staging;
@@ -267,6 +268,7 @@ pub async fn receive(
         bytes: spooled.bytes(),
         sha256,
         crc32c,
+        via: Some(via),
     };
     let (record, applied) = store
         .update(call_id, &CallChange::Received(staged), Timestamp::now())

@@ -15,7 +15,7 @@ use callrec_ingest::objects::{
 use callrec_ingest::store::sqlite::SqliteStore;
 use callrec_ingest::store::{
     AttentionQuery, CallRecord, CallStore, CounterDelta, DayQuery, ExportJob, Funnel, JobId, Page,
-    PendingQuery, StoreError,
+    PendingQuery, StoreError, Via,
 };
 use common::service::{InProcess, TOKEN};
 use jiff::Timestamp;
@@ -229,7 +229,7 @@ impl Local {
         let spooled = spool.finish().await.unwrap();
         let id = CallId::parse(call).unwrap();
         let pipeline = &self.service.state.pipeline;
-        callrec_ingest::intake::receive(pipeline, &id, &spooled, "audio/wav")
+        callrec_ingest::intake::receive(pipeline, &id, &spooled, "audio/wav", Via::Stream)
             .await
             .unwrap();
         id
@@ -471,6 +471,11 @@ async fn a_gsm_610_recording_is_processed_and_stored() {
     assert!(record.flags.processed.is_some(), "{record:?}");
     assert!(record.unprocessed.is_none());
     assert_eq!(record.attempts, 0, "{record:?}");
+    // Streamed, and the record says so.
+    assert_eq!(
+        record.staged.as_ref().and_then(|s| s.via),
+        Some(Via::Stream)
+    );
     let object = record.object.unwrap();
     assert!(!object.key.contains("unprocessed"), "{}", object.key);
     assert!(

@@ -184,6 +184,14 @@ async fn object_store_errors_while_recovering_lose_nothing_and_store_nothing_twi
             call.call_id,
             record.attempts
         );
+        // Recovered from an export, and the record says so.
+        let via = record.staged.as_ref().and_then(|s| s.via);
+        assert_eq!(
+            via,
+            Some(callrec_ingest::store::Via::Export),
+            "{}",
+            call.call_id
+        );
         let object = record.object.as_ref().expect("stored object");
         let path = rig.objects_root.join(&object.bucket).join(&object.key);
         let bytes = std::fs::read(&path).unwrap();

@@ -46,6 +46,7 @@ async fn store_fully(store: &dyn CallStore, id: &str) {
         bytes: 1,
         sha256: "a".into(),
         crc32c: "b".into(),
+        via: None,
     };
     store
         .update(&call, &CallChange::Received(staged), now)

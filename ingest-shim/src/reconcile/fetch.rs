@@ -370,7 +370,15 @@ async fn recover(
             file.name
         ));
     }
-    let outcome = match receive(&ctx.pipeline, &call_id, &spooled, "audio/wav").await {
+    let outcome = match receive(
+        &ctx.pipeline,
+        &call_id,
+        &spooled,
+        "audio/wav",
+        crate::store::Via::Export,
+    )
+    .await
+    {
         Ok((_, outcome)) => outcome,
         Err(crate::intake::ReceiveError::Store(e)) => return Err(e.into()),
         Err(e) => {

@@ -215,7 +215,14 @@ pub async fn put_audio(
     let task_state = state.clone();
     let task_call = call_id.clone();
     let received = state.tasks.spawn(async move {
-        let received = receive(&task_state.pipeline, &task_call, &spooled, &content_type).await;
+        let received = receive(
+            &task_state.pipeline,
+            &task_call,
+            &spooled,
+            &content_type,
+            crate::store::Via::Stream,
+        )
+        .await;
         drop(spooled);
         if let Ok((record, outcome)) = &received {
             // New bytes; or the same again for a call not stored yet (its run may have been

@@ -274,6 +274,30 @@ pub struct StagedAudio {
     pub sha256: String,
     /// Base64 big-endian CRC32C, as S3 reports it.
     pub crc32c: String,
+    /// How the recording came: streamed by OCP (stage 1) or recovered from an OCP export
+    /// (stage 2). Records from before it was kept have none (they were streamed or exported:
+    /// not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+}
+
+/// How a recording reached callrec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Uploaded by OCP's streaming side (stage 1).
+    Stream,
+    /// Downloaded from an OCP export (stage 2: reconciliation, a backfill, an audit's recovery).
+    Export,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Stream => "stream",
+            Via::Export => "export",
+        }
+    }
 }
 
 /// What processing established (the key figures; the full report lives beside the audio).
@@ -749,6 +773,7 @@ mod tests {
             bytes: 10,
             sha256: sha.into(),
             crc32c: "AAAAAA==".into(),
+            via: None,
         }
     }
 
