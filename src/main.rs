@@ -1,5 +1,6 @@
 //! `callrec`: brings OCP call recordings into S3, processed and verified.
 
+mod audit;
 mod demo;
 mod files;
 mod init;
@@ -48,6 +49,9 @@ enum Command {
     /// attempts given them back, a recording stored unprocessed processed again (a dry run
     /// unless --apply).
     Redrive(redrive::RedriveArgs),
+    /// Where each audited day stands against OCP's CDR exports: reported, stored (and how),
+    /// found by the audit, lost, not in OCP; exits 1 while a day is incomplete past its deadline.
+    Audit(audit::AuditArgs),
     /// Talk to OCP: `callrec ocp check` says whether this configuration can reach it, log in,
     /// and see its groups' exports.
     Ocp(ocp::OcpArgs),
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => reconcile::run_backfill(args),
         Command::Status(args) => reconcile::run_status(args),
         Command::Redrive(args) => redrive::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Ocp(args) => ocp::run(args),
     };
     match result {

@@ -518,3 +518,108 @@ fn a_backfill_exports_a_whole_range_in_shards_and_fills_lost_cdr_events() {
         Some(hours as u64)
     );
 }
+
+/// `callrec audit --json`'s rows, and its exit code.
+fn audit(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, Option<i32>) {
+    let out = callrec_in(dir, &[&["audit", "--json"], args].concat())
+        .output()
+        .unwrap();
+    let rows = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (rows, out.status.code())
+}
+
+#[test]
+fn the_daily_audit_finds_the_calls_nothing_arrived_of_and_every_call_of_the_day_is_stored() {
+    let ocp = Ocp::start(ocp_config());
+    let groups = r#"["grp-emea-01", "grp-amer-01"]"#;
+    let dir = folder(
+        &ocp,
+        "",
+        &format!("\n[audit]\ngroups = {groups}\nsettle_hours = 0.0\nlookback_days = 3\n"),
+    );
+    // Yesterday's calls: 10% of recordings never streamed, 5% of calls of which nothing came.
+    let mut plan = sim("", 1000, 76, 0.10);
+    plan.cdr_drop_rate = 0.05;
+    plan.hours_ago = 26.0;
+    let (dir, played) = stage_one(&ocp, dir, plan);
+    let unknown = played.iter().filter(|c| !c.cdr_sent).count();
+    let streamed = played.iter().filter(|c| c.streamed).count();
+    assert!((30..=70).contains(&unknown), "{unknown}");
+    let day = played[0].start.to_zoned(jiff::tz::TimeZone::UTC).date();
+    assert!(
+        played
+            .iter()
+            .all(|c| c.start.to_zoned(jiff::tz::TimeZone::UTC).date() == day)
+    );
+
+    // Before the audit: the day is not audited yet, and past a deadline that says so.
+    let (rows, code) = audit(dir.path(), &["--day", &day.to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(
+        rows.iter().all(|r| r["state"] == "not audited yet"),
+        "{rows:?}"
+    );
+    let overdue = callrec_in(dir.path(), &["audit", "--day", &day.to_string()])
+        .env("CALLREC_AUDIT__DEADLINE_HOURS", "0.001")
+        .output()
+        .unwrap();
+    assert_eq!(overdue.status.code(), Some(1), "{overdue:?}");
+    assert!(String::from_utf8_lossy(&overdue.stdout).contains("(overdue)"));
+
+    // The reconciler: recovery and the audit, until every call of the day is stored.
+    let mut worker = spawn_reconciler(dir.path());
+    let data = dir.path().join("callrec-data");
+    wait_all_stored(&data, &played, Duration::from_secs(240));
+    wait_for(
+        "the audit to count the day complete",
+        Duration::from_secs(60),
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            let (rows, _) = audit(dir.path(), &["--day", &day.to_string()]);
+            rows.iter().all(|r| r["state"] == "complete")
+        },
+    );
+    signal(&worker.0, "TERM");
+    assert!(worker.0.wait().unwrap().success());
+    assert_all_stored_once(&data, &played);
+
+    let (rows, code) = audit(dir.path(), &["--day", &day.to_string()]);
+    assert_eq!(code, Some(0));
+    let sum = |field: &str| {
+        rows.iter()
+            .map(|r| r["summary"][field].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(sum("reported"), played.len() as u64, "{rows:?}");
+    assert_eq!(sum("stored"), played.len() as u64);
+    assert_eq!(sum("streamed"), streamed as u64);
+    assert_eq!(sum("found"), unknown as u64);
+    assert_eq!(sum("recovered"), (played.len() - streamed - unknown) as u64);
+    assert_eq!(sum("lost") + sum("pending") + sum("not_in_ocp"), 0);
+    // One CDR-only export per group for the day (its first job did it), none for the other
+    // days of the look-back beyond theirs.
+    for row in &rows {
+        assert!(row["job"].as_str().unwrap().ends_with("-24h-0"), "{row}");
+    }
+    // One CDR-only export per group and day of the look-back (the days without calls too); for
+    // recovery, the fewest exports for the calls missing audio, and at most one more round per
+    // group for calls the audit alone made known (if it ran before the first round).
+    let (every_day, _) = audit(dir.path(), &[]);
+    assert!(
+        every_day.iter().all(|r| r["state"] == "complete"),
+        "{every_day:?}"
+    );
+    let exports = ocp.api.exports_created() as usize;
+    let audits = every_day.len();
+    let groups = rows.len();
+    eprintln!(
+        "exports: {exports} ({audits} audits; fewest for recovery: {})",
+        fewest_exports(&played)
+    );
+    assert!(exports >= fewest_exports(&played) + audits, "{exports}");
+    assert!(
+        exports <= fewest_exports(&played) + audits + groups,
+        "{exports}"
+    );
+}

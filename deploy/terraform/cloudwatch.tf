@@ -40,6 +40,11 @@ locals {
       dimensions  = {}
       description = "Recordings the engine could not take, stored as they arrived under unprocessed/. Runbook: calls-unprocessed."
     }
+    "audit-found-calls" = {
+      metric      = "callrec_audit_calls_total"
+      dimensions  = { outcome = "found" }
+      description = "The daily audit found calls of which nothing had arrived (no CDR, no recording): they are being recovered, but the stream lost them. Runbook: audit-found-calls."
+    }
     "ocp-auth-failures" = {
       metric      = "callrec_ocp_auth_failures_total"
       dimensions  = {}
@@ -66,18 +71,37 @@ resource "aws_cloudwatch_metric_alarm" "counter" {
   tags                = var.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "oldest_unstored" {
-  alarm_name          = "${var.name}-oldest-unstored"
-  alarm_description   = "The oldest call received and not stored is older than ${var.oldest_unstored_alarm_seconds} s: the pipeline is stuck or far behind. Runbook: oldest-unstored."
+locals {
+  # Alarms on callrec's gauges: the value's maximum over 5 minutes above a threshold, twice.
+  gauge_alarms = {
+    "oldest-unstored" = {
+      metric      = "callrec_oldest_unstored_age_seconds"
+      threshold   = var.oldest_unstored_alarm_seconds
+      missing     = "breaching"
+      description = "The oldest call received and not stored is older than ${var.oldest_unstored_alarm_seconds} s: the pipeline is stuck or far behind. Runbook: oldest-unstored."
+    }
+    "audit-day-incomplete" = {
+      metric      = "callrec_audit_days_incomplete"
+      threshold   = 0
+      missing     = "notBreaching"
+      description = "A day's calls that OCP reported are not all stored past the audit's deadline ([audit] deadline_hours). Runbook: audit-day-incomplete."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "gauge" {
+  for_each            = local.gauge_alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = var.metrics_namespace
-  metric_name         = "callrec_oldest_unstored_age_seconds"
+  metric_name         = each.value.metric
   dimensions          = {}
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
-  threshold           = var.oldest_unstored_alarm_seconds
-  treat_missing_data  = "breaching"
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
   tags                = var.tags

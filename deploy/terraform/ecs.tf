@@ -87,7 +87,7 @@ locals {
         dimension_rollup_option = "NoDimensionRollup"
         metric_declarations = [
           { dimensions = [["kind"]], metric_name_selectors = ["^callrec_pipeline_failures_total$"] },
-          { dimensions = [["outcome"]], metric_name_selectors = ["^callrec_export_jobs_total$", "^callrec_uploads_total$"] },
+          { dimensions = [["outcome"]], metric_name_selectors = ["^callrec_export_jobs_total$", "^callrec_uploads_total$", "^callrec_audit_calls_total$"] },
           { dimensions = [["state"]], metric_name_selectors = ["^callrec_calls$"] },
           {
             dimensions = [[]]
@@ -98,6 +98,7 @@ locals {
               "^callrec_pipeline_queue_depth$",
               "^callrec_leases_lost_total$",
               "^callrec_ocp_auth_failures_total$",
+              "^callrec_audit_days_incomplete$",
             ]
           },
         ]

@@ -403,6 +403,33 @@ impl OcpSection {
     }
 }
 
+/// `[audit]`: the daily audit against OCP's CDR exports (README, "The daily audit"). Runs in
+/// the reconciler, for the groups listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The OCP groups audited each day (none: no audit).
+    pub groups: Vec<String>,
+    /// Hours after a day's end (UTC) before it is audited: OCP's late records settle.
+    pub settle_hours: f64,
+    /// Days back the audit looks (1 to `reconcile.retention_days`).
+    pub lookback_days: u32,
+    /// Hours after a day has settled by which every call OCP reported should be stored;
+    /// `callrec audit` exits 1 for a day past it.
+    pub deadline_hours: f64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            groups: Vec::new(),
+            settle_hours: 6.0,
+            lookback_days: 7,
+            deadline_hours: 24.0,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -413,6 +440,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub lines_of_business: BTreeMap<String, LineOfBusinessConfig>,
     pub reconcile: ReconcileConfig,
+    pub audit: AuditSection,
     pub ocp: OcpSection,
 }
 
@@ -472,6 +500,7 @@ impl Default for Config {
                 },
             )]),
             reconcile: ReconcileConfig::default(),
+            audit: AuditSection::default(),
             ocp: OcpSection::default(),
         }
     }
@@ -490,6 +519,7 @@ const SECTIONS: &[&str] = &[
     "routing",
     "lines_of_business",
     "reconcile",
+    "audit",
     "ocp",
 ];
 
@@ -757,6 +787,36 @@ impl Config {
             error(key, e.message)
         })?;
         self.ocp.client_config()?;
+        self.validate_audit()
+    }
+
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        let a = &self.audit;
+        let error = |key: &str, message: String| ConfigError {
+            key: format!("audit.{key}"),
+            message,
+        };
+        if let Some(bad) = a.groups.iter().find(|g| !crate::ids::is_safe_id(g)) {
+            return Err(error(
+                "groups",
+                format!("{bad:?}: an OCP group id: 1-128 of A-Z a-z 0-9 - _ ."),
+            ));
+        }
+        if !(a.settle_hours.is_finite() && (0.0..=720.0).contains(&a.settle_hours)) {
+            return Err(error("settle_hours", "0 to 720 hours".into()));
+        }
+        if !(1..=self.reconcile.retention_days).contains(&a.lookback_days) {
+            return Err(error(
+                "lookback_days",
+                format!(
+                    "1 to reconcile.retention_days ({}): OCP keeps nothing older",
+                    self.reconcile.retention_days
+                ),
+            ));
+        }
+        if !(a.deadline_hours.is_finite() && a.deadline_hours > 0.0 && a.deadline_hours < 1e6) {
+            return Err(error("deadline_hours", "hours above 0".into()));
+        }
         Ok(())
     }
 
@@ -794,6 +854,12 @@ impl Config {
             spool_dir: self.server.spool_dir.clone(),
             max_file_bytes: self.server.max_body_bytes,
             stale_after: secs(r.stale_after_s),
+            audit: crate::reconcile::audit::AuditConfig {
+                groups: self.audit.groups.clone(),
+                settle: secs(self.audit.settle_hours * 3600.0),
+                lookback_days: self.audit.lookback_days,
+                deadline: secs(self.audit.deadline_hours * 3600.0),
+            },
         }
     }
 
@@ -926,6 +992,10 @@ mod tests {
             ),
             ("[routing]\ndefault = \"nowhere\"\n", "routing.default"),
             ("[objects]\nbuckit = \"x\"\n", "objects"),
+            ("[audit]\ngroups = [\"../g\"]\n", "audit.groups"),
+            ("[audit]\nlookback_days = 61\n", "audit.lookback_days"),
+            ("[audit]\nsettle_hours = -1.0\n", "audit.settle_hours"),
+            ("[audit]\ndeadline_hours = 0.0\n", "audit.deadline_hours"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = Config::load_with_env(Some(&path), None, no_env()).unwrap_err();

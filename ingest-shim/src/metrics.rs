@@ -36,6 +36,11 @@ pub struct Metrics {
     pub export_files: IntCounterVec,
     /// Export CDR records by outcome (filled, unchanged, known, bad).
     pub export_cdrs: IntCounterVec,
+    /// What the daily audit found, by outcome (found, lost, not_in_ocp).
+    pub audit_calls: IntCounterVec,
+    /// Group-days past the audit's deadline and not complete (not audited, or calls OCP
+    /// reported still not stored), as of the last scan.
+    pub audit_days_incomplete: prometheus::IntGauge,
     /// OCP refused the credentials (or TLS failed): each step that stopped on it.
     pub ocp_auth_failures: IntCounter,
     /// Steps that found OCP (or its identity provider) unavailable and will try again.
@@ -122,6 +127,20 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let audit_calls = IntCounterVec::new(
+            Opts::new(
+                "audit_calls_total",
+                "What the daily audit found: calls OCP reported that nothing of had arrived \
+                 (found), audited calls given up on (lost), calls OCP did not report (not_in_ocp)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let audit_days_incomplete = prometheus::IntGauge::new(
+            "audit_days_incomplete",
+            "Group-days past the audit's deadline and not complete, as of the last scan",
+        )
+        .expect("valid metric");
         let ocp_auth_failures = IntCounter::new(
             "ocp_auth_failures_total",
             "Export-job steps stopped because OCP refused the credentials or TLS failed",
@@ -167,6 +186,8 @@ impl Metrics {
             Box::new(export_polls.clone()),
             Box::new(export_files.clone()),
             Box::new(export_cdrs.clone()),
+            Box::new(audit_calls.clone()),
+            Box::new(audit_days_incomplete.clone()),
             Box::new(calls_lost.clone()),
             Box::new(ocp_auth_failures.clone()),
             Box::new(ocp_unavailable.clone()),
@@ -194,6 +215,8 @@ impl Metrics {
             export_polls,
             export_files,
             export_cdrs,
+            audit_calls,
+            audit_days_incomplete,
             ocp_auth_failures,
             ocp_unavailable,
             calls_lost,

@@ -60,6 +60,9 @@ pub struct SimConfig {
     pub groups: Vec<String>,
     /// Calls in flight at once.
     pub concurrency: usize,
+    /// How long ago the first call started, hours (default 2: recent calls; above a day, the
+    /// calls of a day that has ended, as the daily audit looks at).
+    pub hours_ago: f64,
 }
 
 impl SimConfig {
@@ -82,6 +85,7 @@ impl SimConfig {
             checksums: true,
             groups: vec!["grp-emea-01".into(), "grp-amer-01".into()],
             concurrency: 8,
+            hours_ago: 2.0,
         }
     }
 }
@@ -459,8 +463,10 @@ pub async fn run_with_exports(
             what: "building the HTTP client".into(),
             source,
         })?;
+    let ago = SignedDuration::try_from_secs_f64(config.hours_ago.clamp(0.0, 24.0 * 365.0) * 3600.0)
+        .unwrap_or(SignedDuration::from_hours(2));
     let base = Timestamp::now()
-        .checked_sub(SignedDuration::from_hours(2))
+        .checked_sub(ago)
         .unwrap_or_else(|_| Timestamp::now());
     let client = Arc::new(Client {
         http,

@@ -59,6 +59,9 @@ impl DataType {
     }
 }
 
+/// What the daily audit asks for: both CDR types, no recordings.
+pub const AUDIT_DATA: [DataType; 2] = [DataType::DialogStart, DataType::DialogEnd];
+
 /// What recovery asks for: both CDR types and the recordings.
 pub const RECOVERY_DATA: [DataType; 3] =
     [DataType::DialogStart, DataType::DialogEnd, DataType::Audio];

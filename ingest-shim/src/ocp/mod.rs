@@ -21,7 +21,8 @@ pub mod region;
 pub use auth::{Credentials, Secret};
 pub use error::{OcpError, Transient};
 pub use exports::{
-    DataType, ExportFile, ExportStatus, ExportSummary, FilePage, HttpOcp, OcpExports, RECOVERY_DATA,
+    AUDIT_DATA, DataType, ExportFile, ExportStatus, ExportSummary, FilePage, HttpOcp, OcpExports,
+    RECOVERY_DATA,
 };
 pub use http::{OcpClient, OcpConfig, OcpHealth, OcpProblem, RetryPolicy, Timeouts};
 pub use region::{Endpoints, Region};

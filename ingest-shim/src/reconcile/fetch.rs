@@ -48,6 +48,8 @@ pub struct FetchReport {
     /// Files OCP could not serve now, and the last such error: the job fetches again later.
     pub deferred: u64,
     pub deferred_error: Option<OcpError>,
+    /// An audit's export: every dialog its CDR records name.
+    pub reported: HashSet<CallId>,
 }
 
 /// What became of one file.
@@ -55,8 +57,8 @@ enum FileOutcome {
     /// A recording: the `callrec_export_files_total` outcome label, and the call and why it was
     /// not stored.
     Done(&'static str, Option<(CallId, String)>),
-    /// A CDR batch: how many records filled something in.
-    Cdr(u64),
+    /// A CDR batch: how many records filled something in; for an audit, the dialogs named.
+    Cdr { filled: u64, reported: Vec<CallId> },
     /// OCP could not serve it now.
     Deferred(OcpError),
     /// The deadline passed before it was started.
@@ -75,6 +77,10 @@ pub async fn fetch(ctx: &Context, job: &ExportJob, export: &str) -> Result<Fetch
     .await?;
     let filled = lock(&report).cdrs_filled;
     tracing::info!(job = %job.id, export, filled, seconds = started.elapsed().as_secs_f64(), "export CDR records applied");
+    if job.purpose == "audit" {
+        // A CDR-only export: its calls' recordings come through recovery jobs.
+        return Ok(report.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
     let audio = |file: &ExportFile| file.data_type() == Some(DataType::Audio);
     each_file(ctx, job, export, audio, &report, |file| {
         recover(ctx, job, export, file)
@@ -117,7 +123,10 @@ where
         while let Some(outcome) = running.next().await {
             let mut r = lock(report);
             match outcome? {
-                FileOutcome::Cdr(filled) => r.cdrs_filled += filled,
+                FileOutcome::Cdr { filled, reported } => {
+                    r.cdrs_filled += filled;
+                    r.reported.extend(reported);
+                }
                 FileOutcome::Done(label, failure) => {
                     match label {
                         "stored" | "stored_unprocessed" => r.stored += 1,
@@ -212,7 +221,10 @@ async fn apply_cdr_file(
         Ok(Err(e)) => {
             ctx.metrics.export_cdrs.with_label_values(&["bad"]).inc();
             tracing::warn!(job = %job.id, file = %file.name.escape_debug(), error = %e, "CDR file not taken");
-            return Ok(FileOutcome::Cdr(0));
+            return Ok(FileOutcome::Cdr {
+                filled: 0,
+                reported: Vec::new(),
+            });
         }
         Err(e) => return defer_or_stop(e),
     };
@@ -224,6 +236,7 @@ async fn apply_cdr_file(
     let mut reader = tokio::io::BufReader::new(opened);
     let mut line = Vec::new();
     let (mut filled, mut bad, mut number) = (0u64, 0u64, 0u64);
+    let mut reported = Vec::new();
     let mut first_bad = None;
     while let Some(whole) = next_line(&mut reader, &mut line).await.map_err(io)? {
         number += 1;
@@ -235,8 +248,12 @@ async fn apply_cdr_file(
             apply_cdr_record(ctx, job, &line).await?
         };
         match outcome {
-            Ok(true) => filled += 1,
-            Ok(false) => {}
+            Ok(applied) => {
+                filled += u64::from(applied.filled);
+                if job.purpose == "audit" {
+                    reported.push(applied.call_id);
+                }
+            }
             Err(why) => {
                 bad += 1;
                 ctx.metrics.export_cdrs.with_label_values(&["bad"]).inc();
@@ -247,7 +264,14 @@ async fn apply_cdr_file(
     if let Some(first) = first_bad {
         tracing::warn!(job = %job.id, file = %file.name.escape_debug(), bad, first = %first, "bad CDR records in export; skipped");
     }
-    Ok(FileOutcome::Cdr(filled))
+    Ok(FileOutcome::Cdr { filled, reported })
+}
+
+/// What one CDR record did.
+struct AppliedRecord {
+    call_id: CallId,
+    /// It filled something in.
+    filled: bool,
 }
 
 /// Reads the next line into `line` (at most [`crate::ocp::cdr::MAX_LINE_BYTES`] of it kept):
@@ -275,13 +299,12 @@ async fn next_line(
     }
 }
 
-/// One record line: `Ok(true)` it filled something in, `Ok(false)` nothing to fill, the inner
-/// `Err` what is wrong with the record.
+/// One record line: what it did, or (the inner `Err`) what is wrong with the record.
 async fn apply_cdr_record(
     ctx: &Context,
     job: &ExportJob,
     line: &[u8],
-) -> Result<Result<bool, String>, WorkError> {
+) -> Result<Result<AppliedRecord, String>, WorkError> {
     let mapped = match serde_json::from_slice::<serde_json::Value>(line)
         .map_err(|e| format!("not JSON: {e}"))
         .and_then(|record| crate::ocp::cdr::map_record(&record, &job.group_id))
@@ -289,12 +312,17 @@ async fn apply_cdr_record(
         Ok(mapped) => mapped,
         Err(why) => return Ok(Err(why)),
     };
-    let known = ctx.store().get(&mapped.call_id).await?.is_some_and(|r| {
+    let existing = ctx.store().get(&mapped.call_id).await?;
+    let created = existing.is_none();
+    let known = existing.is_some_and(|r| {
         r.flags.started.is_some() && r.flags.ended.is_some() && r.cdr.group_id.is_some()
     });
     if known {
         ctx.metrics.export_cdrs.with_label_values(&["known"]).inc();
-        return Ok(Ok(false));
+        return Ok(Ok(AppliedRecord {
+            call_id: mapped.call_id,
+            filled: false,
+        }));
     }
     let (record, applied) = ctx
         .store()
@@ -308,10 +336,22 @@ async fn apply_cdr_record(
         &record,
     )
     .await?;
+    if created {
+        // Nothing of the call had arrived: the export found it (the audit counts it so).
+        let now = Timestamp::now();
+        let found = crate::store::CallChange::Audited {
+            mark: crate::store::AuditMark::Found,
+            at: now,
+        };
+        ctx.store().update(&mapped.call_id, &found, now).await?;
+    }
     let changed = applied.outcome == Outcome::Changed;
     let outcome = if changed { "filled" } else { "unchanged" };
     ctx.metrics.export_cdrs.with_label_values(&[outcome]).inc();
-    Ok(Ok(changed))
+    Ok(Ok(AppliedRecord {
+        call_id: mapped.call_id,
+        filled: changed,
+    }))
 }
 
 /// One recording of the export, through the intake and the pipeline.

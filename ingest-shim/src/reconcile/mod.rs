@@ -19,6 +19,7 @@
 //! OCP itself — its client, records and names — is [`crate::ocp`]; the settings come from
 //! [`crate::config::Config::worker_config`].
 
+pub mod audit;
 pub mod driver;
 pub mod fetch;
 pub mod finalize;
@@ -64,6 +65,8 @@ pub struct WorkerConfig {
     pub max_file_bytes: u64,
     /// A call received this long ago and not stored is taken over by a scan.
     pub stale_after: SignedDuration,
+    /// The daily audit (no groups: none).
+    pub audit: audit::AuditConfig,
 }
 
 impl WorkerConfig {

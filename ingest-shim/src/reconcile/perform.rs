@@ -10,7 +10,7 @@ use super::plan::ExportRange;
 use super::scanner::create_job_for_range;
 use super::step::{Ask, Close, Note, Observation, Reschedule, Rules, Step, step};
 use super::{Context, WorkError};
-use crate::ocp::RECOVERY_DATA;
+use crate::ocp::{AUDIT_DATA, RECOVERY_DATA};
 use crate::store::{ExportJob, JobId, JobState, LeaseError, first_open_job};
 
 /// What working a step needs, borrowed from the replica's [`super::Reconciler`].
@@ -67,6 +67,11 @@ impl Performer<'_> {
                 }
             }
             Ask::Create => {
+                let data: &[crate::ocp::DataType] = if job.purpose == "audit" {
+                    &AUDIT_DATA
+                } else {
+                    &RECOVERY_DATA
+                };
                 let created = self
                     .ctx
                     .ocp
@@ -74,7 +79,7 @@ impl Performer<'_> {
                         &job.group_id,
                         job.from,
                         job.to,
-                        &RECOVERY_DATA,
+                        data,
                         &job.idempotency_token,
                     )
                     .await;
@@ -175,9 +180,18 @@ impl Performer<'_> {
     ) -> Result<(), WorkError> {
         let (owner, fence) = (self.leases.owner(), lease.fence);
         let reason = (!close.reason.is_empty()).then(|| close.reason.clone());
+        let audited = job.purpose == "audit" && close.state == JobState::Done;
+        let summary = if audited && job.state != close.state {
+            Some(self.conclude_audit(job, &fetched).await?)
+        } else {
+            None
+        };
         self.write(lease, &|j: &mut ExportJob| {
             if j.state != close.state {
                 j.transition(owner, fence, close.state)?;
+            }
+            if summary.is_some() {
+                j.audit = summary.clone();
             }
             j.last_error = reason.clone();
             j.next_poll_at = None;
@@ -220,9 +234,38 @@ impl Performer<'_> {
             tracing::warn!(job = %job.id, reason = %close.reason, expiries, successor = ?again.as_ref().map(JobId::as_str), "export expired; requesting it again");
             self.wake.notify_one();
         }
-        if close.finalize {
+        // An audit's calls are charged nothing: those it found go to recovery as any missing
+        // call does.
+        if close.finalize && job.purpose != "audit" {
             finalize(self.ctx, job, fetched.reasons).await?;
         }
         Ok(())
+    }
+
+    /// An audit export read: marks what it found and counts the day.
+    async fn conclude_audit(
+        &self,
+        job: &ExportJob,
+        fetched: &FetchReport,
+    ) -> Result<crate::store::jobs::AuditSummary, WorkError> {
+        let day = job.from.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let now = self.ctx.clock.now();
+        let summary =
+            super::audit::conclude(self.ctx.store(), &job.group_id, day, &fetched.reported, now)
+                .await?;
+        let metrics = &self.ctx.metrics;
+        metrics
+            .audit_calls
+            .with_label_values(&["found"])
+            .inc_by(summary.found);
+        metrics
+            .audit_calls
+            .with_label_values(&["not_in_ocp"])
+            .inc_by(summary.not_in_ocp);
+        if summary.not_in_ocp > 0 {
+            tracing::warn!(job = %job.id, group = %job.group_id, %day, calls = summary.not_in_ocp, first = ?summary.not_in_ocp_first, "calls callrec has that OCP's export of their day does not report; left as they are");
+        }
+        tracing::info!(job = %job.id, group = %job.group_id, %day, reported = summary.reported, stored = summary.stored, found = summary.found, pending = summary.pending, "day audited");
+        Ok(summary)
     }
 }

@@ -129,6 +129,32 @@ pub enum LeaseError {
     },
 }
 
+/// A group's day as the audit found it: OCP reported `reported` dialogs; of those, `stored` are
+/// stored (`streamed` by stage 1, `recovered` by stage 2, `found` by the audit itself), `lost`
+/// given up on, `pending` still on their way; `not_in_ocp` calls callrec has for the day that
+/// OCP did not report (the first of them named).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSummary {
+    pub reported: u64,
+    pub stored: u64,
+    pub streamed: u64,
+    pub recovered: u64,
+    pub found: u64,
+    pub lost: u64,
+    pub pending: u64,
+    pub not_in_ocp: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_in_ocp_first: Vec<crate::ids::CallId>,
+    pub counted_at: Timestamp,
+}
+
+impl AuditSummary {
+    /// Every call OCP reported is stored or given up on.
+    pub fn complete(&self) -> bool {
+        self.pending == 0
+    }
+}
+
 /// One export job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportJob {
@@ -176,6 +202,10 @@ pub struct ExportJob {
     /// the deadline passes. Cleared by the next step that gets an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_on: Option<String>,
+    /// An audit job's findings (purpose `audit`), once its export is read; recounted until the
+    /// day is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSummary>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// The compare-and-swap token.
@@ -212,6 +242,7 @@ impl ExportJob {
             expiries: 0,
             last_error: None,
             waiting_on: None,
+            audit: None,
             created_at: now,
             updated_at: now,
             version: 0,

@@ -16,8 +16,8 @@ pub mod sqlite;
 
 pub use jobs::{ExportJob, JobId, JobState, LeaseError};
 pub use record::{
-    Applied, Attention, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags, Outcome,
-    ProcessedFacts, Route, StagedAudio, StoredObject, Via,
+    Applied, Attention, AuditMark, CallChange, CallRecord, CallStatus, CdrFacts, Flag, Flags,
+    Outcome, ProcessedFacts, Route, StagedAudio, StoredObject, Via,
 };
 
 use crate::ids::CallId;

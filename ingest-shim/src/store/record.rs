@@ -94,6 +94,15 @@ impl Flags {
     }
 }
 
+/// What the daily audit found of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditMark {
+    /// Made known by an OCP export's CDR record: nothing of it had arrived.
+    Found,
+    /// Absent from OCP's CDR export of its day.
+    NotInOcp,
+}
+
 /// Why a call waits for a person: what `callrec redrive` selects by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,6 +365,14 @@ pub struct CallRecord {
     /// from the bucket, so a run stopped in between is finished by the next one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded: Option<StoredObject>,
+    /// An OCP export's CDR record made this call known: nothing of it had arrived through the
+    /// stream (the daily audit counts it as found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_in_export: Option<Timestamp>,
+    /// The daily audit found this call absent from OCP's CDR export of its day (a test call,
+    /// another group's id): reported, never deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_in_ocp: Option<Timestamp>,
     /// Engine runs started since the last one that ended (in a result or an error): each one
     /// that is still counted here stopped the process (killed for memory, a crash). Past the
     /// attempts, the recording is quarantined — stored as it arrived, never run again.
@@ -385,6 +402,8 @@ impl CallRecord {
             conflicts: 0,
             unprocessed: None,
             superseded: None,
+            found_in_export: None,
+            not_in_ocp: None,
             runs_unfinished: 0,
             created_at: now,
             updated_at: now,
@@ -621,6 +640,18 @@ impl CallRecord {
                 _ if self.object.as_ref() == Some(object) => Outcome::Unchanged,
                 _ => Outcome::Refused("not stored unprocessed"),
             },
+            CallChange::Audited { mark, at } => {
+                let field = match mark {
+                    AuditMark::Found => &mut self.found_in_export,
+                    AuditMark::NotInOcp => &mut self.not_in_ocp,
+                };
+                if field.is_some() {
+                    Outcome::Unchanged
+                } else {
+                    *field = Some(*at);
+                    Outcome::Changed
+                }
+            }
             CallChange::OriginalRemoved => {
                 if self.superseded.take().is_some() {
                     Outcome::Changed
@@ -718,6 +749,8 @@ pub enum CallChange {
     },
     /// The superseded original is gone from the bucket.
     OriginalRemoved,
+    /// What the daily audit found of the call (set once).
+    Audited { mark: AuditMark, at: Timestamp },
     /// A person puts the call back to work (`callrec redrive`): a lost call is pending again
     /// (stage 2's scans look for it), and a call out of attempts gets them back (the retrier
     /// runs it). Its last error goes; the logs keep the history.

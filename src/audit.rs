@@ -1,0 +1,168 @@
+//! `callrec audit`: where each audited group's days stand against OCP's own CDR exports — how
+//! many calls OCP reported, how many are stored and how each got there, how many callrec has
+//! that OCP does not report. Exits 1 while a day is incomplete past its deadline.
+
+use anyhow::{Result, bail};
+use callrec_ingest::config::Config;
+use callrec_ingest::reconcile::audit::{
+    AuditState, AuditSummary, audit_state, count, due, settled_days,
+};
+use clap::Args;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The configuration file (TOML), as for `serve`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only this OCP group (default: every group of `[audit] groups`).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Only this UTC day, `2026-12-01` (default: every settled day of the look-back).
+    #[arg(long, value_name = "DAY")]
+    day: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One group's day.
+#[derive(serde::Serialize)]
+struct Row {
+    day: Date,
+    group: String,
+    /// `not audited yet`, `auditing`, `recovering` (audited, calls on their way), `complete`.
+    state: &'static str,
+    job: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<AuditSummary>,
+    /// Past the time by which it should be complete, and not.
+    overdue: bool,
+}
+
+pub fn run(args: AuditArgs) -> Result<ExitCode> {
+    let loaded = Config::load(args.config.as_deref())?;
+    let config = loaded.config.worker_config(String::new()).audit;
+    let groups = match &args.group {
+        Some(group) if callrec_ingest::ids::is_safe_id(group) => vec![group.clone()],
+        Some(group) => bail!("--group {group:?}: 1-128 of A-Z a-z 0-9 - _ ."),
+        None if config.groups.is_empty() => {
+            bail!("no group to audit: list them in [audit] groups, or name one with --group")
+        }
+        None => config.groups.clone(),
+    };
+    let now = Timestamp::now();
+    let days = match &args.day {
+        Some(day) => vec![
+            day.parse::<Date>()
+                .map_err(|_| anyhow::anyhow!("--day {day:?}: a UTC day, 2026-12-01"))?,
+        ],
+        None => settled_days(&config, now),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(async {
+        let store = callrec_ingest::setup::open_state(&loaded.config.state).await?;
+        let mut rows = Vec::new();
+        for day in &days {
+            for group in &groups {
+                let state = audit_state(store.as_ref(), group, *day).await?;
+                let (state, job, summary) = match state {
+                    None | Some(AuditState::NotStarted { .. }) => ("not audited yet", None, None),
+                    Some(AuditState::Running(id)) => ("auditing", Some(id.to_string()), None),
+                    Some(AuditState::Done(job)) => {
+                        // Counted live while calls are on their way.
+                        let summary = match job.audit {
+                            Some(summary) if summary.complete() => summary,
+                            _ => count(store.as_ref(), group, *day, now).await?,
+                        };
+                        let state = if summary.complete() {
+                            "complete"
+                        } else {
+                            "recovering"
+                        };
+                        (state, Some(job.id.to_string()), Some(summary))
+                    }
+                };
+                let deadline = due(&config, *day);
+                let overdue = state != "complete" && deadline.is_some_and(|at| now > at);
+                rows.push(Row {
+                    day: *day,
+                    group: group.clone(),
+                    state,
+                    job,
+                    summary,
+                    overdue,
+                });
+            }
+        }
+        anyhow::Ok(rows)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(if rows.iter().any(|r| r.overdue) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<10}  {:<24}  {:<16}  {:>8} {:>8} {:>8} {:>9} {:>6} {:>5} {:>7} {:>10}",
+        "day",
+        "group",
+        "state",
+        "reported",
+        "stored",
+        "streamed",
+        "recovered",
+        "found",
+        "lost",
+        "pending",
+        "not in OCP"
+    );
+    for row in rows {
+        let state = if row.overdue {
+            format!("{} (overdue)", row.state)
+        } else {
+            row.state.to_string()
+        };
+        match &row.summary {
+            Some(s) => println!(
+                "{:<10}  {:<24}  {:<16}  {:>8} {:>8} {:>8} {:>9} {:>6} {:>5} {:>7} {:>10}",
+                row.day.to_string(),
+                row.group,
+                state,
+                s.reported,
+                s.stored,
+                s.streamed,
+                s.recovered,
+                s.found,
+                s.lost,
+                s.pending,
+                s.not_in_ocp
+            ),
+            None => println!("{:<10}  {:<24}  {state}", row.day.to_string(), row.group),
+        }
+    }
+    let absent: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.summary.as_ref())
+        .flat_map(|s| s.not_in_ocp_first.iter().map(ToString::to_string))
+        .collect();
+    if !absent.is_empty() {
+        println!(
+            "\ncalls callrec has that OCP does not report (kept, never deleted): {}",
+            absent.join(", ")
+        );
+    }
+}
