@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    action: Option<AuditAction>,
     /// The configuration file (TOML), as for `serve`.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -27,6 +30,81 @@ pub struct AuditArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum AuditAction {
+    /// Check a day's manifests: each one's closing line against its lines, and every object it
+    /// names read back and hashed. Exits 1 naming any manifest missing, altered, or object
+    /// absent or altered.
+    Verify {
+        /// The configuration file (TOML), as for `serve`.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The UTC day, `2026-12-01`.
+        #[arg(long, value_name = "DAY")]
+        day: String,
+    },
+}
+
+/// `callrec audit verify`.
+fn verify(config: Option<PathBuf>, day: &str) -> Result<ExitCode> {
+    use callrec_ingest::reconcile::manifest::{Problem, manifest_key};
+    let loaded = Config::load(config.as_deref())?;
+    let day: Date = day
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--day {day:?}: a UTC day, 2026-12-01"))?;
+    let key = manifest_key(day);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let objects = callrec_ingest::setup::open_objects(&loaded.config.objects).await?;
+        let mut buckets: Vec<&str> = loaded.routing.lines().iter().map(|l| l.bucket.as_str()).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut failed = false;
+        for bucket in buckets {
+            let manifest = match objects.get(bucket, &key, None).await {
+                Ok(bytes) => bytes,
+                Err(callrec_ingest::objects::ObjectError::NotFound { .. }) => {
+                    println!("{bucket}/{key}: no manifest (the day is not complete, or not audited)");
+                    failed = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (checked, problems) =
+                callrec_ingest::reconcile::manifest::verify(objects.as_ref(), bucket, &manifest)
+                    .await?;
+            if problems.is_empty() {
+                println!("{bucket}/{key}: {checked} calls, every object as the manifest says");
+                continue;
+            }
+            failed = true;
+            for problem in problems {
+                match problem {
+                    Problem::Manifest(why) => println!("{bucket}/{key}: PROBLEM the manifest: {why}"),
+                    Problem::Absent { key: object } => {
+                        println!("{bucket}/{key}: PROBLEM {object} is absent")
+                    }
+                    Problem::Altered {
+                        key: object,
+                        expected,
+                        actual,
+                    } => println!(
+                        "{bucket}/{key}: PROBLEM {object} has SHA-256 {actual}, the manifest says {expected}"
+                    ),
+                }
+            }
+        }
+        anyhow::Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
 }
 
 /// One group's day.
@@ -44,6 +122,9 @@ struct Row {
 }
 
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
+    if let Some(AuditAction::Verify { config, day }) = args.action {
+        return verify(config, &day);
+    }
     let loaded = Config::load(args.config.as_deref())?;
     let config = loaded.config.worker_config(String::new()).audit;
     let groups = match &args.group {

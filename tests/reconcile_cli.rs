@@ -593,9 +593,43 @@ fn the_daily_audit_finds_the_calls_nothing_arrived_of_and_every_call_of_the_day_
             rows.iter().all(|r| r["state"] == "complete")
         },
     );
+    // The day's manifest, written once the day is complete.
+    let manifest = data
+        .join("objects/callrec-general")
+        .join(callrec_ingest::reconcile::manifest::manifest_key(day));
+    wait_for("the day's manifest", Duration::from_secs(60), || {
+        manifest.is_file()
+    });
     signal(&worker.0, "TERM");
     assert!(worker.0.wait().unwrap().success());
     assert_all_stored_once(&data, &played);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert_eq!(text.lines().count(), played.len() + 1);
+    let verified = callrec_in(dir.path(), &["audit", "verify", "--day", &day.to_string()])
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(
+        String::from_utf8_lossy(&verified.stdout)
+            .contains("1000 calls, every object as the manifest says"),
+        "{verified:?}"
+    );
+    // A byte changed in one stored recording: named.
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let key = first["key"].as_str().unwrap();
+    let path = data.join("objects/callrec-general").join(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[200] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let tampered = callrec_in(dir.path(), &["audit", "verify", "--day", &day.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(tampered.status.code(), Some(1), "{tampered:?}");
+    let said = String::from_utf8_lossy(&tampered.stdout);
+    assert!(
+        said.contains(&format!("PROBLEM {key} has SHA-256")),
+        "{said}"
+    );
 
     let (rows, code) = audit(dir.path(), &["--day", &day.to_string()]);
     assert_eq!(code, Some(0));

@@ -112,6 +112,26 @@ async fn the_audit_finds_calls_nothing_arrived_of_and_counts_every_call_of_the_d
             break summaries;
         }
     };
+    // The scan after a day is complete writes its manifests.
+    let key_of = callrec_ingest::reconcile::manifest::manifest_key;
+    let bucket = &rig.pipeline.routing.lines()[0].bucket;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for day in &days {
+        while rig
+            .pipeline
+            .objects
+            .head(bucket, &key_of(*day))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no manifest for {day}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     stop.cancel();
     task.await.unwrap();
 
@@ -154,6 +174,73 @@ async fn the_audit_finds_calls_nothing_arrived_of_and_counts_every_call_of_the_d
     }
     let kept = store.get(&stray).await.unwrap().expect("kept");
     assert!(kept.not_in_ocp.is_some());
+    // The day's manifests, written by the scan once the day was complete: one line per stored
+    // call, checked against the bucket; a byte changed in one object and another object gone
+    // are named; a manifest is never rewritten.
+    use callrec_ingest::objects::{Body, Crc32c, ObjectError, ObjectMeta};
+    use callrec_ingest::reconcile::manifest::{Problem, lines_of_day, manifest_key, verify};
+    let objects = rig.pipeline.objects.as_ref();
+    let mut manifests = Vec::new();
+    let mut listed = 0;
+    for day in &days {
+        for (bucket, lines) in lines_of_day(store.as_ref(), *day).await.unwrap() {
+            let body = objects
+                .get(&bucket, &manifest_key(*day), None)
+                .await
+                .expect("the scan wrote the day's manifest")
+                .to_vec();
+            let text = String::from_utf8(body.clone()).unwrap();
+            assert_eq!(text.lines().count(), lines.len() + 1);
+            listed += lines.len();
+            manifests.push((bucket, body, lines, *day));
+        }
+    }
+    assert_eq!(
+        listed, 44,
+        "every stored call of the days (the stray one is not stored)"
+    );
+    let (bucket, _, _, day) = &manifests[0];
+    let other = b"{}\n";
+    let meta = ObjectMeta {
+        content_type: "application/x-ndjson".into(),
+        crc32c: Crc32c::of(other),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(other)),
+        metadata: Default::default(),
+        storage_class: None,
+        kms_key_id: None,
+    };
+    let rewrite = objects
+        .put_new(
+            bucket,
+            &manifest_key(*day),
+            Body::Bytes(other.to_vec().into()),
+            &meta,
+        )
+        .await;
+    assert!(
+        matches!(rewrite, Err(ObjectError::Conflict { .. })),
+        "{rewrite:?}"
+    );
+    for (bucket, body, _, _) in &manifests {
+        let (checked, problems) = verify(objects, bucket, body).await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(checked > 0);
+    }
+    let (bucket, body, lines, _) = &manifests[0];
+    let altered = rig.objects_root.join(bucket).join(&lines[0].key);
+    let mut bytes = std::fs::read(&altered).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&altered, bytes).unwrap();
+    std::fs::remove_file(rig.objects_root.join(bucket).join(&lines[1].key)).unwrap();
+    let (_, problems) = verify(objects, bucket, body).await.unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(matches!(&problems[0], Problem::Altered { key, .. } if *key == lines[0].key));
+    assert!(matches!(&problems[1], Problem::Absent { key } if *key == lines[1].key));
+    let mut forged = body.clone();
+    forged[5] ^= 1;
+    let (_, problems) = verify(objects, bucket, &forged).await.unwrap();
+    assert!(matches!(problems[0], Problem::Manifest(_)), "{problems:?}");
+
     let metrics = rig.metrics.render();
     assert!(
         metrics.contains("callrec_audit_calls_total{outcome=\"found\"} 4"),

@@ -247,7 +247,7 @@ pub async fn count(
 /// The audit's part of a scan: creates the audit jobs of settled days, recounts the audited
 /// days not complete yet (their found calls go through recovery meanwhile), and sets the
 /// incomplete-days gauge. Nothing without audited groups.
-pub async fn scan(ctx: &super::Context) -> Result<(), StoreError> {
+pub async fn scan(ctx: &super::Context) -> Result<(), super::WorkError> {
     let config = &ctx.config.audit;
     if config.groups.is_empty() {
         return Ok(());
@@ -262,16 +262,19 @@ pub async fn scan(ctx: &super::Context) -> Result<(), StoreError> {
     let mut overdue = 0;
     for day in settled_days(config, now) {
         let late = due(config, day).is_some_and(|due| now > due);
+        let mut complete = 0;
         for group in &config.groups {
             let Some(AuditState::Done(job)) = audit_state(store, group, day).await? else {
                 overdue += i64::from(late);
                 continue;
             };
             if job.audit.as_ref().is_some_and(AuditSummary::complete) {
+                complete += 1;
                 continue;
             }
             let counted = count(store, group, day, now).await?;
             if counted.complete() {
+                complete += 1;
                 ctx.metrics
                     .audit_calls
                     .with_label_values(&["lost"])
@@ -290,6 +293,9 @@ pub async fn scan(ctx: &super::Context) -> Result<(), StoreError> {
                 key: job.id.to_string(),
                 message: e.to_string(),
             })?;
+        }
+        if complete == config.groups.len() {
+            super::manifest::write_missing(ctx, day).await?;
         }
     }
     ctx.metrics.audit_days_incomplete.set(overdue);

@@ -24,6 +24,7 @@ pub mod driver;
 pub mod fetch;
 pub mod finalize;
 pub mod lease;
+pub mod manifest;
 mod perform;
 pub mod plan;
 pub mod scanner;
