@@ -47,13 +47,17 @@ enum AuditAction {
     },
 }
 
+/// `--day`: a UTC day, `2026-12-01`.
+fn parse_day(text: &str) -> Result<Date> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("--day {text:?}: a UTC day, 2026-12-01"))
+}
+
 /// `callrec audit verify`.
 fn verify(config: Option<PathBuf>, day: &str) -> Result<ExitCode> {
     use callrec_ingest::reconcile::manifest::{Problem, manifest_key};
     let loaded = Config::load(config.as_deref())?;
-    let day: Date = day
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--day {day:?}: a UTC day, 2026-12-01"))?;
+    let day = parse_day(day)?;
     let key = manifest_key(day);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,10 +141,7 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     };
     let now = Timestamp::now();
     let days = match &args.day {
-        Some(day) => vec![
-            day.parse::<Date>()
-                .map_err(|_| anyhow::anyhow!("--day {day:?}: a UTC day, 2026-12-01"))?,
-        ],
+        Some(day) => vec![parse_day(day)?],
         None => settled_days(&config, now),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -147,11 +147,11 @@ pub async fn ensure_audit_jobs(
 /// How many calls not in OCP's export are named in a summary.
 const NAMED: usize = 20;
 
-/// Every call of `group`'s `day` in the calendar, read page by page (ids only: a day of a busy
-/// group is a few MB).
-async fn calls_of_day(
+/// Every call of `day` in the calendar (of `group`, or of every group), read page by page (ids
+/// only: a day of a busy group is a few MB).
+pub(super) async fn calls_of_day(
     store: &dyn CallStore,
-    group: &str,
+    group: Option<&str>,
     day: Date,
 ) -> Result<Vec<CallId>, StoreError> {
     let mut ids = Vec::new();
@@ -160,7 +160,7 @@ async fn calls_of_day(
         let page = store
             .calls_of_day(&DayQuery {
                 day,
-                group_id: Some(group.to_string()),
+                group_id: group.map(str::to_string),
                 limit: 1000,
                 cursor,
             })
@@ -187,7 +187,7 @@ pub async fn conclude(
         mark: AuditMark::NotInOcp,
         at: now,
     };
-    for id in calls_of_day(store, group, day).await? {
+    for id in calls_of_day(store, Some(group), day).await? {
         if !reported.contains(&id) {
             store.update(&id, &absent, now).await?;
         }
@@ -213,7 +213,7 @@ pub async fn count(
         counted_at: now,
         ..AuditSummary::default()
     };
-    for id in calls_of_day(store, group, day).await? {
+    for id in calls_of_day(store, Some(group), day).await? {
         let Some(record) = store.get(&id).await? else {
             continue;
         };

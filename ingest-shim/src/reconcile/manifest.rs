@@ -9,7 +9,7 @@
 
 use crate::ids::CallId;
 use crate::objects::{ObjectError, ObjectStore};
-use crate::store::{CallRecord, CallStore, DayQuery, StoreError, Via};
+use crate::store::{CallRecord, CallStore, StoreError, Via};
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,26 +79,11 @@ pub async fn lines_of_day(
     day: Date,
 ) -> Result<BTreeMap<String, Vec<ManifestLine>>, StoreError> {
     let mut by_bucket: BTreeMap<String, Vec<ManifestLine>> = BTreeMap::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .calls_of_day(&DayQuery {
-                day,
-                group_id: None,
-                limit: 1000,
-                cursor,
-            })
-            .await?;
-        for id in page.items {
-            if let Some(record) = store.get(&id).await?
-                && let Some((bucket, line)) = ManifestLine::of(&record)
-            {
-                by_bucket.entry(bucket).or_default().push(line);
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
+    for id in super::audit::calls_of_day(store, None, day).await? {
+        if let Some(record) = store.get(&id).await?
+            && let Some((bucket, line)) = ManifestLine::of(&record)
+        {
+            by_bucket.entry(bucket).or_default().push(line);
         }
     }
     for lines in by_bucket.values_mut() {

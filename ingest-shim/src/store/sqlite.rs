@@ -198,6 +198,21 @@ fn parse_call(key: &str, json: &str) -> Result<CallRecord> {
     serde_json::from_str(json).map_err(|e| corrupt(key, e))
 }
 
+/// A query's rows (`limit + 1` asked for) cut to a page: the first `limit`, and the cursor of
+/// the last of them when there were more.
+fn cut_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|row| encode_cursor(&cursor(row))))
+        .flatten();
+    (rows, next)
+}
+
 /// A page of calls from `sql`, which selects (time in ms, call id, record) ordered by both,
 /// `limit + 1` rows; the cursor of the next page carries `tag` and the last row's key.
 fn calls_page(
@@ -217,15 +232,9 @@ fn calls_page(
             row.get(2).map_err(unavailable)?,
         ));
     }
-    let more = found.len() as i64 > limit;
-    found.truncate(limit as usize);
-    let next = more
-        .then(|| {
-            found
-                .last()
-                .map(|(ms, id, _)| encode_cursor(&Cursor(tag.into(), *ms, id.clone())))
-        })
-        .flatten();
+    let (found, next) = cut_page(found, limit, |(ms, id, _)| {
+        Cursor(tag.into(), *ms, id.clone())
+    });
     let items = found
         .iter()
         .map(|(_, id, json)| parse_call(id, json))
@@ -420,14 +429,9 @@ impl CallStore for SqliteStore {
                     }
                 }
             }
-            let more = rows.len() as i64 > limit;
-            rows.truncate(limit as usize);
-            let next = if more {
-                rows.last()
-                    .map(|(g, ms, id, _)| encode_cursor(&Cursor(g.clone(), *ms, id.clone())))
-            } else {
-                None
-            };
+            let (rows, next) = cut_page(rows, limit, |(g, ms, id, _)| {
+                Cursor(g.clone(), *ms, id.clone())
+            });
             let items = rows
                 .iter()
                 .map(|(_, _, id, json)| parse_call(id, json))
@@ -512,15 +516,7 @@ impl CallStore for SqliteStore {
                     row.get(1).map_err(unavailable)?,
                 ));
             }
-            let more = found.len() as i64 > limit;
-            found.truncate(limit as usize);
-            let next = more
-                .then(|| {
-                    found
-                        .last()
-                        .map(|(g, id)| encode_cursor(&Cursor(g.clone(), 0, id.clone())))
-                })
-                .flatten();
+            let (found, next) = cut_page(found, limit, |(g, id)| Cursor(g.clone(), 0, id.clone()));
             let items = found
                 .into_iter()
                 .map(|(_, id)| CallId::parse(&id).map_err(|e| corrupt(&id, e)))
