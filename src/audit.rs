@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use callrec_ingest::config::Config;
 use callrec_ingest::reconcile::audit::{
-    AuditState, AuditSummary, audit_state, count, due, settled_days,
+    AuditState, AuditSummary, audit_state, count, due, retry_at, settled_days,
 };
 use clap::Args;
 use jiff::Timestamp;
@@ -116,11 +116,16 @@ fn verify(config: Option<PathBuf>, day: &str) -> Result<ExitCode> {
 struct Row {
     day: Date,
     group: String,
-    /// `not audited yet`, `auditing`, `recovering` (audited, calls on their way), `complete`.
+    /// `not audited yet`, `auditing`, `audit failed` (tried again later), `recovering` (audited,
+    /// calls on their way), `complete`.
     state: &'static str,
     job: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<AuditSummary>,
+    /// Why the day is not moving: what its audit job waits on, or why its last one failed and
+    /// when the next is tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
     /// Past the time by which it should be complete, and not.
     overdue: bool,
 }
@@ -154,21 +159,53 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         for day in &days {
             for group in &groups {
                 let state = audit_state(store.as_ref(), group, *day).await?;
-                let (state, job, summary) = match state {
-                    None | Some(AuditState::NotStarted { .. }) => ("not audited yet", None, None),
-                    Some(AuditState::Running(id)) => ("auditing", Some(id.to_string()), None),
+                let (state, job, summary, note) = match state {
+                    None | Some(AuditState::NotStarted { last: None, .. }) => {
+                        ("not audited yet", None, None, None)
+                    }
+                    Some(AuditState::NotStarted {
+                        last: Some(last),
+                        failures,
+                        ..
+                    }) => {
+                        let retry = loaded.config.poll_schedule().max;
+                        let at = retry_at(&last, failures, retry);
+                        let why = last.last_error.as_deref().unwrap_or("no reason recorded");
+                        let note = format!(
+                            "audit export failed ({failures} so far): {why}; tried again from {at}"
+                        );
+                        ("audit failed", Some(last.id.to_string()), None, Some(note))
+                    }
+                    Some(AuditState::Running(job)) => {
+                        let note = job.last_error.as_ref().map(|e| match &job.waiting_on {
+                            Some(on) => format!("waiting on {on}: {e}"),
+                            None => e.clone(),
+                        });
+                        ("auditing", Some(job.id.to_string()), None, note)
+                    }
                     Some(AuditState::Done(job)) => {
                         // Counted live while calls are on their way.
                         let summary = match job.audit {
                             Some(summary) if summary.complete() => summary,
-                            _ => count(store.as_ref(), group, *day, now).await?,
+                            Some(summary) => {
+                                let mut live = count(store.as_ref(), group, *day, now).await?;
+                                live.unreadable = summary.unreadable;
+                                live
+                            }
+                            None => count(store.as_ref(), group, *day, now).await?,
                         };
                         let state = if summary.complete() {
                             "complete"
                         } else {
                             "recovering"
                         };
-                        (state, Some(job.id.to_string()), Some(summary))
+                        let note = (summary.unreadable > 0).then(|| {
+                            format!(
+                                "{} records of OCP's export could not be read",
+                                summary.unreadable
+                            )
+                        });
+                        (state, Some(job.id.to_string()), Some(summary), note)
                     }
                 };
                 let deadline = due(&config, *day);
@@ -179,6 +216,7 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                     state,
                     job,
                     summary,
+                    note,
                     overdue,
                 });
             }
@@ -234,6 +272,9 @@ fn print_table(rows: &[Row]) {
                 s.not_in_ocp
             ),
             None => println!("{:<10}  {:<24}  {state}", row.day.to_string(), row.group),
+        }
+        if let Some(note) = &row.note {
+            println!("{:<10}  {:<24}  {note}", "", "");
         }
     }
     let absent: Vec<String> = rows

@@ -204,11 +204,20 @@ struct Export {
 pub struct Faults {
     /// Answer every authenticated API request with 429 and this `Retry-After` (seconds).
     pub throttle_all: Option<u64>,
+    /// Answer every authenticated API request with this status (a 5xx: OCP failing).
+    pub fail_all: Option<u16>,
     /// File listings never end: every page's `next_page_token` is the first page's.
     pub repeat_page_token: bool,
+    /// Every page of a file listing after the first answers 404 (a page OCP lost).
+    pub missing_page: bool,
+    /// CDR files are listed but answer 404 when fetched.
+    pub missing_cdr_files: bool,
+    /// Every export reads as expired (status `expired`, its files 410).
+    pub expire_all: bool,
     /// Every Nth recording (by index) is served as ten times the bytes its listing declares.
     pub oversize_every: Option<usize>,
-    /// Recordings are sent in 8 pieces this far apart (a slow link that keeps sending).
+    /// Files (recordings and CDR batches) are sent in 8 pieces this far apart (a slow link
+    /// that keeps sending).
     pub trickle: Option<Duration>,
     /// The first download of every Nth recording (by index) sends half its bytes, then stalls
     /// (the connection stays open, nothing more comes).
@@ -319,6 +328,13 @@ impl ExportsApi {
         self.0.next_id.load(Ordering::Relaxed) - 1
     }
 
+    /// Exports created so far that asked for no audio (CDR-only: an audit's).
+    pub fn cdr_only_exports(&self) -> u64 {
+        let exports = self.0.exports.lock().unwrap_or_else(|e| e.into_inner());
+        let audio = |e: &&Export| e.data_types.iter().any(|d| d == "Audio");
+        exports.by_id.values().filter(|e| !audio(e)).count() as u64
+    }
+
     /// Exports created so far per group.
     pub fn exports_by_group(&self) -> std::collections::BTreeMap<String, u64> {
         let exports = self.0.exports.lock().unwrap_or_else(|e| e.into_inner());
@@ -359,7 +375,7 @@ fn unit_hash(a: u64, b: u64) -> f64 {
 fn status_of(api: &ExportsApi, export: &Export) -> &'static str {
     let age = export.created.elapsed();
     let config = &api.0.config;
-    if age >= config.data_lifetime {
+    if age >= config.data_lifetime || api.faults().expire_all {
         "expired"
     } else if age >= config.completion_delay {
         "completed"
@@ -677,6 +693,13 @@ async fn list_files(
     // The CDR files first, then one entry per recording.
     let start: usize = match page.page_token.as_deref().map(str::parse) {
         None => 0,
+        Some(Ok(_)) if api.faults().missing_page => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such page of export {id}'s files"),
+            );
+        }
         Some(Ok(n)) => n,
         Some(Err(_)) => {
             return error(
@@ -760,8 +783,16 @@ async fn get_file(
                 format!("no file {name} in {id}"),
             );
         }
+        Some(Found::Cdr(_)) if api.faults().missing_cdr_files => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no file {name} in {id}"),
+            );
+        }
         Some(Found::Cdr(bytes)) => {
-            return ([("content-type", "application/x-ndjson")], bytes).into_response();
+            let body = paced(Bytes::from(bytes), api.faults().trickle);
+            return ([("content-type", "application/x-ndjson")], body).into_response();
         }
         Some(Found::Audio(index, recording)) => (index, recording),
     };
@@ -795,21 +826,27 @@ async fn get_file(
         let pieces = futures_util::stream::iter([Ok::<_, std::io::Error>(half)])
             .chain(futures_util::stream::pending());
         axum::body::Body::from_stream(pieces)
-    } else if let Some(gap) = faults.trickle {
-        let step = bytes.len().div_ceil(8).max(1);
-        let pieces: Vec<Bytes> = (0..bytes.len())
-            .step_by(step)
-            .map(|at| bytes.slice(at..(at + step).min(bytes.len())))
-            .collect();
-        let paced = futures_util::stream::iter(pieces).then(move |piece| async move {
-            tokio::time::sleep(gap).await;
-            Ok::<_, std::io::Error>(piece)
-        });
-        axum::body::Body::from_stream(paced)
     } else {
-        axum::body::Body::from(bytes)
+        paced(bytes, faults.trickle)
     };
     ([("content-type", "audio/wav")], body).into_response()
+}
+
+/// A body sent at once, or (`trickle`) in 8 pieces that far apart.
+fn paced(bytes: Bytes, trickle: Option<Duration>) -> axum::body::Body {
+    let Some(gap) = trickle else {
+        return axum::body::Body::from(bytes);
+    };
+    let step = bytes.len().div_ceil(8).max(1);
+    let pieces: Vec<Bytes> = (0..bytes.len())
+        .step_by(step)
+        .map(|at| bytes.slice(at..(at + step).min(bytes.len())))
+        .collect();
+    let paced = futures_util::stream::iter(pieces).then(move |piece| async move {
+        tokio::time::sleep(gap).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    axum::body::Body::from_stream(paced)
 }
 
 /// Every answer's `Date`, from the (possibly skewed) simulated clock.

@@ -244,6 +244,10 @@ pub(crate) fn gate(api: &ExportsApi, headers: &HeaderMap) -> Result<Caller, Refu
         }
         return Err(Box::new(response));
     }
+    if let Some(status) = api.faults().fail_all {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(Box::new(error(status, "internal", "something went wrong")));
+    }
     let n = api.requests().fetch_add(1, Ordering::Relaxed) + 1;
     if config.rate_limit_every.is_some_and(|k| n.is_multiple_of(k)) {
         let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");

@@ -76,10 +76,15 @@ pub fn day_range(group: &str, day: Date) -> Option<ExportRange> {
 /// Where a group's day stands with its audit jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditState {
-    /// No audit job is open and none finished: one should be created as `next`.
-    NotStarted { next: JobId },
-    /// An audit job is open.
-    Running(JobId),
+    /// No audit job is open and none finished: one should be created as `next`. `last`: the
+    /// latest job of the day that failed (its reason; the next waits a while after it).
+    NotStarted {
+        next: JobId,
+        last: Option<Box<ExportJob>>,
+        failures: u32,
+    },
+    /// An audit job is open (what it waits on, its last error).
+    Running(Box<ExportJob>),
     /// Audited by this job (its summary on it).
     Done(Box<ExportJob>),
 }
@@ -94,37 +99,75 @@ pub async fn audit_state(
     let Some(range) = day_range(group, day) else {
         return Ok(None);
     };
+    let mut last = None;
+    let mut failures = 0;
     for n in 0..10_000 {
         let Some(id) = job_id("aud", &range, n) else {
             return Ok(None);
         };
         match store.get_job(&id).await? {
-            None => return Ok(Some(AuditState::NotStarted { next: id })),
+            None => {
+                return Ok(Some(AuditState::NotStarted {
+                    next: id,
+                    last,
+                    failures,
+                }));
+            }
             Some(job) if job.state == JobState::Done => {
                 return Ok(Some(AuditState::Done(Box::new(job))));
             }
-            Some(job) if job.state.is_open() => return Ok(Some(AuditState::Running(id))),
-            Some(_) => continue,
+            Some(job) if job.state.is_open() => {
+                return Ok(Some(AuditState::Running(Box::new(job))));
+            }
+            Some(job) => {
+                // Expired (its successor is the next id) or failed.
+                if job.state == JobState::Failed {
+                    failures += 1;
+                    last = Some(Box::new(job));
+                }
+            }
         }
     }
     Ok(None)
 }
 
-/// Creates the audit job of every configured group's settled day that has none open or done.
-/// Returns the jobs created now.
+/// The longest wait before a failed audit is tried again.
+const MAX_RETRY_WAIT: SignedDuration = SignedDuration::from_hours(6);
+
+/// When the audit of a day whose last job failed (`failures` so far) is tried again: `retry`
+/// after the failure, doubling with each failure, at most [`MAX_RETRY_WAIT`].
+pub fn retry_at(last: &ExportJob, failures: u32, retry: SignedDuration) -> Timestamp {
+    let doublings = failures.saturating_sub(1).min(16);
+    let wait = retry
+        .checked_mul(1 << doublings)
+        .unwrap_or(MAX_RETRY_WAIT)
+        .min(MAX_RETRY_WAIT);
+    last.updated_at.checked_add(wait).unwrap_or(last.updated_at)
+}
+
+/// Creates the audit job of every configured group's settled day that has none open or done
+/// (after a failed one, once [`retry_at`] has passed). Returns the jobs created now.
 pub async fn ensure_audit_jobs(
     store: &dyn CallStore,
     config: &AuditConfig,
     now: Timestamp,
     deadline: Timestamp,
+    retry: SignedDuration,
 ) -> Result<Vec<JobId>, StoreError> {
     let mut created = Vec::new();
     for day in settled_days(config, now) {
         for group in &config.groups {
-            let Some(AuditState::NotStarted { next }) = audit_state(store, group, day).await?
+            let Some(AuditState::NotStarted {
+                next,
+                last,
+                failures,
+            }) = audit_state(store, group, day).await?
             else {
                 continue;
             };
+            if last.is_some_and(|last| now < retry_at(&last, failures, retry)) {
+                continue;
+            }
             let Some(range) = day_range(group, day) else {
                 continue;
             };
@@ -174,13 +217,15 @@ pub(super) async fn calls_of_day(
 }
 
 /// At the end of an audit's export: marks the calls of the day OCP did not report
-/// (`reported`: the export's dialog ids), then counts the day. (The calls the export made known
-/// were marked found as its records were applied.)
+/// (`reported`: the export's dialog ids; `unreadable`: its records that could not be read),
+/// then counts the day. (The calls the export made known were marked found as its records were
+/// applied.)
 pub async fn conclude(
     store: &dyn CallStore,
     group: &str,
     day: Date,
     reported: &HashSet<CallId>,
+    unreadable: u64,
     now: Timestamp,
 ) -> Result<AuditSummary, StoreError> {
     let absent = CallChange::Audited {
@@ -198,6 +243,7 @@ pub async fn conclude(
     let missing = (reported.len() as u64).saturating_sub(summary.reported);
     summary.reported += missing;
     summary.pending += missing;
+    summary.unreadable = unreadable;
     Ok(summary)
 }
 
@@ -255,7 +301,8 @@ pub async fn scan(ctx: &super::Context) -> Result<(), super::WorkError> {
     let store = ctx.store();
     let now = ctx.clock.now();
     let deadline = now.checked_add(ctx.config.scan.job_deadline).unwrap_or(now);
-    let created = ensure_audit_jobs(store, config, now, deadline).await?;
+    let retry = ctx.config.poll.max;
+    let created = ensure_audit_jobs(store, config, now, deadline, retry).await?;
     if !created.is_empty() {
         tracing::info!(jobs = ?created, "audit jobs created");
     }
@@ -272,7 +319,8 @@ pub async fn scan(ctx: &super::Context) -> Result<(), super::WorkError> {
                 complete += 1;
                 continue;
             }
-            let counted = count(store, group, day, now).await?;
+            let mut counted = count(store, group, day, now).await?;
+            counted.unreadable = job.audit.as_ref().map_or(0, |a| a.unreadable);
             if counted.complete() {
                 complete += 1;
                 ctx.metrics
@@ -343,6 +391,37 @@ mod tests {
         assert_eq!(
             job_id("aud", &range, 0).unwrap().as_str(),
             "aud-g-2026120900-24h-0"
+        );
+    }
+
+    #[test]
+    fn a_failed_audit_is_tried_again_later_each_time_at_most_six_hours_on() {
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let range = day_range("g", "2026-12-09".parse().unwrap()).unwrap();
+        let mut last = ExportJob::new(
+            job_id("aud", &range, 0).unwrap(),
+            "g",
+            (range.from, range.to),
+            "audit",
+            at("2026-12-10T07:00:00Z"),
+            at("2026-12-11T07:00:00Z"),
+        );
+        last.updated_at = at("2026-12-10T08:00:00Z");
+        let six_minutes = SignedDuration::from_mins(6);
+        let waits: Vec<String> = [1, 2, 3, 7, 8, 40]
+            .into_iter()
+            .map(|failures| retry_at(&last, failures, six_minutes).to_string())
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                "2026-12-10T08:06:00Z",
+                "2026-12-10T08:12:00Z",
+                "2026-12-10T08:24:00Z",
+                "2026-12-10T14:00:00Z",
+                "2026-12-10T14:00:00Z",
+                "2026-12-10T14:00:00Z",
+            ]
         );
     }
 }

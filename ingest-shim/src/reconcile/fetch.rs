@@ -50,6 +50,8 @@ pub struct FetchReport {
     pub deferred_error: Option<OcpError>,
     /// An audit's export: every dialog its CDR records name.
     pub reported: HashSet<CallId>,
+    /// CDR records that could not be read (not JSON, not an OCP record, too long).
+    pub unreadable: u64,
 }
 
 /// What became of one file.
@@ -57,8 +59,13 @@ enum FileOutcome {
     /// A recording: the `callrec_export_files_total` outcome label, and the call and why it was
     /// not stored.
     Done(&'static str, Option<(CallId, String)>),
-    /// A CDR batch: how many records filled something in; for an audit, the dialogs named.
-    Cdr { filled: u64, reported: Vec<CallId> },
+    /// A CDR batch: how many records filled something in; for an audit, the dialogs named;
+    /// how many records could not be read.
+    Cdr {
+        filled: u64,
+        reported: Vec<CallId>,
+        unreadable: u64,
+    },
     /// OCP could not serve it now.
     Deferred(OcpError),
     /// The deadline passed before it was started.
@@ -123,9 +130,14 @@ where
         while let Some(outcome) = running.next().await {
             let mut r = lock(report);
             match outcome? {
-                FileOutcome::Cdr { filled, reported } => {
+                FileOutcome::Cdr {
+                    filled,
+                    reported,
+                    unreadable,
+                } => {
                     r.cdrs_filled += filled;
                     r.reported.extend(reported);
+                    r.unreadable += unreadable;
                 }
                 FileOutcome::Done(label, failure) => {
                     match label {
@@ -216,6 +228,9 @@ async fn apply_cdr_file(
     .await
     {
         Ok(Ok(spooled)) => spooled,
+        // An audit compares every dialog of the day: with a file missing it would take calls
+        // for absent from OCP. The export is not read to its end; the day waits for another.
+        Ok(Err(e)) if job.purpose == "audit" => return Err(e.into()),
         // Listed but not served, too large, not the size listed: that file is bad, the
         // export is not.
         Ok(Err(e)) => {
@@ -224,6 +239,7 @@ async fn apply_cdr_file(
             return Ok(FileOutcome::Cdr {
                 filled: 0,
                 reported: Vec::new(),
+                unreadable: 0,
             });
         }
         Err(e) => return defer_or_stop(e),
@@ -264,7 +280,11 @@ async fn apply_cdr_file(
     if let Some(first) = first_bad {
         tracing::warn!(job = %job.id, file = %file.name.escape_debug(), bad, first = %first, "bad CDR records in export; skipped");
     }
-    Ok(FileOutcome::Cdr { filled, reported })
+    Ok(FileOutcome::Cdr {
+        filled,
+        reported,
+        unreadable: bad,
+    })
 }
 
 /// What one CDR record did.

@@ -250,9 +250,15 @@ impl Performer<'_> {
     ) -> Result<crate::store::jobs::AuditSummary, WorkError> {
         let day = job.from.to_zoned(jiff::tz::TimeZone::UTC).date();
         let now = self.ctx.clock.now();
-        let summary =
-            super::audit::conclude(self.ctx.store(), &job.group_id, day, &fetched.reported, now)
-                .await?;
+        let summary = super::audit::conclude(
+            self.ctx.store(),
+            &job.group_id,
+            day,
+            &fetched.reported,
+            fetched.unreadable,
+            now,
+        )
+        .await?;
         let metrics = &self.ctx.metrics;
         metrics
             .audit_calls
@@ -262,6 +268,9 @@ impl Performer<'_> {
             .audit_calls
             .with_label_values(&["not_in_ocp"])
             .inc_by(summary.not_in_ocp);
+        if summary.unreadable > 0 {
+            tracing::warn!(job = %job.id, group = %job.group_id, %day, records = summary.unreadable, "records of OCP's export could not be read: a call they name may be counted as not in OCP");
+        }
         if summary.not_in_ocp > 0 {
             tracing::warn!(job = %job.id, group = %job.group_id, %day, calls = summary.not_in_ocp, first = ?summary.not_in_ocp_first, "calls callrec has that OCP's export of their day does not report; left as they are");
         }

@@ -91,7 +91,8 @@ pub fn job_id(prefix: &str, range: &ExportRange, n: u32) -> Option<JobId> {
 
 /// Records a job for `range` under the first free number, unless an open job has this range
 /// already. Returns the id of the job created now (`None`: an open one exists, or a replica
-/// created it at the same moment). `purpose`: "reconcile" (ids `exp-…`) or "backfill" (`bf-…`).
+/// created it at the same moment). `purpose`: "reconcile" (ids `exp-…`), "backfill" (`bf-…`)
+/// or "audit" (`aud-…`).
 /// `expiries`: how many jobs of this range expired before it (0 for a new range).
 pub async fn create_job_for_range(
     store: &dyn CallStore,
@@ -101,7 +102,12 @@ pub async fn create_job_for_range(
     deadline: Timestamp,
     expiries: u32,
 ) -> Result<Option<JobId>, StoreError> {
-    let prefix = if purpose == "backfill" { "bf" } else { "exp" };
+    let prefix = match purpose {
+        "backfill" => "bf",
+        // An expired audit's successor: the next of the day's audit ids.
+        "audit" => "aud",
+        _ => "exp",
+    };
     for n in 0..10_000 {
         let Some(id) = job_id(prefix, range, n) else {
             // Not a safe id at all (the group was validated where it entered): refuse loudly.

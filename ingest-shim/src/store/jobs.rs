@@ -145,7 +145,15 @@ pub struct AuditSummary {
     pub not_in_ocp: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in_ocp_first: Vec<crate::ids::CallId>,
+    /// Records of OCP's export that could not be read: a call they name may be counted as not
+    /// in OCP.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable: u64,
     pub counted_at: Timestamp,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl AuditSummary {

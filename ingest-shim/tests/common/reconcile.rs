@@ -35,6 +35,8 @@ pub struct Rig {
     pub calls: Vec<ocp_sim::SimCall>,
     pub pipeline: Pipeline,
     pub ocp: Arc<dyn OcpExports>,
+    /// The OCP client's settings: a replica makes its own client from them.
+    pub ocp_config: OcpConfig,
     pub config: WorkerConfig,
 }
 
@@ -134,7 +136,7 @@ pub async fn rig_over(
         max_retry_after: Duration::from_secs(2),
     };
     client(&mut ocp_config);
-    let ocp: Arc<dyn OcpExports> = Arc::new(HttpOcp::new(ocp_config).unwrap());
+    let ocp: Arc<dyn OcpExports> = Arc::new(HttpOcp::new(ocp_config.clone()).unwrap());
 
     let pipeline = Pipeline {
         store: store.clone(),
@@ -173,6 +175,7 @@ pub async fn rig_over(
         calls: planned,
         pipeline,
         ocp,
+        ocp_config,
         config,
     }
 }
@@ -188,14 +191,16 @@ impl Rig {
     }
 
     /// Another replica on the same stores and OCP: named `owner`, its wall clock `skew` off,
-    /// with its own metrics.
+    /// with its own metrics and its own OCP client (its own login and connections, as another
+    /// process has).
     pub fn replica(&self, owner: &str, skew: SignedDuration) -> (Arc<Reconciler>, Arc<Metrics>) {
         let mut config = self.config.clone();
         config.owner = owner.into();
         let metrics = Arc::new(Metrics::new());
+        let ocp: Arc<dyn OcpExports> = Arc::new(HttpOcp::new(self.ocp_config.clone()).unwrap());
         let reconciler = Reconciler::with_clock(
             self.pipeline.clone(),
-            self.ocp.clone(),
+            ocp,
             config,
             metrics.clone(),
             Clock::skewed(skew),
