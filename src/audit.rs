@@ -65,11 +65,8 @@ fn verify(config: Option<PathBuf>, day: &str) -> Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         let objects = callrec_ingest::setup::open_objects(&loaded.config.objects).await?;
-        let mut buckets: Vec<&str> = loaded.routing.lines().iter().map(|l| l.bucket.as_str()).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
         let mut failed = false;
-        for bucket in buckets {
+        for bucket in loaded.routing.buckets() {
             let manifest = match objects.get(bucket, &key, None).await {
                 Ok(bytes) => bytes,
                 Err(callrec_ingest::objects::ObjectError::NotFound { .. }) => {

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use callrec_ingest::config::Config;
+use callrec_ingest::reconcile::audit::{AuditState, audit_state};
 use callrec_ingest::routing::{LineOfBusinessConfig, RuleConfig};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -91,6 +92,10 @@ pub struct DemoArgs {
     /// Where the demo keeps its database, objects and spool.
     #[arg(long, default_value = "callrec-demo", value_name = "DIR")]
     data: PathBuf,
+    /// Share of calls of which nothing reaches callrec, neither CDR events nor recording (a
+    /// dropped subscription): only OCP's exports hold them, and the daily audit finds them.
+    #[arg(long, default_value_t = 0.05)]
+    cdr_drop_rate: f64,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -146,6 +151,10 @@ fn demo_config(data: &std::path::Path, token: &str, ocp: &DemoOcp) -> Config {
     config.reconcile.poll_max_s = 3.0;
     config.reconcile.grace_s = 0.0;
     config.reconcile.lease_ttl_s = 10.0;
+    config.reconcile.scan_interval_s = 1.0;
+    // The day's audit as soon as it has ended (the demo's calls are of a day that has).
+    config.audit.settle_hours = 0.0;
+    config.audit.deadline_hours = 1.0;
     config.lines_of_business.clear();
     for (name, bucket) in [("sales", "callrec-sales"), ("care", "callrec-care")] {
         config.lines_of_business.insert(
@@ -202,7 +211,7 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         let ocp = serve_exports(exports.clone(), &args.data, personal_access_token).await?;
         let config = demo_config(&args.data, &token, &ocp);
         let routing = config.validate()?;
-        let loaded = callrec_ingest::config::Loaded {
+        let mut loaded = callrec_ingest::config::Loaded {
             config,
             routing,
             source: format!("demo defaults under {}", args.data.display()),
@@ -217,13 +226,27 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         let server = tokio::spawn(callrec_ingest::server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        let sim = args.sim.config(format!("http://{address}"), token)?;
+        let mut sim = args.sim.config(format!("http://{address}"), token)?;
+        if !(0.0..=1.0).contains(&args.cdr_drop_rate) {
+            bail!("--cdr-drop-rate is a share between 0 and 1, not {}", args.cdr_drop_rate);
+        }
+        sim.cdr_drop_rate = args.cdr_drop_rate;
+        // The calls are of the latest day no earlier demo used, from its noon (UTC): a day
+        // that has ended, so the daily audit takes it at once.
+        let now = jiff::Timestamp::now();
+        let day = demo_day(store.as_ref(), &sim.groups, now, loaded.config.reconcile.retention_days).await?;
+        let noon = day.at(12, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC)?.timestamp();
+        sim.hours_ago = now.duration_since(noon).as_secs_f64() / 3600.0;
+        loaded.config.audit.groups = sim.groups.clone();
+        loaded.config.audit.lookback_days = u32::try_from((now.to_zoned(jiff::tz::TimeZone::UTC).date() - day).get_days())?;
+        loaded.config.validate()?;
+        write_demo_config(&args.data, &loaded.config)?;
         let base = jiff::Timestamp::now();
         let streamed = (0..sim.calls)
             .filter(|&i| ocp_sim::plan_call(&sim, i, base).streamed)
             .count() as u64;
         println!(
-            "callrec demo: service on http://{address} ({}), {} calls, seed {}",
+            "callrec demo: service on http://{address} ({}), {} calls of {day} (UTC), seed {}",
             loaded.source, sim.calls, sim.seed
         );
         println!(
@@ -275,68 +298,73 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         }
         let played = played.expect("the loop ends after the simulator");
         let stage1_seconds = started.elapsed().as_secs_f64();
-        let dropped = played.iter().filter(|c| !c.streamed).count();
         let duplicated = played.iter().filter(|c| c.duplicated).count();
         let reordered = played
             .iter()
             .filter(|c| c.order != ocp_sim::Order::InOrder)
             .count();
-        // Stage 2: what never arrived comes through OCP's exports.
-        let reconciler = crate::serve::reconciler(
-            &loaded,
-            state_pipeline.clone(),
-            Arc::new(callrec_ingest::metrics::Metrics::new()),
-        )?
-        .context("the demo configures OCP")?;
-        let recovered = bars.add(ProgressBar::new(dropped as u64));
-        recovered.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} recordings  {msg}"));
-        recovered.set_prefix("recovered");
+        // Stage 2 and the audit: the reconciler's loop (scans, export jobs, the day's audit)
+        // until every call of the run is stored, the day is audited and its manifests written.
+        let metrics = Arc::new(callrec_ingest::metrics::Metrics::new());
+        let reconciler = crate::serve::reconciler(&loaded, state_pipeline.clone(), metrics)?
+            .context("the demo configures OCP")?;
         let stage2 = std::time::Instant::now();
-        let scan = reconciler.scan_once().await?;
-        let ids: Vec<callrec_ingest::CallId> = played
-            .iter()
-            .filter(|c| !c.streamed)
-            .filter_map(|c| callrec_ingest::CallId::parse(&c.call_id).ok())
-            .collect();
+        let stop_reconciler = tokio_util::sync::CancellationToken::new();
         let work = {
             let reconciler = Arc::clone(&reconciler);
-            tokio::spawn(async move {
-                reconciler
-                    .work_until(tokio_util::sync::CancellationToken::new(), |_| true)
-                    .await;
-            })
+            let stop = stop_reconciler.clone();
+            tokio::spawn(async move { reconciler.run(stop).await })
         };
-        while !work.is_finished() {
-            let mut done = 0;
-            for id in &ids {
-                if store.get(id).await?.is_some_and(|r| r.flags.stored.is_some()) {
-                    done += 1;
-                }
-            }
-            recovered.set_position(done);
+        let watched = Watched::of(&played)?;
+        let recovered = bars.add(ProgressBar::new(watched.recovered.len() as u64));
+        recovered.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} recordings  {msg}"));
+        recovered.set_prefix("recovered");
+        let found = bars.add(ProgressBar::new(watched.found.len() as u64));
+        found.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} calls  {msg}"));
+        found.set_prefix("audit");
+        let buckets = loaded.routing.buckets();
+        loop {
+            recovered.set_position(stored_of(store.as_ref(), &watched.recovered).await?);
             recovered.set_message(format!(
-                "{} export jobs, {} exports, {:.1} s",
-                scan.created.len(),
+                "{} OCP exports, {:.1} s",
                 exports.exports_created(),
                 stage2.elapsed().as_secs_f64()
             ));
-            if stage2.elapsed() > Duration::from_secs(600) {
-                bail!("reconciliation did not finish in 10 minutes");
+            found.set_position(stored_of(store.as_ref(), &watched.found).await?);
+            let audited = audited_groups(store.as_ref(), &loaded.config.audit.groups, day).await?;
+            found.set_message(format!(
+                "found and stored; {audited}/{} groups' day complete",
+                loaded.config.audit.groups.len()
+            ));
+            let all_stored = stored_of(store.as_ref(), &watched.all).await? == watched.all.len() as u64;
+            if all_stored
+                && audited == loaded.config.audit.groups.len()
+                && manifests_written(state_pipeline.objects.as_ref(), &buckets, day).await?
+            {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if stage2.elapsed() > Duration::from_secs(600) {
+                bail!("reconciliation and the audit did not finish in 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        work.await.context("reconciliation stopped")?;
         recovered.finish();
+        found.finish();
+        stop_reconciler.cancel();
+        work.await.context("reconciliation stopped")?;
         let stage2_seconds = stage2.elapsed().as_secs_f64();
         let _ = stop.send(());
         server.await.context("the service stopped")??;
+
         // This run's calls, one by one: stored, and by which stage.
-        let (mut by_stream, mut by_export, mut missing) = (0usize, 0usize, Vec::new());
+        let (mut by_stream, mut by_export, mut by_audit, mut missing) = (0usize, 0usize, 0usize, Vec::new());
         for call in &played {
             let id = callrec_ingest::CallId::parse(&call.call_id)?;
             match store.get(&id).await? {
                 Some(r) if r.flags.stored.is_some() => {
-                    if call.streamed {
+                    if r.found_in_export.is_some() {
+                        by_audit += 1
+                    } else if call.streamed {
                         by_stream += 1
                     } else {
                         by_export += 1
@@ -347,20 +375,47 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         }
         let funnel = store.funnel().await?;
         println!();
-        println!("{calls} calls in {stage1_seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order, {dropped} recordings never streamed)", calls as f64 / stage1_seconds);
+        println!("{calls} calls in {stage1_seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order; recordings never streamed: {}; calls of which nothing arrived: {})", calls as f64 / stage1_seconds, watched.recovered.len(), watched.found.len());
         if let (Some(p50), Some(p99)) = (progress.upload_quantile_ms(0.5), progress.upload_quantile_ms(0.99)) {
             println!("upload to acknowledgement: p50 {p50:.1} ms, p99 {p99:.1} ms");
         }
         println!(
-            "reconciliation: {} export jobs, {} OCP exports, {stage2_seconds:.1} s",
-            scan.created.len(),
-            exports.exports_created()
+            "reconciliation and audit: {} OCP exports ({} of them the audit's, CDR only), {stage2_seconds:.1} s",
+            exports.exports_created(),
+            exports.cdr_only_exports()
         );
         println!();
-        println!("this run: {}/{calls} calls stored ({:.1}%)", by_stream + by_export, 100.0 * (by_stream + by_export) as f64 / calls.max(1) as f64);
-        println!("  {:<24} {by_stream:>8}", "stage 1 (streamed)");
-        println!("  {:<24} {by_export:>8}", "stage 2 (OCP exports)");
-        println!("  {:<24} {:>8}", "missing", missing.len());
+        let stored_now = by_stream + by_export + by_audit;
+        println!("this run: {stored_now}/{calls} calls stored ({:.1}%)", 100.0 * stored_now as f64 / calls.max(1) as f64);
+        println!("  {:<34} {by_stream:>8}", "stage 1 (streamed)");
+        println!("  {:<34} {by_export:>8}", "stage 2 (OCP exports)");
+        println!("  {:<34} {by_audit:>8}", "audit (found in OCP's CDR export)");
+        println!("  {:<34} {:>8}", "missing", missing.len());
+        println!();
+        println!("the daily audit of {day}:");
+        for group in &loaded.config.audit.groups {
+            if let Some(AuditState::Done(job)) = audit_state(store.as_ref(), group, day).await?
+                && let Some(a) = &job.audit
+            {
+                println!(
+                    "  {group:<14} OCP reported {}, stored {} (streamed {}, recovered {}, found {}), lost {}, not in OCP {}",
+                    a.reported, a.stored, a.streamed, a.recovered, a.found, a.lost, a.not_in_ocp
+                );
+            }
+        }
+        let mut manifests_ok = true;
+        for bucket in &buckets {
+            let key = callrec_ingest::reconcile::manifest::manifest_key(day);
+            let body = state_pipeline.objects.get(bucket, &key, None).await?;
+            let (checked, problems) =
+                callrec_ingest::reconcile::manifest::verify(state_pipeline.objects.as_ref(), bucket, &body).await?;
+            if problems.is_empty() {
+                println!("  manifest {bucket}/{key}: {checked} calls, every object as it says");
+            } else {
+                manifests_ok = false;
+                println!("  manifest {bucket}/{key}: PROBLEMS {problems:?}");
+            }
+        }
         println!();
         println!("funnel (all runs in {}):", args.data.display());
         for (name, value) in funnel.flags() {
@@ -372,12 +427,136 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         println!();
         println!("stored audio + JSON reports: {}/objects/callrec-{{sales,care}}/", args.data.display());
         println!("database (SQLite):           {}", args.data.join("callrec.db").display());
+        let toml = args.data.join(DEMO_CONFIG);
+        println!("check it again:              callrec audit -c {0} --day {day}; callrec audit verify -c {0} --day {day}", toml.display());
         if !missing.is_empty() {
             println!("not stored: {}", missing.join(", "));
             return Ok(ExitCode::from(1));
         }
+        if !manifests_ok {
+            return Ok(ExitCode::from(1));
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The configuration `callrec audit` and `callrec audit verify` need to read the demo's stores
+/// (no secret: the service's and OCP's tokens are left out).
+const DEMO_CONFIG: &str = "callrec.toml";
+
+fn write_demo_config(data: &std::path::Path, config: &Config) -> Result<()> {
+    let mut table = toml::Table::try_from(config).context("writing the demo's configuration")?;
+    // No secret goes in a file (the loader refuses them): the tokens and OCP's section.
+    table.remove("ocp");
+    if let Some(toml::Value::Table(server)) = table.get_mut("server") {
+        server.remove("bearer_tokens");
+        server.remove("read_tokens");
+    }
+    let text = format!(
+        "# Written by `callrec demo` for `callrec audit -c` and `callrec status -c`: its stores and\n\
+         # lines of business (no token; OCP is the demo's own, gone when it ends).\n{}",
+        toml::to_string(&table).context("writing the demo's configuration")?
+    );
+    let path = data.join(DEMO_CONFIG);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The latest day before today (UTC) that no earlier demo in the folder used for `groups`: the
+/// day's audit has not started. At most `retention_days` back.
+async fn demo_day(
+    store: &dyn callrec_ingest::store::CallStore,
+    groups: &[String],
+    now: jiff::Timestamp,
+    retention_days: u32,
+) -> Result<jiff::civil::Date> {
+    let mut day = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    for _ in 1..retention_days {
+        day = day.yesterday()?;
+        let mut unused = true;
+        for group in groups {
+            let state = audit_state(store, group, day).await?;
+            unused &= matches!(state, Some(AuditState::NotStarted { last: None, .. }));
+        }
+        if unused {
+            return Ok(day);
+        }
+    }
+    bail!("every day of OCP's retention has a demo's calls in this folder: use a new --data")
+}
+
+/// The calls the demo watches in stage 2: all of them, those whose recording never streamed,
+/// and those of which nothing arrived.
+struct Watched {
+    all: Vec<callrec_ingest::CallId>,
+    recovered: Vec<callrec_ingest::CallId>,
+    found: Vec<callrec_ingest::CallId>,
+}
+
+impl Watched {
+    fn of(played: &[ocp_sim::SimCall]) -> Result<Self> {
+        let ids = |keep: fn(&ocp_sim::SimCall) -> bool| -> Result<Vec<callrec_ingest::CallId>> {
+            played
+                .iter()
+                .filter(|c| keep(c))
+                .map(|c| Ok(callrec_ingest::CallId::parse(&c.call_id)?))
+                .collect()
+        };
+        Ok(Watched {
+            all: ids(|_| true)?,
+            recovered: ids(|c| c.cdr_sent && !c.streamed)?,
+            found: ids(|c| !c.cdr_sent)?,
+        })
+    }
+}
+
+/// How many of `ids` are stored.
+async fn stored_of(
+    store: &dyn callrec_ingest::store::CallStore,
+    ids: &[callrec_ingest::CallId],
+) -> Result<u64> {
+    let mut stored = 0;
+    for id in ids {
+        if store
+            .get(id)
+            .await?
+            .is_some_and(|r| r.flags.stored.is_some())
+        {
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
+/// How many of `groups` have `day` audited and complete.
+async fn audited_groups(
+    store: &dyn callrec_ingest::store::CallStore,
+    groups: &[String],
+    day: jiff::civil::Date,
+) -> Result<usize> {
+    let mut complete = 0;
+    for group in groups {
+        if let Some(AuditState::Done(job)) = audit_state(store, group, day).await?
+            && job.audit.as_ref().is_some_and(|a| a.complete())
+        {
+            complete += 1;
+        }
+    }
+    Ok(complete)
+}
+
+/// Every bucket has `day`'s manifest.
+async fn manifests_written(
+    objects: &dyn callrec_ingest::objects::ObjectStore,
+    buckets: &[&str],
+    day: jiff::civil::Date,
+) -> Result<bool> {
+    let key = callrec_ingest::reconcile::manifest::manifest_key(day);
+    for bucket in buckets {
+        if objects.head(bucket, &key).await?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub fn run_sim(args: SimCliArgs) -> Result<ExitCode> {

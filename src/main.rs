@@ -32,7 +32,8 @@ enum Command {
     Init(init::InitArgs),
     /// Run the ingest service: CDR events and recordings in, processed audio out.
     Serve(serve::ServeArgs),
-    /// Start the service with embedded defaults and the OCP simulator, run N calls, show the
+    /// Start the service with embedded defaults and the OCP simulator, run N calls of a past
+    /// day through stage 1, stage 2 and the daily audit, check the day's manifests, show the
     /// funnel.
     Demo(demo::DemoArgs),
     /// Play OCP against a running service: CDR events and streamed recordings, with faults.

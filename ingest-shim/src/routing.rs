@@ -349,6 +349,14 @@ impl Routing {
         &self.lines
     }
 
+    /// The buckets of the lines of business, each once, in order.
+    pub fn buckets(&self) -> Vec<&str> {
+        let mut buckets: Vec<&str> = self.lines.iter().map(|l| l.bucket.as_str()).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        buckets
+    }
+
     /// The staging key of a call's raw upload with SHA-256 `sha256_hex`: keyed by content, so a
     /// retry finds its own bytes instead of writing twice; flat under the prefix, so the folder
     /// store makes no directory per call (and leaves none behind once the copy is removed).
