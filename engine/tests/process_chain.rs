@@ -15,6 +15,44 @@ fn wav(shape: &CallShape) -> AudioSource {
     ))
 }
 
+/// Where clean speech (a call's samples without its noise) passes `edge` dBFS, in 10 ms
+/// frames: the leading and trailing silence, ms, each as (at `edge` − 3 dB, at `edge` + 3 dB) —
+/// the range a silence map's edges over the noisy call may fall in.
+struct CleanEdges {
+    lead: (f64, f64),
+    tail: (f64, f64),
+}
+
+fn clean_edges(clean: &[f32], rate: u32, edge: f64) -> CleanEdges {
+    let frame = rate as usize / 100;
+    let levels: Vec<f64> = clean
+        .chunks(frame)
+        .map(|c| {
+            let ms = c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / c.len() as f64;
+            10.0 * ms.max(1e-30).log10()
+        })
+        .collect();
+    let span = |above: f64| {
+        let first = levels.iter().position(|&l| l > above).unwrap();
+        let last = levels.iter().rposition(|&l| l > above).unwrap();
+        (first as f64 * 10.0, (levels.len() - 1 - last) as f64 * 10.0)
+    };
+    let (lead_min, tail_min) = span(edge - 3.0);
+    let (lead_max, tail_max) = span(edge + 3.0);
+    CleanEdges {
+        lead: (lead_min, lead_max),
+        tail: (tail_min, tail_max),
+    }
+}
+
+/// `got` is in `(low, high)`, 20 ms either side allowed.
+fn within(got: f64, (low, high): (f64, f64), what: &str) {
+    assert!(
+        got >= low - 20.0 && got <= high + 20.0,
+        "{what}: {got:.1} ms, want {low:.0}–{high:.0}"
+    );
+}
+
 #[test]
 fn trims_known_silence_within_20_ms_and_keeps_muted_spans() {
     let mut rng = Rng::new(3);
@@ -43,8 +81,20 @@ fn trims_known_silence_within_20_ms_and_keeps_muted_spans() {
                 "case {case} ({rate} Hz): {what} {got:.1} ms, want {want}"
             );
         };
+        // The speech starts at `lead`; it ends where its last talk spurt does (the noise under
+        // the speech goes on to the trailing silence through the last pause: trimmed too).
+        let mut clean_shape = shape.clone();
+        clean_shape.noise_dbfs = None;
+        let clean = synth_call(&clean_shape);
+        let edge = callrec_engine::dsp::silence::edge_level(
+            silence.threshold_dbfs,
+            silence.noise_floor_dbfs,
+        );
+        let edges = clean_edges(&clean[0], rate, edge);
+        let what = |label: &str| format!("case {case} ({rate} Hz): {label} ({silence:?})");
         near(silence.leading_silence_ms, lead, "leading");
-        near(silence.trailing_silence_ms, tail, "trailing");
+        within(silence.trailing_silence_ms, edges.tail, &what("trailing"));
+        assert!(silence.trailing_silence_ms >= tail as f64 - 20.0);
         assert_eq!(
             silence.muted_spans.len(),
             1,
@@ -56,7 +106,11 @@ fn trims_known_silence_within_20_ms_and_keeps_muted_spans() {
         // Trimmed to the padding (250 ms) at each end, never inside.
         let d = &out.report.decisions;
         near(d.trim_start_ms, lead - 250, "trim start");
-        near(d.trim_end_ms, tail - 250, "trim end");
+        near(
+            d.trim_end_ms,
+            (silence.trailing_silence_ms - 250.0).round() as u64,
+            "trim end",
+        );
         let decoded = decode(&AudioSource::from_bytes(out.audio), &Limits::default()).unwrap();
         let frames = shape.frames() as f64;
         let kept_ms =
@@ -69,6 +123,93 @@ fn trims_known_silence_within_20_ms_and_keeps_muted_spans() {
             decoded.planes[0][start..end].iter().all(|&s| s == 0.0),
             "case {case}: mute removed or altered"
         );
+    }
+}
+
+/// A real line's recording: band-limited noise (white or pink) under the whole call at −75 to
+/// −52 dBFS, speech near −26 dBov, with and without an internal mute, a soft consonant before
+/// the first word. The speech's edges are found where they are in the clean speech (the same
+/// samples without the noise) at the levels the map chose, within 20 ms (a ±3 dB grey zone
+/// around the edge level), so trimming removes the noise and keeps the padding; the mute stays.
+#[test]
+fn trims_to_the_speech_over_a_line_noise_floor_and_keeps_soft_edges() {
+    use callrec_engine::dsp::silence::edge_level;
+    use callrec_fixtures::LineNoise;
+    let mut rng = Rng::new(18);
+    let mut case = 0u64;
+    for floor in [-75.0, -65.0, -59.0, -52.0] {
+        for pink in [false, true] {
+            for rate in [8000u32, 16_000, 48_000] {
+                case += 1;
+                let what = format!(
+                    "{floor} dBFS {} at {rate} Hz",
+                    ["white", "pink"][pink as usize]
+                );
+                let lead = 800 + rng.next_u64() % 1700;
+                let tail = 800 + rng.next_u64() % 1700;
+                let muted = case.is_multiple_of(2);
+                let mut shape = CallShape::telephone(lead + tail + 8000, case + 40).with_rate(rate);
+                shape.leading_silence_ms = lead;
+                shape.trailing_silence_ms = tail;
+                shape.noise_dbfs = None;
+                if muted {
+                    shape = shape.with_muted(Span {
+                        start_ms: lead + 3000,
+                        len_ms: 2000,
+                    });
+                }
+                // The clean speech (the noise is drawn after it: the same speech samples).
+                let mut clean = synth_call(&shape);
+                let mut planes = synth_call(&shape.clone().with_line_noise(LineNoise {
+                    rms_dbfs: floor,
+                    pink,
+                }));
+                // A soft consonant (a fricative's noise, −45 dBFS) for the 80 ms before the
+                // first word, in both.
+                let start = ((lead - 80) * rate as u64 / 1000) as usize;
+                let end = (lead * rate as u64 / 1000) as usize;
+                for i in start..end {
+                    let v = (10f64.powf(-45.0 / 20.0) * rng.gauss()) as f32;
+                    clean[0][i] += v;
+                    planes[0][i] += v;
+                }
+                let source = AudioSource::from_bytes(write_wav(
+                    &planes,
+                    rate,
+                    &WavOptions::new(WavEncoding::I16),
+                ));
+                let config = ProcessConfig {
+                    trim: true,
+                    ..ProcessConfig::default()
+                };
+                let out = process(&source, &config).unwrap();
+                let silence = &out.report.analysis.silence;
+                let estimated = silence.noise_floor_dbfs.expect("a floor");
+                assert!(
+                    floor < -66.0 || (estimated - floor).abs() < 3.0,
+                    "{what}: floor estimated at {estimated:.1}"
+                );
+                assert!(
+                    silence.threshold_dbfs - estimated >= 10.0 - 1e-9,
+                    "{what}: {silence:?}"
+                );
+
+                // Where the clean speech passes the edge level the map chose: the noise before
+                // and after it is trimmed to the padding, the consonant kept where it stands
+                // clear of the floor.
+                let edge = edge_level(silence.threshold_dbfs, silence.noise_floor_dbfs);
+                let edges = clean_edges(&clean[0], rate, edge);
+                let label = |l: &str| format!("{what}: {l} ({silence:?})");
+                within(silence.leading_silence_ms, edges.lead, &label("leading"));
+                within(silence.trailing_silence_ms, edges.tail, &label("trailing"));
+                let padded = |(low, high): (f64, f64)| (low - 250.0, high - 250.0);
+                let d = &out.report.decisions;
+                within(d.trim_start_ms, padded(edges.lead), &label("trim start"));
+                within(d.trim_end_ms, padded(edges.tail), &label("trim end"));
+                assert!(silence.leading_silence_ms <= lead as f64 + 20.0, "{what}");
+                assert_eq!(silence.muted_spans.len(), usize::from(muted), "{what}");
+            }
+        }
     }
 }
 

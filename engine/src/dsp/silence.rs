@@ -14,15 +14,18 @@ use serde::Serialize;
 pub enum SilenceThreshold {
     /// A fixed level, dBFS (frame RMS).
     Dbfs(f64),
-    /// This many dB below the active speech level (P.56); falls back to −50 dBFS when no speech
-    /// level could be measured.
+    /// This many dB below the active speech level (P.56), or 10 dB above the noise floor where
+    /// that is higher (at most 10 dB under the speech level); falls back to −50 dBFS when no
+    /// speech level could be measured (still 10 dB above the floor).
     BelowSpeech(f64),
 }
 
 /// Silence detection settings. The defaults suit telephone speech.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SilenceConfig {
-    /// Default: 25 dB below the active speech level, never below −70 dBFS.
+    /// Default: 25 dB below the active speech level — raised to 10 dB above the recording's
+    /// noise floor where that is higher (at most 10 dB under the speech level) — never below
+    /// −70 dBFS.
     pub threshold: SilenceThreshold,
     /// Leading or trailing silence shorter than this is left alone, ms. Default 200.
     pub min_silence_ms: u64,
@@ -49,8 +52,22 @@ impl Default for SilenceConfig {
 /// Lowest threshold ever used, dBFS: below this everything is silence anyway.
 const THRESHOLD_FLOOR_DBFS: f64 = -70.0;
 /// Hysteresis: once speech is found, its edges extend while frames stay within this many dB
-/// below the threshold (speech fades in and out).
+/// below the threshold (speech fades in and out) — and above the noise floor.
 const EDGE_HYSTERESIS_DB: f64 = 15.0;
+/// An edge frame is speech only this far above the recording's noise floor: a stationary floor's
+/// 10 ms frames spread about ±1.5 dB around it (band-limited noise at 8 kHz), so 6 dB above its
+/// 10th percentile is never reached by the floor alone, and fades and soft consonants above it
+/// are kept.
+const FLOOR_MARGIN_DB: f64 = 6.0;
+/// The noise floor is the level of this share of the quietest frames (muted frames excluded).
+const FLOOR_QUANTILE: f64 = 0.10;
+/// Fewest unmuted frames (100 ms) from which a noise floor is estimated.
+const MIN_FLOOR_FRAMES: usize = 10;
+/// A threshold under the speech level (the default) is at least this far above the noise
+/// floor: speech is what stands clear of the line's noise.
+const FLOOR_TO_THRESHOLD_DB: f64 = 10.0;
+/// …but never closer than this to the speech level.
+const MIN_BELOW_SPEECH_DB: f64 = 10.0;
 
 /// An internal span where the recording was muted, in ms of the original recording.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -72,6 +89,10 @@ pub struct SilenceMap {
     pub muted_spans: Vec<MutedSpan>,
     /// Fraction (0–1) of 10 ms frames above the threshold.
     pub speech_ratio: f64,
+    /// The recording's noise floor, dBFS: the level of its quietest tenth of unmuted 10 ms
+    /// frames (`None`: too few of them). The edges of speech are found above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_floor_dbfs: Option<f64>,
     /// Audio frames (samples per channel) trimming removes at the start: the leading silence
     /// less the padding.
     pub trim_start_frames: u64,
@@ -88,9 +109,19 @@ pub fn silence_map(
 ) -> SilenceMap {
     let total_samples = planes.first().map_or(0, Vec::len);
     let frames = stats.frames();
+    let noise_floor_dbfs = noise_floor(stats, config.mute_floor_dbfs);
     let threshold_dbfs = match config.threshold {
         SilenceThreshold::Dbfs(t) => t,
-        SilenceThreshold::BelowSpeech(db) => speech_level_dbov.map_or(-50.0, |l| l - db),
+        SilenceThreshold::BelowSpeech(db) => {
+            let below = speech_level_dbov.map_or(-50.0, |l| l - db);
+            // Over a loud floor, speech is what stands clear of it (up to 10 dB under the
+            // speech level: a louder floor is no longer silence to trim).
+            let clear = noise_floor_dbfs.map(|f| {
+                let above = f + FLOOR_TO_THRESHOLD_DB;
+                speech_level_dbov.map_or(above, |l| above.min(l - MIN_BELOW_SPEECH_DB))
+            });
+            clear.map_or(below, |c| below.max(c))
+        }
     }
     .max(THRESHOLD_FLOOR_DBFS);
     let is_speech = |i: usize| stats.level_db(i) > threshold_dbfs;
@@ -112,11 +143,12 @@ pub fn silence_map(
             trailing_silence_ms: 0.0,
             muted_spans: Vec::new(),
             speech_ratio,
+            noise_floor_dbfs,
             trim_start_frames: 0,
             trim_end_frames: 0,
         };
     };
-    let edge = threshold_dbfs - EDGE_HYSTERESIS_DB;
+    let edge = edge_level(threshold_dbfs, noise_floor_dbfs);
     let mut onset = first;
     while onset > 0 && stats.level_db(onset - 1) > edge {
         onset -= 1;
@@ -176,7 +208,69 @@ pub fn silence_map(
         trailing_silence_ms: stats.samples_to_ms(trailing),
         muted_spans,
         speech_ratio,
+        noise_floor_dbfs,
         trim_start_frames: leading.saturating_sub(padding) as u64,
         trim_end_frames: trailing.saturating_sub(padding) as u64,
+    }
+}
+
+/// The level, dBFS, down to which a speech edge extends: [`EDGE_HYSTERESIS_DB`] under the
+/// threshold, or [`FLOOR_MARGIN_DB`] above the noise floor where that is higher — never above
+/// the threshold itself.
+pub fn edge_level(threshold_dbfs: f64, noise_floor_dbfs: Option<f64>) -> f64 {
+    let hysteresis = threshold_dbfs - EDGE_HYSTERESIS_DB;
+    noise_floor_dbfs
+        .map_or(hysteresis, |floor| hysteresis.max(floor + FLOOR_MARGIN_DB))
+        .min(threshold_dbfs)
+}
+
+/// The recording's noise floor: the [`FLOOR_QUANTILE`] quantile of the levels of its frames
+/// that are not muted-quiet (a frame whose peak is above the mute floor); `None` with fewer
+/// than [`MIN_FLOOR_FRAMES`] of them.
+pub fn noise_floor(stats: &FrameStats, mute_floor_dbfs: f64) -> Option<f64> {
+    let mute = 10f64.powf(mute_floor_dbfs / 20.0) as f32;
+    let mut levels: Vec<f64> = (0..stats.frames())
+        .filter(|&i| stats.peak(i) > mute)
+        .map(|i| stats.level_db(i))
+        .collect();
+    if levels.len() < MIN_FLOOR_FRAMES {
+        return None;
+    }
+    let k = ((levels.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
+    let (_, floor, _) = levels.select_nth_unstable_by(k, f64::total_cmp);
+    Some(*floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_stop_short_of_the_floor_and_never_above_the_threshold() {
+        // Digital silence or a floor far under: 15 dB under the threshold.
+        assert_eq!(edge_level(-50.0, None), -65.0);
+        assert_eq!(edge_level(-50.0, Some(-75.0)), -65.0);
+        // A line's floor: 6 dB above it.
+        assert_eq!(edge_level(-42.0, Some(-52.0)), -46.0);
+        // A floor at the threshold: the threshold.
+        assert_eq!(edge_level(-50.0, Some(-48.0)), -50.0);
+    }
+
+    #[test]
+    fn the_floor_is_the_quietest_tenth_of_unmuted_frames() {
+        let rate = 8000;
+        // 100 frames: 20 muted (zero), then levels −60 … −21 dBFS in 1 dB steps, twice.
+        let mut plane = vec![0f32; 20 * 80];
+        for k in 0..80 {
+            let amplitude = 10f32.powf((-60.0 + (k % 40) as f32) / 20.0);
+            plane.extend(std::iter::repeat_n(amplitude, 80));
+        }
+        let stats = FrameStats::compute(&[plane], rate);
+        let floor = noise_floor(&stats, -66.0).unwrap();
+        // The 10th percentile of the 80 unmuted frames (index 8 of them sorted): −56 dBFS.
+        assert!((floor + 56.0).abs() < 0.01, "{floor}");
+        // Too few unmuted frames: no floor.
+        let short = FrameStats::compute(&[vec![0.01f32; 9 * 80]], rate);
+        assert_eq!(noise_floor(&short, -66.0), None);
     }
 }
