@@ -53,6 +53,18 @@ fn chain(c: &mut Criterion) {
             meter.finish()
         })
     });
+    // The same peak, every window interpolated (what `true_peak` did before its exact bounds):
+    // the ratio of the two, measured in one run, is what the bounds save.
+    group.bench_function("true_peak_every_window", |b| {
+        let phases = callrec_engine::dsp::true_peak::design_phases(4);
+        let mut padded = vec![0f32; 31];
+        padded.extend_from_slice(mono);
+        b.iter(|| {
+            let fir = callrec_engine::simd::kernels().fir_peak;
+            let sample = black_box(mono).iter().fold(0f32, |m, &s| m.max(s.abs()));
+            sample.max(fir(black_box(&padded), &phases))
+        })
+    });
     group.bench_function("loudness+true_peak", |b| {
         b.iter(|| {
             let mut loudness = LoudnessMeter::new(1, 8000);

@@ -229,16 +229,18 @@ pub fn edge_level(threshold_dbfs: f64, noise_floor_dbfs: Option<f64>) -> f64 {
 /// than [`MIN_FLOOR_FRAMES`] of them.
 pub fn noise_floor(stats: &FrameStats, mute_floor_dbfs: f64) -> Option<f64> {
     let mute = 10f64.powf(mute_floor_dbfs / 20.0) as f32;
-    let mut levels: Vec<f64> = (0..stats.frames())
+    // Mean squares (the loudest channel's, as `level_db`), ranked as they are: one logarithm.
+    let mut powers: Vec<f32> = (0..stats.frames())
         .filter(|&i| stats.peak(i) > mute)
-        .map(|i| stats.level_db(i))
+        .map(|i| stats.mean_square.iter().map(|c| c[i]).fold(0f32, f32::max))
         .collect();
-    if levels.len() < MIN_FLOOR_FRAMES {
+    if powers.len() < MIN_FLOOR_FRAMES {
         return None;
     }
-    let k = ((levels.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
-    let (_, floor, _) = levels.select_nth_unstable_by(k, f64::total_cmp);
-    Some(*floor)
+    let k = ((powers.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
+    let (_, floor, _) = powers.select_nth_unstable_by(k, f32::total_cmp);
+    let floor = f64::from(*floor);
+    Some(if floor > 0.0 { 10.0 * floor.log10() } else { -200.0 })
 }
 
 #[cfg(test)]
