@@ -240,7 +240,11 @@ pub fn noise_floor(stats: &FrameStats, mute_floor_dbfs: f64) -> Option<f64> {
     let k = ((powers.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
     let (_, floor, _) = powers.select_nth_unstable_by(k, f32::total_cmp);
     let floor = f64::from(*floor);
-    Some(if floor > 0.0 { 10.0 * floor.log10() } else { -200.0 })
+    Some(if floor > 0.0 {
+        10.0 * floor.log10()
+    } else {
+        -200.0
+    })
 }
 
 #[cfg(test)]

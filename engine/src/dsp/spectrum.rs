@@ -39,6 +39,9 @@ const BANDWIDTH_RANGE_DB: f64 = 50.0;
 const HUM_PROMINENCE_DB: f64 = 12.0;
 /// Quiet windows (about 0.25 s each, half-overlapping) needed before hum is judged at all.
 const MIN_HUM_WINDOWS: usize = 8;
+/// Most windows read of one call (about 2 minutes of audio, at any rate: the window is a
+/// quarter second).
+const MAX_WINDOWS: usize = 1024;
 
 /// Computes the spectrum facts of a mono signal. `speech_frames[i]` says whether 10 ms frame `i`
 /// holds speech and `muted_frames[i]` whether it is muted (both from the silence analysis).
@@ -49,6 +52,27 @@ pub fn spectrum_facts(
     speech_frames: &[bool],
     muted_frames: &[bool],
     speech_level_dbov: Option<f64>,
+) -> SpectrumFacts {
+    spectrum_facts_within(
+        mono,
+        rate,
+        stats,
+        speech_frames,
+        muted_frames,
+        speech_level_dbov,
+        MAX_WINDOWS,
+    )
+}
+
+/// [`spectrum_facts`] reading at most `max_windows` windows.
+fn spectrum_facts_within(
+    mono: &[f32],
+    rate: u32,
+    stats: &FrameStats,
+    speech_frames: &[bool],
+    muted_frames: &[bool],
+    speech_level_dbov: Option<f64>,
+    max_windows: usize,
 ) -> SpectrumFacts {
     // About 4 Hz resolution, enough to resolve 50 Hz from 60 Hz.
     let size = ((rate / 4) as usize).next_power_of_two().max(256);
@@ -65,8 +89,19 @@ pub fn spectrum_facts(
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let frame_len = stats.frame_len;
-    let mut start = 0;
-    while start < mono.len().max(1) {
+    // Half-overlapping windows (Welch): twice the averages for the same audio. A long call is
+    // read at most MAX_WINDOWS of them, evenly spread over it: the averages settle long before
+    // (2 minutes at 8 kHz), and the cost stays bounded whatever the length.
+    let hop = size / 2;
+    let positions = mono.len().saturating_sub(size).div_ceil(hop) + 1;
+    let windows = positions.min(max_windows.max(1));
+    for w in 0..windows {
+        let position = if windows == positions {
+            w
+        } else {
+            w * (positions - 1) / (windows - 1).max(1)
+        };
+        let start = position * hop;
         let end = (start + size).min(mono.len());
         input.fill(0.0);
         for ((x, &s), &w) in input.iter_mut().zip(&mono[start..end]).zip(&window) {
@@ -99,11 +134,6 @@ pub fn spectrum_facts(
         all_n += 1;
         speech_n += speechy as usize;
         quiet_n += is_quiet as usize;
-        // Half-overlapping windows (Welch): twice the averages for the same audio.
-        start += size / 2;
-        if end == mono.len() {
-            break;
-        }
     }
     let bin_hz = rate as f64 / size as f64;
     let to_db = |v: &[f64], n: usize| -> Vec<f64> {
@@ -111,24 +141,28 @@ pub fn spectrum_facts(
             .map(|&p| 10.0 * (p / n.max(1) as f64).max(1e-30).log10())
             .collect()
     };
-    let reference = if speech_n > 0 {
-        to_db(&speech, speech_n)
+    // The reference spectrum, kept linear (mean power per bin).
+    let (reference, reference_n) = if speech_n > 0 {
+        (&speech, speech_n)
     } else {
-        to_db(&all, all_n)
+        (&all, all_n)
     };
     let hum_db = to_db(&quiet_spectrum, quiet_n);
 
-    // Bandwidth: smooth over ~100 Hz, ignore DC and the lowest 40 Hz.
+    // Bandwidth: smooth over ~100 Hz (a running mean of the powers, by prefix sums: no power
+    // function per bin), ignore DC and the lowest 40 Hz.
     let half = ((50.0 / bin_hz).round() as usize).max(1);
+    let mut prefix = Vec::with_capacity(bins + 1);
+    prefix.push(0.0f64);
+    for &p in reference.iter() {
+        let mean = (p / reference_n.max(1) as f64).max(1e-30);
+        prefix.push(prefix[prefix.len() - 1] + mean);
+    }
     let smoothed: Vec<f64> = (0..bins)
         .map(|k| {
             let lo = k.saturating_sub(half);
             let hi = (k + half + 1).min(bins);
-            let mean = reference[lo..hi]
-                .iter()
-                .map(|d| 10f64.powf(d / 10.0))
-                .sum::<f64>()
-                / (hi - lo) as f64;
+            let mean = (prefix[hi] - prefix[lo]) / (hi - lo) as f64;
             10.0 * mean.max(1e-30).log10()
         })
         .collect();
@@ -242,5 +276,50 @@ mod tests {
         let floor = narrow.noise_floor_dbfs.unwrap();
         assert!((-95.0..-85.0).contains(&floor), "{floor}");
         assert!((narrow.snr_db.unwrap() - (-20.0 - floor)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_long_call_read_in_a_bounded_number_of_windows_gives_the_same_facts() {
+        // Six minutes at 8 kHz (2,930 windows): talk and pauses, a 60 Hz hum in the pauses,
+        // speech band-limited to 3.4 kHz.
+        let rate = 8000;
+        let mut seed = 11u64;
+        let signal: Vec<f32> = (0..rate as usize * 360)
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let noise = ((seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 2e-4;
+                let speech: f64 = [220.0, 700.0, 1300.0, 2400.0, 3300.0]
+                    .iter()
+                    .map(|&f| 0.02 * (TAU * f * t).sin())
+                    .sum();
+                let gate = if (t % 2.7) < 1.6 { 1.0 } else { 0.0 };
+                (speech * gate + noise + 0.004 * (TAU * 60.0 * t).sin()) as f32
+            })
+            .collect();
+        let stats = FrameStats::compute(std::slice::from_ref(&signal), rate);
+        let speech: Vec<bool> = (0..stats.frames())
+            .map(|i| stats.level_db(i) > -45.0)
+            .collect();
+        let muted = vec![false; stats.frames()];
+        let every = spectrum_facts_within(
+            &signal,
+            rate,
+            &stats,
+            &speech,
+            &muted,
+            Some(-20.0),
+            usize::MAX,
+        );
+        let bounded = spectrum_facts(&signal, rate, &stats, &speech, &muted, Some(-20.0));
+        assert_eq!(bounded.band, every.band);
+        assert_eq!(bounded.mains_hum_hz, Some(60));
+        assert_eq!(bounded.mains_hum_hz, every.mains_hum_hz);
+        assert!(
+            (bounded.bandwidth_hz - every.bandwidth_hz).abs() <= 2.0 * rate as f64 / 2048.0,
+            "{bounded:?} {every:?}"
+        );
+        assert_eq!(bounded.noise_floor_dbfs, every.noise_floor_dbfs);
+        assert_eq!(bounded.snr_db, every.snr_db);
     }
 }
