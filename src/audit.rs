@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use callrec_ingest::config::Config;
 use callrec_ingest::reconcile::audit::{
-    AuditState, AuditSummary, audit_state, count, due, retry_at, settled_days,
+    AuditState, AuditSummary, audit_state, due, recount, retry_at, settled_days,
 };
 use clap::Args;
 use jiff::Timestamp;
@@ -182,14 +182,9 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                     }
                     Some(AuditState::Done(job)) => {
                         // Counted live while calls are on their way.
-                        let summary = match job.audit {
-                            Some(summary) if summary.complete() => summary,
-                            Some(summary) => {
-                                let mut live = count(store.as_ref(), group, *day, now).await?;
-                                live.unreadable = summary.unreadable;
-                                live
-                            }
-                            None => count(store.as_ref(), group, *day, now).await?,
+                        let summary = match &job.audit {
+                            Some(summary) if summary.complete() => summary.clone(),
+                            _ => recount(store.as_ref(), &job, now).await?,
                         };
                         let state = if summary.complete() {
                             "complete"

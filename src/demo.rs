@@ -316,27 +316,28 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
             tokio::spawn(async move { reconciler.run(stop).await })
         };
         let watched = Watched::of(&played)?;
-        let recovered = bars.add(ProgressBar::new(watched.recovered.len() as u64));
+        let recovered = bars.add(ProgressBar::new(watched.count(Arrived::CdrsOnly)));
         recovered.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} recordings  {msg}"));
         recovered.set_prefix("recovered");
-        let found = bars.add(ProgressBar::new(watched.found.len() as u64));
+        let found = bars.add(ProgressBar::new(watched.count(Arrived::Nothing)));
         found.set_style(style("{prefix:>10} [{bar:40}] {pos}/{len} calls  {msg}"));
         found.set_prefix("audit");
         let buckets = loaded.routing.buckets();
         loop {
-            recovered.set_position(stored_of(store.as_ref(), &watched.recovered).await?);
+            let stored = watched.stored(store.as_ref()).await?;
+            recovered.set_position(stored.recovered);
             recovered.set_message(format!(
                 "{} OCP exports, {:.1} s",
                 exports.exports_created(),
                 stage2.elapsed().as_secs_f64()
             ));
-            found.set_position(stored_of(store.as_ref(), &watched.found).await?);
+            found.set_position(stored.found);
             let audited = audited_groups(store.as_ref(), &loaded.config.audit.groups, day).await?;
             found.set_message(format!(
                 "found and stored; {audited}/{} groups' day complete",
                 loaded.config.audit.groups.len()
             ));
-            let all_stored = stored_of(store.as_ref(), &watched.all).await? == watched.all.len() as u64;
+            let all_stored = stored.all == watched.calls.len() as u64;
             if all_stored
                 && audited == loaded.config.audit.groups.len()
                 && manifests_written(state_pipeline.objects.as_ref(), &buckets, day).await?
@@ -375,7 +376,7 @@ pub fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         }
         let funnel = store.funnel().await?;
         println!();
-        println!("{calls} calls in {stage1_seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order; recordings never streamed: {}; calls of which nothing arrived: {})", calls as f64 / stage1_seconds, watched.recovered.len(), watched.found.len());
+        println!("{calls} calls in {stage1_seconds:.1} s, {:.1} calls/s ({duplicated} sent twice, {reordered} out of order; recordings never streamed: {}; calls of which nothing arrived: {})", calls as f64 / stage1_seconds, watched.count(Arrived::CdrsOnly), watched.count(Arrived::Nothing));
         if let (Some(p50), Some(p99)) = (progress.upload_quantile_ms(0.5), progress.upload_quantile_ms(0.99)) {
             println!("upload to acknowledgement: p50 {p50:.1} ms, p99 {p99:.1} ms");
         }
@@ -484,47 +485,63 @@ async fn demo_day(
     bail!("every day of OCP's retention has a demo's calls in this folder: use a new --data")
 }
 
-/// The calls the demo watches in stage 2: all of them, those whose recording never streamed,
-/// and those of which nothing arrived.
+/// The calls the demo watches in stage 2, each with what came of it through the stream: all
+/// of it, the CDRs but not the recording (stage 2 recovers it), nothing (the audit finds it).
 struct Watched {
-    all: Vec<callrec_ingest::CallId>,
-    recovered: Vec<callrec_ingest::CallId>,
-    found: Vec<callrec_ingest::CallId>,
+    calls: Vec<(callrec_ingest::CallId, Arrived)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Arrived {
+    All,
+    CdrsOnly,
+    Nothing,
+}
+
+/// How many of the watched calls are stored: all of them, and of those by stage 2 and the audit.
+#[derive(Default)]
+struct StoredCount {
+    all: u64,
+    recovered: u64,
+    found: u64,
 }
 
 impl Watched {
     fn of(played: &[ocp_sim::SimCall]) -> Result<Self> {
-        let ids = |keep: fn(&ocp_sim::SimCall) -> bool| -> Result<Vec<callrec_ingest::CallId>> {
-            played
-                .iter()
-                .filter(|c| keep(c))
-                .map(|c| Ok(callrec_ingest::CallId::parse(&c.call_id)?))
-                .collect()
-        };
-        Ok(Watched {
-            all: ids(|_| true)?,
-            recovered: ids(|c| c.cdr_sent && !c.streamed)?,
-            found: ids(|c| !c.cdr_sent)?,
-        })
+        let calls = played
+            .iter()
+            .map(|c| {
+                let arrived = match (c.cdr_sent, c.streamed) {
+                    (false, _) => Arrived::Nothing,
+                    (true, false) => Arrived::CdrsOnly,
+                    (true, true) => Arrived::All,
+                };
+                Ok((callrec_ingest::CallId::parse(&c.call_id)?, arrived))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Watched { calls })
     }
-}
 
-/// How many of `ids` are stored.
-async fn stored_of(
-    store: &dyn callrec_ingest::store::CallStore,
-    ids: &[callrec_ingest::CallId],
-) -> Result<u64> {
-    let mut stored = 0;
-    for id in ids {
-        if store
-            .get(id)
-            .await?
-            .is_some_and(|r| r.flags.stored.is_some())
-        {
-            stored += 1;
-        }
+    fn count(&self, arrived: Arrived) -> u64 {
+        self.calls.iter().filter(|(_, a)| *a == arrived).count() as u64
     }
-    Ok(stored)
+
+    /// One read per call.
+    async fn stored(&self, store: &dyn callrec_ingest::store::CallStore) -> Result<StoredCount> {
+        let mut stored = StoredCount::default();
+        for (id, arrived) in &self.calls {
+            if store
+                .get(id)
+                .await?
+                .is_some_and(|r| r.flags.stored.is_some())
+            {
+                stored.all += 1;
+                stored.recovered += u64::from(*arrived == Arrived::CdrsOnly);
+                stored.found += u64::from(*arrived == Arrived::Nothing);
+            }
+        }
+        Ok(stored)
+    }
 }
 
 /// How many of `groups` have `day` audited and complete.

@@ -290,6 +290,19 @@ pub async fn count(
     Ok(summary)
 }
 
+/// The day an audit job audited counted again (calls went on their way since), carrying what
+/// only its export could tell (the records that could not be read).
+pub async fn recount(
+    store: &dyn CallStore,
+    job: &ExportJob,
+    now: Timestamp,
+) -> Result<AuditSummary, StoreError> {
+    let day = job.from.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut counted = count(store, &job.group_id, day, now).await?;
+    counted.unreadable = job.audit.as_ref().map_or(0, |a| a.unreadable);
+    Ok(counted)
+}
+
 /// The audit's part of a scan: creates the audit jobs of settled days, recounts the audited
 /// days not complete yet (their found calls go through recovery meanwhile), and sets the
 /// incomplete-days gauge. Nothing without audited groups.
@@ -319,8 +332,7 @@ pub async fn scan(ctx: &super::Context) -> Result<(), super::WorkError> {
                 complete += 1;
                 continue;
             }
-            let mut counted = count(store, group, day, now).await?;
-            counted.unreadable = job.audit.as_ref().map_or(0, |a| a.unreadable);
+            let counted = recount(store, &job, now).await?;
             if counted.complete() {
                 complete += 1;
                 ctx.metrics
