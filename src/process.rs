@@ -3,8 +3,8 @@
 use anyhow::{Context, bail};
 use callrec_engine::dsp::gain::{DEFAULT_CEILING_DBTP, DEFAULT_MAX_GAIN_DB, LoudnessTarget};
 use callrec_engine::{
-    Engine, EngineConfig, EngineError, JobInput, OutputFormat, ProcessConfig, ProcessReport,
-    Processed,
+    Engine, EngineConfig, EngineError, JobInput, JobOutput, OutputFormat, ProcessConfig,
+    ProcessReport, Processed,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -160,9 +160,9 @@ fn finish_job(
     job: &Job,
     outcome: Result<Processed, EngineError>,
 ) -> Result<ProcessReport, JobError> {
+    // The audio is already written (the engine streams it to `audio_out`).
     let processed = outcome?;
     let report = serde_json::to_vec_pretty(&processed.report).expect("reports serialize");
-    write_atomically(&job.audio_out, &processed.audio).map_err(JobError::Write)?;
     write_atomically(&job.report_out, &report).map_err(JobError::Write)?;
     Ok(processed.report)
 }
@@ -269,9 +269,10 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0;
     let mut write_error: Option<std::io::Error> = None;
-    engine.process_batch(
+    engine.process_batch_to(
         inputs,
         &config,
+        |&i| JobOutput::File(jobs[i].audio_out.clone()),
         |&i, outcome| {
             // Reduce the report to what is printed before it leaves the worker.
             let result = finish_job(&jobs[i], outcome)

@@ -10,7 +10,7 @@
 //! ```
 
 use crate::error::{EngineError, Result};
-use crate::process::{ProcessConfig, Processed, process};
+use crate::process::{ProcessConfig, Processed, process, process_into};
 use crate::source::AudioSource;
 use crossbeam_channel::bounded;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,10 +21,15 @@ use std::sync::{Condvar, Mutex};
 /// it take at least this many times the input's size.
 pub const MEMORY_PER_INPUT_BYTE: u64 = 4;
 
-/// What processing takes per decoded sample: the f32 planes, the processed copy, the encoded
-/// output and the verifying decode. Measured: a 4-hour 8 kHz mono FLAC (115.2 M samples) peaks
-/// at 1.29 GB of RSS in `callrec process`, 11.2 bytes a sample (PERF.md).
+/// What processing takes per decoded sample where the chain holds the recording whole (a
+/// resampled or FLAC output): the f32 planes, the processed copy, the encoded output and the
+/// verifying decode. Measured: a 4-hour 8 kHz mono FLAC (115.2 M samples) peaked at 1.29 GB of
+/// RSS in `callrec process` before the chain streamed, 11.2 bytes a sample (PERF.md).
 pub const MEMORY_PER_DECODED_SAMPLE: u64 = 12;
+
+/// What the streaming chain holds whatever the length: its blocks (input, mix, encoder) and
+/// buffers.
+pub const STREAMING_OVERHEAD_BYTES: u64 = 8 << 20;
 
 /// Decoded bytes per input byte assumed when a format does not say its length (an MP3 without a
 /// frame count): an 8 kbit/s stream decodes to 88 times its size at 12 bytes a sample.
@@ -60,41 +65,79 @@ pub enum JobInput {
     Source(AudioSource),
 }
 
+/// Where a job's processed audio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutput {
+    /// Into [`Processed::audio`].
+    Memory,
+    /// Into this file as it is encoded: a temporary file beside it, synced and renamed over it
+    /// once whole (removed on failure); [`Processed::audio`] is left empty.
+    File(PathBuf),
+}
+
 impl JobInput {
     /// What the job will claim: see [`memory_estimate`].
-    fn charge(&self, limits: &crate::limits::Limits) -> u64 {
+    fn charge(&self, config: &ProcessConfig, output: &JobOutput) -> u64 {
         match self {
-            JobInput::File(path) => match AudioSource::map_file(path, limits) {
-                Ok(source) => memory_estimate(&source, limits),
+            JobInput::File(path) => match AudioSource::map_file(path, &config.input.limits) {
+                Ok(source) => memory_estimate(&source, config, output),
                 // It fails as it runs, having claimed nothing much.
                 Err(_) => 0,
             },
-            JobInput::Source(source) => memory_estimate(source, limits),
+            JobInput::Source(source) => memory_estimate(source, config, output),
         }
     }
 }
 
-/// The memory processing `source` takes, from what its headers say it decodes to (frames ×
-/// channels × [`MEMORY_PER_DECODED_SAMPLE`]), never less than [`MEMORY_PER_INPUT_BYTE`] × its
-/// size: a few hundred KB of FLAC that decode to hours are charged for the hours. A format
-/// that does not say its length is charged [`UNKNOWN_LENGTH_RATIO`] × its size. Reads the
+/// The memory processing `source` with `config` into `output` takes, from what its headers say
+/// it decodes to. A format that does not say its length is taken to decode to
+/// [`UNKNOWN_LENGTH_RATIO`] × its size in bytes at [`MEMORY_PER_DECODED_SAMPLE`]. Reads the
 /// headers only.
-pub fn memory_estimate(source: &AudioSource, limits: &crate::limits::Limits) -> u64 {
+///
+/// The streaming chain ([`crate::process::process_into`]: an output at the input's rate, not
+/// FLAC) holds [`STREAMING_OVERHEAD_BYTES`], the decoded samples of a compressed input up to
+/// the spill budget (4 bytes each), 1 byte per 8 samples of frame statistics, and the output
+/// (2 bytes a sample) only when it goes to memory, and the input's bytes unless they are a
+/// mapped file. Otherwise every decoded sample costs [`MEMORY_PER_DECODED_SAMPLE`] (a few
+/// hundred KB of FLAC that decode to hours are charged for the hours), never less than
+/// [`MEMORY_PER_INPUT_BYTE`] × the input's size.
+pub fn memory_estimate(source: &AudioSource, config: &ProcessConfig, output: &JobOutput) -> u64 {
+    let limits = &config.input.limits;
     let floor = source.len().saturating_mul(MEMORY_PER_INPUT_BYTE);
-    let decoded = match crate::decode::Decoder::open(source, limits) {
+    let (samples, in_place, rate) = match crate::decode::Decoder::open(source, limits) {
         Ok(decoder) => {
+            let in_place = matches!(decoder, crate::decode::Decoder::Wav { .. });
             let info = decoder.info();
-            match info.declared_frames {
-                Some(frames) => frames
-                    .saturating_mul(u64::from(info.channels.max(1)))
-                    .saturating_mul(MEMORY_PER_DECODED_SAMPLE),
-                None => source.len().saturating_mul(UNKNOWN_LENGTH_RATIO),
-            }
+            let samples = match info.declared_frames {
+                Some(frames) => frames.saturating_mul(u64::from(info.channels.max(1))),
+                None => {
+                    source.len().saturating_mul(UNKNOWN_LENGTH_RATIO) / MEMORY_PER_DECODED_SAMPLE
+                }
+            };
+            (samples, in_place, info.sample_rate)
         }
         // Refused at its headers: it will fail as fast when it runs.
-        Err(_) => 0,
+        Err(_) => return floor,
     };
-    decoded.max(floor)
+    let streams = config.format != crate::encode::OutputFormat::Flac
+        && config.resample_hz.is_none_or(|hz| hz == rate);
+    if streams {
+        let spill = if in_place {
+            0
+        } else {
+            samples
+                .saturating_mul(4)
+                .min(config.spill.memory_bytes as u64)
+        };
+        let output = match output {
+            JobOutput::Memory => samples.saturating_mul(2),
+            JobOutput::File(_) => 0,
+        };
+        let held = if source.is_mapped() { 0 } else { source.len() };
+        STREAMING_OVERHEAD_BYTES + held + spill + samples / 8 + output
+    } else {
+        samples.saturating_mul(MEMORY_PER_DECODED_SAMPLE).max(floor)
+    }
 }
 
 /// What the batch did, for logs and metrics.
@@ -172,6 +215,27 @@ impl Engine {
         jobs: J,
         config: &ProcessConfig,
         finish: F,
+        collect: C,
+    ) -> BatchStats
+    where
+        T: Send,
+        R: Send,
+        J: IntoIterator<Item = (T, JobInput)>,
+        J::IntoIter: Send,
+        F: Fn(&T, Result<Processed>) -> (R, bool) + Sync,
+        C: FnMut(T, R),
+    {
+        self.process_batch_to(jobs, config, |_| JobOutput::Memory, finish, collect)
+    }
+
+    /// [`Engine::process_batch`] with each job's audio sent where `output` says (a file
+    /// written as it is encoded keeps a long recording's output out of memory).
+    pub fn process_batch_to<T, R, J, O, F, C>(
+        &self,
+        jobs: J,
+        config: &ProcessConfig,
+        output: O,
+        finish: F,
         mut collect: C,
     ) -> BatchStats
     where
@@ -179,6 +243,7 @@ impl Engine {
         R: Send,
         J: IntoIterator<Item = (T, JobInput)>,
         J::IntoIter: Send,
+        O: Fn(&T) -> JobOutput + Sync,
         F: Fn(&T, Result<Processed>) -> (R, bool) + Sync,
         C: FnMut(T, R),
     {
@@ -204,16 +269,17 @@ impl Engine {
                     }
                 }
             });
-            let (budget, finish) = (&budget, &finish);
+            let (budget, finish, output) = (&budget, &finish, &output);
             scope.spawn(move || {
                 self.pool.scope(|workers| {
                     for _ in 0..self.threads {
                         let (job_rx, result_tx) = (job_rx.clone(), result_tx.clone());
                         workers.spawn(move |_| {
                             for (tag, input) in job_rx {
-                                let charge = input.charge(&config.input.limits);
+                                let output = output(&tag);
+                                let charge = input.charge(config, &output);
                                 budget.acquire(charge);
-                                let outcome = run_one(input, config);
+                                let outcome = run_one(input, output, config);
                                 let (result, ok) = finish(&tag, outcome);
                                 if result_tx.send((tag, result, ok, charge)).is_err() {
                                     budget.release(charge);
@@ -237,13 +303,16 @@ impl Engine {
     }
 }
 
-fn run_one(input: JobInput, config: &ProcessConfig) -> Result<Processed> {
+fn run_one(input: JobInput, output: JobOutput, config: &ProcessConfig) -> Result<Processed> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let source = match input {
             JobInput::File(path) => AudioSource::map_file(&path, &config.input.limits)?,
             JobInput::Source(source) => source,
         };
-        process(&source, config)
+        match output {
+            JobOutput::Memory => process(&source, config),
+            JobOutput::File(path) => process_to_file(&source, config, &path),
+        }
     }));
     outcome.unwrap_or_else(|panic| {
         Err(EngineError::Decoder(format!(
@@ -251,4 +320,39 @@ fn run_one(input: JobInput, config: &ProcessConfig) -> Result<Processed> {
             crate::error::panic_message(panic.as_ref())
         )))
     })
+}
+
+/// Processes `source` into `path` through a temporary file beside it (synced, then renamed).
+fn process_to_file(
+    source: &AudioSource,
+    config: &ProcessConfig,
+    path: &std::path::Path,
+) -> Result<Processed> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| -> Result<crate::process::ProcessReport> {
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp)?);
+        let report = process_into(source, config, &mut file)?;
+        file.flush()?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        Ok(report)
+    })();
+    match written {
+        Ok(report) => Ok(Processed {
+            audio: Vec::new(),
+            report,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
 }

@@ -178,6 +178,25 @@ fn wav_file(
     fact_frames: Option<u32>,
     write_data: impl FnOnce(&mut [u8]),
 ) -> Result<Vec<u8>> {
+    let mut out = wav_header(tag, bits, channels, rate, data_bytes, fact_frames)?;
+    let start = out.len();
+    out.resize(start + data_bytes, 0);
+    write_data(&mut out[start..]);
+    if data_bytes & 1 == 1 {
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// The header of [`wav_file`]: everything before the data chunk's bytes.
+fn wav_header(
+    tag: u16,
+    bits: u16,
+    channels: u16,
+    rate: u32,
+    data_bytes: usize,
+    fact_frames: Option<u32>,
+) -> Result<Vec<u8>> {
     let data_len = u32::try_from(data_bytes)
         .ok()
         .filter(|&n| n <= u32::MAX - 64)
@@ -186,7 +205,7 @@ fn wav_file(
     let fmt_len: u32 = if tag == 1 { 16 } else { 18 };
     let fact_len: u32 = if fact_frames.is_some() { 12 } else { 0 };
     let riff_len = 4 + (8 + fmt_len) + fact_len + 8 + data_len + (data_len & 1);
-    let mut out = Vec::with_capacity(riff_len as usize + 8);
+    let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&riff_len.to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
@@ -207,13 +226,140 @@ fn wav_file(
     }
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    let start = out.len();
-    out.resize(start + data_bytes, 0);
-    write_data(&mut out[start..]);
-    if data_len & 1 == 1 {
-        out.push(0);
-    }
     Ok(out)
+}
+
+/// A WAV output (PCM16, μ-law or A-law) encoded block by block: the header first (so the
+/// length must be known), then each block as it comes, then [`WavStream::trailer`]. The bytes
+/// are those of [`encode`] on the whole audio.
+pub struct WavStream {
+    law: Option<fn(i16) -> u8>,
+    table: Option<&'static [f32; 256]>,
+    channels: usize,
+    odd: bool,
+    quantized: Vec<i16>,
+    interleaved: Vec<i16>,
+    bytes: Vec<u8>,
+    /// Per channel, what a decoder reads back from the last block (when asked for).
+    decoded: Vec<Vec<f32>>,
+}
+
+impl WavStream {
+    /// The stream for `frames` frames of `channels` channels at `rate`, and its header.
+    /// `None` for a format that is not WAV.
+    pub fn start(
+        format: OutputFormat,
+        channels: usize,
+        rate: u32,
+        frames: u64,
+    ) -> Result<Option<(WavStream, Vec<u8>)>> {
+        use crate::decode::g711::{ALAW_TO_F32, ULAW_TO_F32};
+        if channels == 0 || channels > u16::MAX as usize {
+            return Err(EngineError::Unsupported(format!(
+                "encoding {channels} channels"
+            )));
+        }
+        let samples = usize::try_from(frames * channels as u64).map_err(|_| {
+            EngineError::Unsupported("output over 4 GiB does not fit in RIFF".into())
+        })?;
+        type Law = Option<fn(i16) -> u8>;
+        let (header, law, table): (_, Law, _) = match format {
+            OutputFormat::Wav => (
+                wav_header(1, 16, channels as u16, rate, samples * 2, None)?,
+                None,
+                None,
+            ),
+            OutputFormat::Ulaw | OutputFormat::Alaw => {
+                let frames = u32::try_from(frames).map_err(|_| {
+                    EngineError::Unsupported("output over 4 GiB does not fit in RIFF".into())
+                })?;
+                let (tag, law, table): (u16, fn(i16) -> u8, &'static [f32; 256]) =
+                    if format == OutputFormat::Ulaw {
+                        (7, linear_to_ulaw, &ULAW_TO_F32)
+                    } else {
+                        (6, linear_to_alaw, &ALAW_TO_F32)
+                    };
+                (
+                    wav_header(tag, 8, channels as u16, rate, samples, Some(frames))?,
+                    Some(law),
+                    Some(table),
+                )
+            }
+            OutputFormat::Flac => return Ok(None),
+        };
+        let odd = law.is_some() && samples & 1 == 1;
+        Ok(Some((
+            WavStream {
+                law,
+                table,
+                channels,
+                odd,
+                quantized: Vec::new(),
+                interleaved: Vec::new(),
+                bytes: Vec::new(),
+                decoded: vec![Vec::new(); channels],
+            },
+            header,
+        )))
+    }
+
+    /// Encodes the next block (a slice per channel) with `gain`: the bytes to write. With
+    /// `decode`, [`WavStream::decoded`] then holds what a decoder reads back from them.
+    pub fn encode(&mut self, planes: &[&[f32]], gain: f32, decode: bool) -> &[u8] {
+        let frames = planes.first().map_or(0, |p| p.len());
+        let channels = self.channels;
+        self.interleaved.resize(frames * channels, 0);
+        for (c, plane) in planes.iter().enumerate() {
+            if channels == 1 {
+                to_i16(plane, gain, &mut self.interleaved);
+            } else {
+                self.quantized.resize(frames, 0);
+                to_i16(plane, gain, &mut self.quantized);
+                for (frame, &s) in self.quantized.iter().enumerate() {
+                    self.interleaved[frame * channels + c] = s;
+                }
+            }
+        }
+        self.bytes.clear();
+        match self.law {
+            None => {
+                for s in &self.interleaved {
+                    self.bytes.extend_from_slice(&s.to_le_bytes());
+                }
+            }
+            Some(law) => self.bytes.extend(self.interleaved.iter().map(|&s| law(s))),
+        }
+        if decode {
+            for (c, out) in self.decoded.iter_mut().enumerate() {
+                out.clear();
+                match (self.law, self.table) {
+                    (Some(_), Some(table)) => out.extend(
+                        self.bytes[c..]
+                            .iter()
+                            .step_by(channels)
+                            .map(|&code| table[code as usize]),
+                    ),
+                    _ => out.extend(
+                        self.interleaved[c..]
+                            .iter()
+                            .step_by(channels)
+                            .map(|&s| s as f32 * (1.0 / 32_768.0)),
+                    ),
+                }
+            }
+        }
+        &self.bytes
+    }
+
+    /// What a decoder reads back from the last block, per channel.
+    pub fn decoded(&self) -> Vec<&[f32]> {
+        self.decoded.iter().map(Vec::as_slice).collect()
+    }
+
+    /// The bytes after the last block: RIFF's pad byte for an odd-length data chunk.
+    pub fn trailer(&self) -> &'static [u8] {
+        if self.odd { &[0] } else { &[] }
+    }
 }
 
 fn flac(samples: &[i16], channels: usize, rate: u32) -> Result<Vec<u8>> {

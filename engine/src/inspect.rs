@@ -61,11 +61,20 @@ pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report>
 pub(crate) fn input_digests(source: &AudioSource, options: &InspectOptions) -> Result<Digests> {
     source.require_non_empty()?;
     options.limits.check_input_bytes(source.len())?;
-    let digests = if options.compute_md5 || options.expected_checksums.needs_md5() {
-        Digests::compute_with_md5(source.bytes())
+    let mut state = if options.compute_md5 || options.expected_checksums.needs_md5() {
+        crate::checksum::DigestState::with_md5()
     } else {
-        Digests::compute(source.bytes())
+        crate::checksum::DigestState::new()
     };
+    // In pieces, each released once hashed: a long mapped file never stays resident whole.
+    const PIECE: usize = 4 << 20;
+    let bytes = source.bytes();
+    for start in (0..bytes.len()).step_by(PIECE) {
+        let end = (start + PIECE).min(bytes.len());
+        state.update(&bytes[start..end]);
+        source.release(start..end);
+    }
+    let digests = state.finish();
     options.expected_checksums.validate(&digests)?;
     Ok(digests)
 }

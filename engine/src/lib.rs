@@ -27,13 +27,13 @@ pub mod report;
 pub mod simd;
 pub mod source;
 
-pub use batch::{BatchStats, Engine, EngineConfig, JobInput};
+pub use batch::{BatchStats, Engine, EngineConfig, JobInput, JobOutput};
 pub use checksum::{Checksums, DigestState, Digests, ExpectedChecksums};
 pub use decode::{DecodedAudio, Decoder, DecoderPath, StreamInfo, decode};
 pub use encode::OutputFormat;
 pub use error::{ChecksumAlgorithm, EngineError, LimitError, Result};
 pub use inspect::{InspectOptions, inspect};
 pub use limits::Limits;
-pub use process::{ProcessConfig, ProcessReport, Processed, process};
+pub use process::{ProcessConfig, ProcessReport, Processed, process, process_into};
 pub use report::{Report, Tag};
 pub use source::AudioSource;

@@ -6,8 +6,7 @@
 //! The decisions are recorded in the report so a later run can replay them exactly
 //! ([`Decisions`]), and the same input with the same configuration always gives the same bytes.
 
-use crate::checksum::Digests;
-use crate::decode::Decoder;
+use crate::decode::access::{Frames, SpillConfig};
 use crate::dsp::frames::FrameStats;
 use crate::dsp::gain::{
     DEFAULT_CEILING_DBTP, DEFAULT_MAX_GAIN_DB, DEFAULT_TARGET, GainDecision, LoudnessTarget,
@@ -17,16 +16,17 @@ use crate::dsp::levels::LevelMeter;
 use crate::dsp::loudness::{Loudness, LoudnessMeter};
 use crate::dsp::p56::{SpeechLevel, SpeechLevelMeter};
 use crate::dsp::resample;
-use crate::dsp::silence::{SilenceConfig, SilenceMap, silence_map};
-use crate::dsp::spectrum::{SpectrumFacts, spectrum_facts};
-use crate::dsp::stereo::{StereoFacts, downmix, stereo_facts};
+use crate::dsp::silence::{SilenceConfig, SilenceMap, silence_map_of};
+use crate::dsp::spectrum::{SpectrumFacts, spectrum_facts_of};
+use crate::dsp::stereo::{StereoFacts, downmix_into, stereo_facts};
 use crate::dsp::true_peak::{TruePeak, TruePeakMeter};
-use crate::encode::{OutputFormat, encode};
-use crate::error::Result;
+use crate::encode::{OutputFormat, WavStream, encode};
+use crate::error::{EngineError, Result};
 use crate::inspect::{InspectOptions, check_duration, describe, full_scale, input_digests};
 use crate::report::Report;
 use crate::source::AudioSource;
 use serde::Serialize;
+use std::io::Write;
 
 /// How to process. [`ProcessConfig::default`] gives the documented defaults for speech.
 #[derive(Debug, Clone)]
@@ -52,6 +52,8 @@ pub struct ProcessConfig {
     /// again: the output of a replay is bit-identical to the recorded run's whatever the
     /// analysis says on this machine. The analysis still runs, for the report.
     pub replay: Option<Decisions>,
+    /// Where a compressed input is decoded to (the fast path reads WAV in place).
+    pub spill: SpillConfig,
 }
 
 impl Default for ProcessConfig {
@@ -67,6 +69,7 @@ impl Default for ProcessConfig {
             downmix: false,
             format: OutputFormat::Wav,
             replay: None,
+            spill: SpillConfig::default(),
         }
     }
 }
@@ -149,23 +152,69 @@ pub struct Processed {
     pub report: ProcessReport,
 }
 
-/// Feeds `planes` to `f` in blocks of [`crate::decode::BLOCK_FRAMES`].
-fn for_each_block(planes: &[Vec<f32>], mut f: impl FnMut(&[&[f32]])) {
-    let frames = planes.first().map_or(0, Vec::len);
-    let mut block: Vec<&[f32]> = Vec::with_capacity(planes.len());
-    for start in (0..frames).step_by(crate::decode::BLOCK_FRAMES) {
-        let end = (start + crate::decode::BLOCK_FRAMES).min(frames);
-        block.clear();
-        block.extend(planes.iter().map(|p| &p[start..end]));
-        f(&block);
-    }
-}
-
 fn true_peak_of<P: AsRef<[f32]>>(planes: &[P], rate: u32) -> TruePeak {
     let mut meter = TruePeakMeter::new(planes.len(), rate);
     let whole: Vec<&[f32]> = planes.iter().map(AsRef::as_ref).collect();
     meter.push(&whole);
     meter.finish()
+}
+
+/// Frames per block of the analysis and render passes: 64 Ki frames (256 KiB of f32 per
+/// channel) stay in the L2 cache while every meter reads them, and are long enough for the
+/// K-weighting's SIMD lanes. A multiple of [`crate::decode::BLOCK_FRAMES`], so the level meter
+/// sees the blocks it always saw.
+const PASS_FRAMES: usize = 16 * crate::decode::BLOCK_FRAMES;
+
+/// One block of samples around a position, for the few single samples the silence map reads.
+struct SampleCache<'a> {
+    input: &'a Frames,
+    start: usize,
+    len: usize,
+    planes: Vec<Vec<f32>>,
+    error: Option<EngineError>,
+}
+
+impl<'a> SampleCache<'a> {
+    const FRAMES: usize = crate::decode::BLOCK_FRAMES;
+
+    fn new(input: &'a Frames) -> Self {
+        SampleCache {
+            input,
+            start: 0,
+            len: 0,
+            planes: vec![vec![0f32; Self::FRAMES]; input.channels()],
+            error: None,
+        }
+    }
+
+    /// Whether every channel's |sample i| is at most `floor` (`false` once a read failed).
+    fn quiet(&mut self, i: usize, floor: f32) -> bool {
+        if i < self.start || i >= self.start + self.len {
+            self.start = i / Self::FRAMES * Self::FRAMES;
+            self.len = Self::FRAMES.min(self.input.frames() - self.start);
+            if let Err(e) = self.input.read(self.start, self.len, &mut self.planes) {
+                self.error.get_or_insert(e);
+                self.len = 0;
+                return false;
+            }
+            self.input.release_around(self.start..self.start + self.len);
+        }
+        self.planes.iter().all(|p| p[i - self.start].abs() <= floor)
+    }
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<'a> {
+    out: &'a mut dyn Write,
+    digests: crate::checksum::DigestState,
+}
+
+impl Hashing<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes)?;
+        self.digests.update(bytes);
+        Ok(())
+    }
 }
 
 /// How close to the ceiling (dB) the predicted output peak must come before the encoded output
@@ -185,32 +234,72 @@ fn quantization_headroom(format: OutputFormat, ceiling_dbtp: f64) -> f64 {
     }
 }
 
-/// Runs the whole chain on one input.
+/// Runs the whole chain on one input, the output in memory.
 pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed> {
+    let mut audio = Vec::new();
+    let report = process_into(source, config, &mut audio)?;
+    Ok(Processed { audio, report })
+}
+
+/// Runs the whole chain on one input, writing the output to `out` as it is encoded.
+///
+/// Two passes over the input, block by block ([`PASS_FRAMES`]): the analysis feeds every meter
+/// from one block before the next; the decisions are made from the report; the render pass
+/// reads the input again and writes trim → downmix → gain → quantize → encode straight to
+/// `out`. For WAV (PCM, float, G.711) input nothing the size of the recording is held: the
+/// input is read in place ([`Frames`]), the per-10 ms frame statistics (8 bytes per frame and
+/// channel) are the largest thing kept. Compressed input is decoded once into a bounded spill.
+/// Resampled and FLAC outputs are still made whole in memory (rubato's and flacenc's whole-
+/// buffer calls), then written.
+pub fn process_into(
+    source: &AudioSource,
+    config: &ProcessConfig,
+    out: &mut dyn Write,
+) -> Result<ProcessReport> {
     let digests = input_digests(source, &config.input)?;
-    let decoded = Decoder::open(source, &config.input.limits)?.decode_all(&config.input.limits)?;
-    let info = decoded.info.clone();
+    let input = Frames::open(source, &config.input.limits, &config.spill)?;
+    let info = input.info.clone();
     let rate = info.sample_rate;
-    let planes = decoded.planes;
-    let frames = planes.first().map_or(0, Vec::len);
+    let frames = input.frames();
+    let channels = input.channels();
+    if channels == 0 {
+        return Err(EngineError::NoAudio("no channel was decoded".into()));
+    }
     check_duration(frames as u64, rate, &config.input)?;
 
-    // --- Analysis: one pass of the streaming meters, then the frame-based stages. ------------
-    let channels = planes.len();
+    // --- Analysis: one pass, every meter fed from each block before the next. ----------------
     let mut level_meter = LevelMeter::new(channels, rate, full_scale(&info));
     let mut loudness_meter = LoudnessMeter::new(channels, rate);
     let mut peak_meter = TruePeakMeter::new(channels, rate);
     let mut speech_meters: Vec<SpeechLevelMeter> =
         (0..channels).map(|_| SpeechLevelMeter::new(rate)).collect();
-    // The loudness, true-peak and speech meters take the whole recording at once: the first two
-    // split it across SIMD lanes and rayon's threads (a long call uses every core).
-    let whole: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
-    loudness_meter.push(&whole);
-    peak_meter.push(&whole);
-    for (meter, samples) in speech_meters.iter_mut().zip(&whole) {
-        meter.push(samples);
+    let mut stats = FrameStats::streaming(channels, rate);
+    let mut block = vec![vec![0f32; PASS_FRAMES.min(frames)]; channels];
+    for start in (0..frames).step_by(PASS_FRAMES) {
+        let len = PASS_FRAMES.min(frames - start);
+        input.read(start, len, &mut block)?;
+        let views: Vec<&[f32]> = block.iter().map(|p| &p[..len]).collect();
+        // Two halves of about equal cost side by side (a single call uses two cores; in a batch
+        // the pool's other workers steal nothing from a busy pool).
+        rayon::join(
+            || {
+                loudness_meter.push(&views);
+                for (meter, samples) in speech_meters.iter_mut().zip(&views) {
+                    meter.push(samples);
+                }
+            },
+            || {
+                peak_meter.push(&views);
+                stats.push(&views);
+                for piece in (0..len).step_by(crate::decode::BLOCK_FRAMES) {
+                    let end = (piece + crate::decode::BLOCK_FRAMES).min(len);
+                    let pieces: Vec<&[f32]> = views.iter().map(|v| &v[piece..end]).collect();
+                    level_meter.push(&pieces);
+                }
+            },
+        );
+        input.release(start..start + len);
     }
-    for_each_block(&planes, |block| level_meter.push(block));
     let speech_channels: Vec<Option<SpeechLevel>> =
         speech_meters.iter().map(SpeechLevelMeter::finish).collect();
     let speech_level = speech_channels
@@ -220,8 +309,18 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         .reduce(f64::max);
     let loudness = loudness_meter.finish();
     let true_peak = peak_meter.finish();
-    let stats = FrameStats::compute(&planes, rate);
-    let silence = silence_map(&planes, &stats, speech_level, &config.silence);
+    let stats = stats.finish();
+    let mut cache = SampleCache::new(&input);
+    let silence = silence_map_of(
+        frames,
+        &mut |i, floor| cache.quiet(i, floor),
+        &stats,
+        speech_level,
+        &config.silence,
+    );
+    if let Some(e) = cache.error {
+        return Err(e);
+    }
     let stereo = (channels >= 2).then(|| {
         let thresholds: Vec<f64> = speech_channels
             .iter()
@@ -233,11 +332,6 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
             .collect();
         stereo_facts(&stats, &thresholds)
     });
-    let mono = if channels == 1 {
-        None
-    } else {
-        Some(downmix(&planes))
-    };
     let speech_frames: Vec<bool> = (0..stats.frames())
         .map(|i| stats.level_db(i) > silence.threshold_dbfs)
         .collect();
@@ -247,14 +341,37 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         let last = ((span.end_ms / 10.0).ceil() as usize).min(muted_frames.len());
         muted_frames[first.min(last)..last].fill(true);
     }
-    let spectrum = spectrum_facts(
-        mono.as_deref().unwrap_or(&planes[0]),
+    // The spectrum reads its windows (a bounded number) of the mono mix.
+    let mut read_error = None;
+    let mut planes = vec![Vec::new(); channels];
+    let spectrum = spectrum_facts_of(
+        frames,
+        &mut |start, mono| {
+            for plane in &mut planes {
+                plane.resize(mono.len(), 0.0);
+            }
+            let read = input.read(start, mono.len(), &mut planes);
+            input.release_around(start..start + mono.len());
+            if let Err(e) = read {
+                read_error.get_or_insert(e);
+                mono.fill(0.0);
+            } else if channels == 1 {
+                mono.copy_from_slice(&planes[0]);
+            } else {
+                let views: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+                downmix_into(&views, mono);
+            }
+        },
         rate,
         &stats,
         &speech_frames,
         &muted_frames,
         speech_level,
     );
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    drop(planes);
     let input_report = describe(source, &info, frames as u64, level_meter.finish(), &digests);
 
     // --- Decisions. -----------------------------------------------------------------------------
@@ -274,34 +391,30 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
     let downmix_wanted = replay.map_or(config.downmix, |d| d.downmix);
     let format = replay.map_or(config.format, |d| d.format);
 
-    // --- Transform. ---------------------------------------------------------------------------
+    // --- Render. --------------------------------------------------------------------------------
     let end = frames.saturating_sub(trim_end).max(trim_start);
-    // Trimming borrows the decoded planes; only a downmix or a resampling makes new ones.
-    let mix: Option<Vec<f32>> =
-        (downmix_wanted && channels > 1).then(|| mono.unwrap_or_else(|| downmix(&planes)));
-    let trimmed: Vec<&[f32]> = match &mix {
-        Some(mix) => vec![&mix[trim_start..end]],
-        None => planes.iter().map(|p| &p[trim_start..end]).collect(),
-    };
-    let resampled = if output_rate != rate {
-        let owned: Vec<Vec<f32>> = trimmed.iter().map(|p| p.to_vec()).collect();
-        Some(resample::resample(&owned, rate, output_rate)?)
-    } else {
-        None
-    };
-    let out: Vec<&[f32]> = match &resampled {
-        Some(planes) => planes.iter().map(Vec::as_slice).collect(),
-        None => trimmed,
-    };
-    // The ceiling applies to what is written: re-measure when the signal changed shape.
-    let changed_shape = output_rate != rate || (downmix_wanted && channels > 1);
-    let peak_before_gain = if changed_shape {
-        true_peak_of(&out, output_rate).max_dbtp
-    } else {
-        true_peak.max_dbtp
+    let mixing = downmix_wanted && channels > 1;
+    let out_channels = if mixing { 1 } else { channels };
+    // Reads the kept frames block by block, mixed down where asked: `f(block)`.
+    let mut mix = vec![0f32; if mixing { PASS_FRAMES } else { 0 }];
+    let mut render = |f: &mut dyn FnMut(&[&[f32]]) -> Result<()>| -> Result<()> {
+        for start in (trim_start..end).step_by(PASS_FRAMES) {
+            let len = PASS_FRAMES.min(end - start);
+            input.read(start, len, &mut block)?;
+            if mixing {
+                let views: Vec<&[f32]> = block.iter().map(|p| &p[..len]).collect();
+                downmix_into(&views, &mut mix[..len]);
+                f(&[&mix[..len]])?;
+            } else {
+                let views: Vec<&[f32]> = block.iter().map(|p| &p[..len]).collect();
+                f(&views)?;
+            }
+            input.release(start..start + len);
+        }
+        Ok(())
     };
     let headroom = quantization_headroom(format, config.ceiling_dbtp);
-    let gain = match replay {
+    let decide = |peak_before_gain: Option<f64>| match replay {
         Some(d) => d.gain.clone(),
         None => decide_gain(
             config.target,
@@ -312,36 +425,102 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
             config.max_gain_db,
         ),
     };
-    let audio = encode(&out, output_rate, db_to_linear(gain.gain_db), format)?;
-
-    // --- Output facts. -----------------------------------------------------------------------
     // The output's true peak is the peak before gain, plus the gain, plus what quantization adds
     // (at most `headroom`, which the gain cap already left free). Within VERIFY_MARGIN_DB of the
-    // ceiling it is measured on the encoded bytes as well; further below, the bound alone proves
-    // the ceiling holds and the second true-peak pass is skipped.
-    let predicted_peak = peak_before_gain.map(|p| p + gain.gain_db);
-    let verify =
-        predicted_peak.is_some_and(|p| p + headroom > config.ceiling_dbtp - VERIFY_MARGIN_DB);
-    let output_peak = if verify {
-        let encoded = crate::decode::decode(
-            &AudioSource::from_bytes(audio.clone()),
-            &config.input.limits,
-        )?;
-        true_peak_of(&encoded.planes, output_rate).max_dbtp
-    } else {
-        predicted_peak
+    // ceiling it is measured on the encoded output as well; further below, the bound alone
+    // proves the ceiling holds and the second true-peak pass is skipped.
+    let verifies = |predicted: Option<f64>| {
+        predicted.is_some_and(|p| p + headroom > config.ceiling_dbtp - VERIFY_MARGIN_DB)
     };
-    let out_frames = out.first().map_or(0, |p| p.len());
-    let out_digests = Digests::compute(&audio);
+    let mut sink = Hashing {
+        out,
+        digests: crate::checksum::DigestState::new(),
+    };
+    let streamed = output_rate == rate && format != OutputFormat::Flac;
+    let (gain, out_frames, output_peak, verify) = if streamed {
+        // The ceiling applies to what is written: re-measure a mix.
+        let peak_before_gain = if mixing {
+            let mut meter = TruePeakMeter::new(1, rate);
+            render(&mut |b| {
+                meter.push(b);
+                Ok(())
+            })?;
+            meter.finish().max_dbtp
+        } else {
+            true_peak.max_dbtp
+        };
+        let gain = decide(peak_before_gain);
+        let predicted = peak_before_gain.map(|p| p + gain.gain_db);
+        let verify = verifies(predicted);
+        let out_frames = end - trim_start;
+        let (mut wav, header) =
+            WavStream::start(format, out_channels, rate, out_frames as u64)?.expect("a WAV format");
+        sink.write(&header)?;
+        let linear = db_to_linear(gain.gain_db);
+        let mut output_meter = TruePeakMeter::new(out_channels, rate);
+        render(&mut |b| {
+            sink.write(wav.encode(b, linear, verify))?;
+            if verify {
+                output_meter.push(&wav.decoded());
+            }
+            Ok(())
+        })?;
+        sink.write(wav.trailer())?;
+        let output_peak = if verify {
+            output_meter.finish().max_dbtp
+        } else {
+            predicted
+        };
+        (gain, out_frames, output_peak, verify)
+    } else {
+        // Resampling and FLAC take the kept audio whole.
+        let mut kept: Vec<Vec<f32>> = vec![Vec::with_capacity(end - trim_start); out_channels];
+        render(&mut |b| {
+            for (plane, samples) in kept.iter_mut().zip(b) {
+                plane.extend_from_slice(samples);
+            }
+            Ok(())
+        })?;
+        let kept = if output_rate != rate {
+            resample::resample(&kept, rate, output_rate)?
+        } else {
+            kept
+        };
+        let changed_shape = output_rate != rate || mixing;
+        let peak_before_gain = if changed_shape {
+            true_peak_of(&kept, output_rate).max_dbtp
+        } else {
+            true_peak.max_dbtp
+        };
+        let gain = decide(peak_before_gain);
+        let audio = encode(&kept, output_rate, db_to_linear(gain.gain_db), format)?;
+        let predicted = peak_before_gain.map(|p| p + gain.gain_db);
+        let verify = verifies(predicted);
+        let output_peak = if verify {
+            let encoded = crate::decode::decode(
+                &AudioSource::from_bytes(audio.clone()),
+                &config.input.limits,
+            )?;
+            true_peak_of(&encoded.planes, output_rate).max_dbtp
+        } else {
+            predicted
+        };
+        sink.write(&audio)?;
+        let out_frames = kept.first().map_or(0, Vec::len);
+        (gain, out_frames, output_peak, verify)
+    };
+
+    // --- Output facts. -----------------------------------------------------------------------
+    let out_digests = sink.digests.finish();
     let output = OutputFacts {
         format,
         content_type: format.content_type().to_string(),
         codec: format.codec_name().to_string(),
         sample_rate: output_rate,
-        channels: out.len() as u16,
+        channels: out_channels as u16,
         frames: out_frames as u64,
         duration_ms: out_frames as f64 * 1000.0 / output_rate as f64,
-        bytes: audio.len() as u64,
+        bytes: out_digests.bytes,
         sha256: out_digests.sha256_hex(),
         crc32c: out_digests.crc32c_base64(),
         true_peak_dbtp: output_peak,
@@ -353,11 +532,11 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         trim_end_frames: (frames - end) as u64,
         trim_start_ms: trim_start as f64 * 1000.0 / rate as f64,
         trim_end_ms: (frames - end) as f64 * 1000.0 / rate as f64,
-        downmix: downmix_wanted && channels > 1,
+        downmix: mixing,
         output_rate,
         format,
     };
-    let report = ProcessReport {
+    Ok(ProcessReport {
         engine_version: env!("CARGO_PKG_VERSION"),
         input: input_report,
         analysis: Analysis {
@@ -373,6 +552,5 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
         },
         decisions,
         output,
-    };
-    Ok(Processed { audio, report })
+    })
 }

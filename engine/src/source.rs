@@ -6,11 +6,25 @@ use crate::error::{EngineError, Result};
 use crate::limits::Limits;
 use bytes::Bytes;
 use std::path::Path;
+use std::sync::Arc;
+
+/// A shared memory map as the owner of a `Bytes`.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// Audio input: the bytes plus what is known about them from outside (a name, a format hint).
 #[derive(Debug, Clone)]
 pub struct AudioSource {
     bytes: Bytes,
+    /// The map behind `bytes` when they come from a file: pages already read can be handed
+    /// back ([`AudioSource::release`]), so a long file read front to back does not stay
+    /// resident.
+    map: Option<Arc<memmap2::Mmap>>,
     /// The file name (no directories), when the input came from a file or a named upload.
     name: Option<String>,
     /// A lower-case extension or MIME-derived hint such as `"wav"` or `"mp3"`.
@@ -22,6 +36,7 @@ impl AudioSource {
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         AudioSource {
             bytes: bytes.into(),
+            map: None,
             name: None,
             hint: None,
         }
@@ -35,9 +50,9 @@ impl AudioSource {
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         limits.check_input_bytes(len)?;
-        let bytes = if len == 0 {
+        let (bytes, map) = if len == 0 {
             // mmap(2) refuses a zero length; an empty file is simply empty input.
-            Bytes::new()
+            (Bytes::new(), None)
         } else {
             // SAFETY: the map is read-only and private to this process; the caller guarantees the
             // file is not truncated while mapped (see the doc above). Its length was read above
@@ -48,14 +63,48 @@ impl AudioSource {
                 // Decoding reads front to back once: tell the kernel so it reads ahead.
                 let _ = map.advise(memmap2::Advice::Sequential);
             }
-            Bytes::from_owner(map)
+            let map = Arc::new(map);
+            (Bytes::from_owner(SharedMap(map.clone())), Some(map))
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let hint = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .filter(|e| !e.is_empty());
-        Ok(AudioSource { bytes, name, hint })
+        Ok(AudioSource {
+            bytes,
+            map,
+            name,
+            hint,
+        })
+    }
+
+    /// Tells the kernel that `range` of the bytes will not be read again soon: for a mapped
+    /// file, its whole pages leave this process's memory (they stay in the page cache, and a
+    /// later read maps them again). Nothing for bytes in memory. Reading front to back and
+    /// releasing behind keeps a file of any length from counting in the resident set.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            const PAGE: usize = 4096;
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = range.end.min(map.len()) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the map is private and read-only, backed by a file callrec does not
+                // change while mapped (see `map_file`): after MADV_DONTNEED a later read of these
+                // pages maps the file's same contents again, and no byte seen through `bytes`
+                // changes.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 
     /// Sets the file name (used for the format hint and reported as `file`).
@@ -84,6 +133,12 @@ impl AudioSource {
         };
         self.hint = Some(ext.to_string());
         self
+    }
+
+    /// Whether the bytes are a memory map of a file (read in place, released behind the reader)
+    /// rather than held in memory.
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
     }
 
     pub fn bytes(&self) -> &Bytes {

@@ -87,7 +87,11 @@ fn results_leave_in_completion_order() {
 
 #[test]
 fn in_flight_bytes_stay_under_the_budget() {
-    let each = callrec_engine::batch::memory_estimate(&call(3000, 0), &Default::default());
+    let each = callrec_engine::batch::memory_estimate(
+        &call(3000, 0),
+        &ProcessConfig::default(),
+        &callrec_engine::JobOutput::Memory,
+    );
     // Room for two jobs at a time, with four workers wanting more.
     let engine = Engine::new(EngineConfig {
         threads: 4,
@@ -133,16 +137,37 @@ fn in_flight_bytes_stay_under_the_budget() {
 
 #[test]
 fn a_flac_bomb_is_charged_for_what_it_decodes_to() {
+    use callrec_engine::JobOutput;
+    use callrec_engine::batch::{
+        MEMORY_PER_DECODED_SAMPLE, STREAMING_OVERHEAD_BYTES, memory_estimate,
+    };
     // Ten minutes of 8 kHz silence in ~14 KB: charged for 4.8 M decoded samples, not 14 KB.
     let frames = 10 * 60 * 8000;
     let bomb = callrec_fixtures::flac::silence(8000, 1, frames);
     assert!(bomb.len() < 20_000, "{}", bomb.len());
     let source = AudioSource::from_bytes(bomb);
     let limits = callrec_engine::limits::Limits::default();
-    let charge = callrec_engine::batch::memory_estimate(&source, &limits);
+    let streamed = ProcessConfig::default();
+    let spill = streamed.spill.memory_bytes as u64;
+    let held = source.len();
+    // Streamed to memory: the spill's budget, the frame statistics and the output.
     assert_eq!(
-        charge,
-        frames * callrec_engine::batch::MEMORY_PER_DECODED_SAMPLE
+        memory_estimate(&source, &streamed, &JobOutput::Memory),
+        STREAMING_OVERHEAD_BYTES + held + spill + frames / 8 + 2 * frames
+    );
+    // Streamed to a file: no output held.
+    assert_eq!(
+        memory_estimate(&source, &streamed, &JobOutput::File("x".into())),
+        STREAMING_OVERHEAD_BYTES + held + spill + frames / 8
+    );
+    // Resampled (held whole): every decoded sample.
+    let resampled = ProcessConfig {
+        resample_hz: Some(16_000),
+        ..ProcessConfig::default()
+    };
+    assert_eq!(
+        memory_estimate(&source, &resampled, &JobOutput::Memory),
+        frames * MEMORY_PER_DECODED_SAMPLE
     );
     // It is the FLAC it claims to be: every frame decodes.
     let decoded = callrec_engine::decode::decode(&source, &limits).unwrap();

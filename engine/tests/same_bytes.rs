@@ -453,3 +453,61 @@ fn outputs_and_reports_are_the_recorded_ones() {
         wrong.join("\n")
     );
 }
+
+/// A compressed input decoded to a temporary file (a spill budget far under its size), and a
+/// WAV file read through a memory map that is released behind the reader, give the bytes and
+/// reports of the same input in memory.
+#[test]
+fn spilled_and_mapped_inputs_give_the_same_bytes() {
+    use callrec_engine::Limits;
+    use callrec_engine::decode::access::{Frames, SpillConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = SpillConfig {
+        memory_bytes: 64 << 10,
+        dir: Some(dir.path().to_path_buf()),
+    };
+    let inputs = inputs();
+    for (input, source) in &inputs {
+        let opened = Frames::open(source, &Limits::default(), &tiny).unwrap();
+        let path = dir.path().join(format!("{input}.in"));
+        std::fs::write(&path, source.bytes()).unwrap();
+        let mapped = AudioSource::map_file(&path, &Limits::default()).unwrap();
+        for (name, config) in configs() {
+            let spilled = ProcessConfig {
+                spill: tiny.clone(),
+                ..config.clone()
+            };
+            let reference = process(source, &config).unwrap();
+            let report = |p: &callrec_engine::Processed| {
+                let mut json = serde_json::to_value(&p.report).unwrap();
+                json["input"]["file"] = serde_json::Value::Null;
+                json
+            };
+            for (how, got) in [
+                ("spilled", process(source, &spilled).unwrap()),
+                ("mapped", process(&mapped, &spilled).unwrap()),
+            ] {
+                assert!(
+                    got.audio == reference.audio,
+                    "{input} / {name}: {how} output differs"
+                );
+                assert_eq!(report(&got), report(&reference), "{input} / {name}: {how}");
+            }
+        }
+        assert_eq!(
+            opened.spilled(),
+            !opened.in_place() && opened.frames() * opened.channels() * 4 > 64 << 10,
+            "{input}"
+        );
+    }
+    assert!(
+        inputs
+            .iter()
+            .filter(|(_, s)| Frames::open(s, &Limits::default(), &tiny)
+                .unwrap()
+                .spilled())
+            .count()
+            >= 3,
+        "the compressed inputs went to a file"
+    );
+}

@@ -8,6 +8,7 @@
 //! Two ways to consume frames: [`Decoder::run`] hands fixed-size planar blocks to a callback
 //! (constant memory, for analysis), [`Decoder::decode_all`] fills one buffer per channel.
 
+pub mod access;
 mod fallback;
 pub mod g711;
 pub mod gsm;

@@ -36,6 +36,22 @@ impl FrameStats {
         }
     }
 
+    /// Empty statistics, to be filled block by block with [`FrameStats::push`] and closed
+    /// with [`FrameStats::finish`]: the same figures as [`FrameStats::compute`] on the whole
+    /// recording, however it is cut.
+    pub fn streaming(channels: usize, rate: u32) -> FrameStatsBuilder {
+        let frame_len = ((rate as u64 * FRAME_MS as u64 / 1000) as usize).max(1);
+        FrameStatsBuilder {
+            stats: FrameStats {
+                rate,
+                frame_len,
+                mean_square: vec![Vec::new(); channels],
+                peak: vec![Vec::new(); channels],
+            },
+            pending: vec![Vec::with_capacity(frame_len); channels],
+        }
+    }
+
     pub fn frames(&self) -> usize {
         self.mean_square.first().map_or(0, Vec::len)
     }
@@ -64,5 +80,89 @@ impl FrameStats {
 
     pub fn samples_to_ms(&self, samples: usize) -> f64 {
         samples as f64 * 1000.0 / self.rate as f64
+    }
+}
+
+/// [`FrameStats`] built from consecutive blocks of any length: a frame cut by a block boundary
+/// waits in `pending` until it is whole (or the recording ends), then goes through the same
+/// kernel as it would in one piece.
+#[derive(Debug, Clone)]
+pub struct FrameStatsBuilder {
+    stats: FrameStats,
+    pending: Vec<Vec<f32>>,
+}
+
+impl FrameStatsBuilder {
+    /// Adds the next block: a slice per channel, all the same length.
+    pub fn push(&mut self, planes: &[&[f32]]) {
+        let frame_len = self.stats.frame_len;
+        let stats_of = crate::simd::kernels().frame_stats;
+        for (c, plane) in planes.iter().enumerate() {
+            let (ms, pk) = (&mut self.stats.mean_square[c], &mut self.stats.peak[c]);
+            let pending = &mut self.pending[c];
+            let mut rest = *plane;
+            if !pending.is_empty() {
+                let take = (frame_len - pending.len()).min(rest.len());
+                pending.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if pending.len() == frame_len {
+                    stats_of(pending, frame_len, ms, pk);
+                    pending.clear();
+                }
+            }
+            let whole = rest.len() / frame_len * frame_len;
+            stats_of(&rest[..whole], frame_len, ms, pk);
+            pending.extend_from_slice(&rest[whole..]);
+        }
+    }
+
+    /// The statistics, the last (shorter) frame included.
+    pub fn finish(mut self) -> FrameStats {
+        let frame_len = self.stats.frame_len;
+        let stats_of = crate::simd::kernels().frame_stats;
+        for (c, pending) in self.pending.iter().enumerate() {
+            if !pending.is_empty() {
+                stats_of(
+                    pending,
+                    frame_len,
+                    &mut self.stats.mean_square[c],
+                    &mut self.stats.peak[c],
+                );
+            }
+        }
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_of_any_length_give_the_whole_recordings_statistics() {
+        let rate = 8000;
+        let plane: Vec<f32> = (0..rate as usize * 3 + 37)
+            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * (1.0 + (i / 800) as f32))
+            .collect();
+        let other: Vec<f32> = plane.iter().map(|v| v * 0.25).collect();
+        let planes = vec![plane, other];
+        let whole = FrameStats::compute(&planes, rate);
+        for cut in [1, 79, 80, 81, 4096, 65_536] {
+            let mut builder = FrameStats::streaming(2, rate);
+            for start in (0..planes[0].len()).step_by(cut) {
+                let end = (start + cut).min(planes[0].len());
+                builder.push(&[&planes[0][start..end], &planes[1][start..end]]);
+            }
+            let got = builder.finish();
+            for c in 0..2 {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got.mean_square[c]),
+                    bits(&whole.mean_square[c]),
+                    "cut {cut}"
+                );
+                assert_eq!(bits(&got.peak[c]), bits(&whole.peak[c]), "cut {cut}");
+            }
+        }
     }
 }

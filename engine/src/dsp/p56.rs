@@ -47,7 +47,11 @@ pub struct SpeechLevelMeter {
     hangover: usize,
     p: f64,
     q: f64,
-    squares: f64,
+    /// Σx² in four lanes: sample n goes to lane n mod 4 (counted from the first sample pushed),
+    /// and the last samples that do not fill a group of four wait in `carry`; they go to lane 0
+    /// at the end. The sum is therefore the same bits however the input is cut into pushes.
+    lanes: [f64; 4],
+    carry: Vec<f32>,
     samples: u64,
     /// Samples whose windowed reach was m, m = 0..=17.
     histogram: [u64; THRESHOLDS + 1],
@@ -71,7 +75,8 @@ impl SpeechLevelMeter {
             hangover,
             p: 0.0,
             q: 0.0,
-            squares: 0.0,
+            lanes: [0.0; 4],
+            carry: Vec::with_capacity(4),
             samples: 0,
             histogram: [0; THRESHOLDS + 1],
             reach: vec![0; hangover],
@@ -94,18 +99,25 @@ impl SpeechLevelMeter {
         }
         (self.p, self.q) = (p, q);
         // Σx² in four lanes (the envelope's chain is the latency that matters; this is not).
-        let mut lanes = [0f64; 4];
-        let chunks = samples.chunks_exact(4);
-        let tail = chunks.remainder();
-        for chunk in chunks {
-            for l in 0..4 {
-                lanes[l] += chunk[l] as f64 * chunk[l] as f64;
+        let mut rest = samples;
+        if !self.carry.is_empty() {
+            let take = (4 - self.carry.len()).min(rest.len());
+            self.carry.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.carry.len() == 4 {
+                for (lane, &x) in self.lanes.iter_mut().zip(&self.carry) {
+                    *lane += x as f64 * x as f64;
+                }
+                self.carry.clear();
             }
         }
-        for &x in tail {
-            lanes[0] += x as f64 * x as f64;
+        let chunks = rest.chunks_exact(4);
+        self.carry.extend_from_slice(chunks.remainder());
+        for chunk in chunks {
+            for (lane, &x) in self.lanes.iter_mut().zip(chunk) {
+                *lane += x as f64 * x as f64;
+            }
         }
-        self.squares += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         self.samples += samples.len() as u64;
         // Small pushes are gathered first, so the window pass always has more new samples than
         // carried ones (the cost stays linear however the input is cut).
@@ -170,13 +182,23 @@ impl SpeechLevelMeter {
         self.active()
     }
 
+    /// Σx² of everything pushed.
+    fn squares(&self) -> f64 {
+        let mut lanes = self.lanes;
+        for &x in &self.carry {
+            lanes[0] += x as f64 * x as f64;
+        }
+        (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    }
+
     /// `None` for silence (nothing ever crosses the margin).
     pub fn finish(&self) -> Option<SpeechLevel> {
-        if self.squares <= 0.0 || self.samples == 0 {
+        let squares = self.squares();
+        if squares <= 0.0 || self.samples == 0 {
             return None;
         }
         let active = self.active();
-        let level_db = |j: usize| 10.0 * (self.squares / active[j] as f64).log10();
+        let level_db = |j: usize| 10.0 * (squares / active[j] as f64).log10();
         let threshold_db = |j: usize| 20.0 * self.thresholds[j].log10();
         let mut previous: Option<(f64, f64)> = None; // (A, delta) at the last threshold with activity
         #[allow(
@@ -197,7 +219,7 @@ impl SpeechLevelMeter {
                     }
                     None => a,
                 };
-                let mean_square = self.squares / self.samples as f64;
+                let mean_square = squares / self.samples as f64;
                 let activity = (mean_square / 10f64.powf(active_level_dbov / 10.0)).min(1.0);
                 return Some(SpeechLevel {
                     active_level_dbov,
@@ -343,5 +365,31 @@ mod tests {
         );
         assert!(got.activity > 0.98, "{got:?}");
         assert_eq!(SpeechLevelMeter::new(rate).finish(), None);
+    }
+
+    #[test]
+    fn any_cut_of_the_input_gives_the_same_bits() {
+        let rate = 8000;
+        let speech = bursts(rate, -26.0, 0.8, 0.5, 12, Some(-60.0));
+        let mut whole = SpeechLevelMeter::new(rate);
+        whole.push(&speech);
+        let whole = whole.finish().unwrap();
+        for cut in [1, 3, 4, 7, 80, 4095, 65_536] {
+            let mut meter = SpeechLevelMeter::new(rate);
+            for piece in speech.chunks(cut) {
+                meter.push(piece);
+            }
+            let got = meter.finish().unwrap();
+            assert_eq!(
+                got.active_level_dbov.to_bits(),
+                whole.active_level_dbov.to_bits(),
+                "pieces of {cut}"
+            );
+            assert_eq!(
+                got.activity.to_bits(),
+                whole.activity.to_bits(),
+                "pieces of {cut}"
+            );
+        }
     }
 }

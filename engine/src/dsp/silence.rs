@@ -108,6 +108,26 @@ pub fn silence_map(
     config: &SilenceConfig,
 ) -> SilenceMap {
     let total_samples = planes.first().map_or(0, Vec::len);
+    let mut quiet_at = |i: usize, floor: f32| planes.iter().all(|p| p[i].abs() <= floor);
+    silence_map_of(
+        total_samples,
+        &mut quiet_at,
+        stats,
+        speech_level_dbov,
+        config,
+    )
+}
+
+/// [`silence_map`] of a recording of `total_samples` frames that is not in memory: the map
+/// works on the frame statistics, and reads single samples only to place the edges of muted
+/// spans exactly (`quiet_at(i, floor)`: whether every channel's |sample i| is at most `floor`).
+pub fn silence_map_of(
+    total_samples: usize,
+    quiet_at: &mut dyn FnMut(usize, f32) -> bool,
+    stats: &FrameStats,
+    speech_level_dbov: Option<f64>,
+    config: &SilenceConfig,
+) -> SilenceMap {
     let frames = stats.frames();
     let noise_floor_dbfs = noise_floor(stats, config.mute_floor_dbfs);
     let threshold_dbfs = match config.threshold {
@@ -173,7 +193,7 @@ pub fn silence_map(
 
     let floor = 10f64.powf(config.mute_floor_dbfs / 20.0) as f32;
     let min_mute = ms_to_samples(config.min_mute_ms).max(1);
-    let quiet_sample = |i: usize| planes.iter().all(|p| p[i].abs() <= floor);
+    let mut quiet_sample = |i: usize| quiet_at(i, floor);
     let mut muted_spans = Vec::new();
     let mut i = onset;
     while i <= offset {

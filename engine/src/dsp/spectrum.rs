@@ -53,8 +53,10 @@ pub fn spectrum_facts(
     muted_frames: &[bool],
     speech_level_dbov: Option<f64>,
 ) -> SpectrumFacts {
+    let mut read = |start: usize, out: &mut [f32]| out.copy_from_slice(&mono[start..][..out.len()]);
     spectrum_facts_within(
-        mono,
+        mono.len(),
+        &mut read,
         rate,
         stats,
         speech_frames,
@@ -64,9 +66,38 @@ pub fn spectrum_facts(
     )
 }
 
-/// [`spectrum_facts`] reading at most `max_windows` windows.
+/// [`spectrum_facts`] of a mono signal of `len` samples that is not in memory:
+/// `read(start, out)` fills `out` with the samples from `start` on (at most [`MAX_WINDOWS`]
+/// windows of a quarter second are read).
+pub fn spectrum_facts_of(
+    len: usize,
+    read: &mut dyn FnMut(usize, &mut [f32]),
+    rate: u32,
+    stats: &FrameStats,
+    speech_frames: &[bool],
+    muted_frames: &[bool],
+    speech_level_dbov: Option<f64>,
+) -> SpectrumFacts {
+    spectrum_facts_within(
+        len,
+        read,
+        rate,
+        stats,
+        speech_frames,
+        muted_frames,
+        speech_level_dbov,
+        MAX_WINDOWS,
+    )
+}
+
+/// [`spectrum_facts_of`] reading at most `max_windows` windows.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the facts' inputs, each used once"
+)]
 fn spectrum_facts_within(
-    mono: &[f32],
+    len: usize,
+    read: &mut dyn FnMut(usize, &mut [f32]),
     rate: u32,
     stats: &FrameStats,
     speech_frames: &[bool],
@@ -93,7 +124,8 @@ fn spectrum_facts_within(
     // read at most MAX_WINDOWS of them, evenly spread over it: the averages settle long before
     // (2 minutes at 8 kHz), and the cost stays bounded whatever the length.
     let hop = size / 2;
-    let positions = mono.len().saturating_sub(size).div_ceil(hop) + 1;
+    let positions = len.saturating_sub(size).div_ceil(hop) + 1;
+    let mut samples = vec![0f32; size];
     let windows = positions.min(max_windows.max(1));
     for w in 0..windows {
         let position = if windows == positions {
@@ -102,9 +134,11 @@ fn spectrum_facts_within(
             w * (positions - 1) / (windows - 1).max(1)
         };
         let start = position * hop;
-        let end = (start + size).min(mono.len());
+        let end = (start + size).min(len);
         input.fill(0.0);
-        for ((x, &s), &w) in input.iter_mut().zip(&mono[start..end]).zip(&window) {
+        let samples = &mut samples[..end - start];
+        read(start, samples);
+        for ((x, &s), &w) in input.iter_mut().zip(&*samples).zip(&window) {
             *x = s * w;
         }
         if fft.process(&mut input, &mut output).is_err() {
@@ -302,8 +336,11 @@ mod tests {
             .map(|i| stats.level_db(i) > -45.0)
             .collect();
         let muted = vec![false; stats.frames()];
+        let mut read =
+            |start: usize, out: &mut [f32]| out.copy_from_slice(&signal[start..][..out.len()]);
         let every = spectrum_facts_within(
-            &signal,
+            signal.len(),
+            &mut read,
             rate,
             &stats,
             &speech,

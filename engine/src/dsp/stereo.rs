@@ -70,17 +70,25 @@ pub fn stereo_facts(stats: &FrameStats, thresholds_dbfs: &[f64]) -> StereoFacts 
 /// two full-scale channels cannot clip.
 pub fn downmix(planes: &[Vec<f32>]) -> Vec<f32> {
     let frames = planes.first().map_or(0, Vec::len);
-    let scale = 1.0 / planes.len().max(1) as f32;
     let mut mix = vec![0f32; frames];
+    let views: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+    downmix_into(&views, &mut mix);
+    mix
+}
+
+/// [`downmix`] of a block into `mix` (as long as the planes): the same value for each sample
+/// whichever block it is in.
+pub fn downmix_into(planes: &[&[f32]], mix: &mut [f32]) {
+    let scale = 1.0 / planes.len().max(1) as f32;
+    mix.fill(0.0);
     for plane in planes {
-        for (m, &s) in mix.iter_mut().zip(plane) {
+        for (m, &s) in mix.iter_mut().zip(*plane) {
             *m += s;
         }
     }
-    for m in &mut mix {
+    for m in mix.iter_mut() {
         *m *= scale;
     }
-    mix
 }
 
 #[cfg(test)]
