@@ -820,18 +820,20 @@ impl Config {
         Ok(())
     }
 
-    /// The reconciler's settings (`[reconcile]`, and `[server]`'s spool and size limit) for the
-    /// replica named `owner` in leases.
     /// The engine's limits for the service: inputs up to `max_body_bytes`, recordings up to
-    /// `max_call_length_s`.
+    /// `max_call_length_s`; compressed inputs decoded past the spill budget, and processed
+    /// recordings on their way to the bucket, in the spool folder.
     pub fn engine_process_config(&self) -> callrec_engine::ProcessConfig {
         let mut config = callrec_engine::ProcessConfig::default();
         let limits = &mut config.input.limits;
         limits.max_input_bytes = self.server.max_body_bytes;
         limits.max_duration_ms = self.server.max_call_length_s.saturating_mul(1000);
+        config.spill.dir = Some(self.server.spool_dir.clone());
         config
     }
 
+    /// The reconciler's settings (`[reconcile]`, and `[server]`'s spool and size limit) for the
+    /// replica named `owner` in leases.
     pub fn worker_config(&self, owner: String) -> crate::reconcile::WorkerConfig {
         let r = &self.reconcile;
         use jiff::SignedDuration;

@@ -153,6 +153,12 @@ impl PipelineError {
 
 type Reply = oneshot::Sender<callrec_engine::Result<Processed>>;
 
+/// A processed recording: its report, and its audio in a spool file (removed when dropped).
+pub struct Output {
+    pub processed: Processed,
+    pub audio: tempfile::TempPath,
+}
+
 /// The engine behind a channel: submit a recording, await its result.
 ///
 /// Memory is bounded twice: a recording is read from staging only once it is admitted
@@ -161,9 +167,11 @@ type Reply = oneshot::Sender<callrec_engine::Result<Processed>>;
 /// ([`callrec_engine::batch::memory_estimate`]), running one larger than that alone.
 #[derive(Clone)]
 pub struct EngineRunner {
-    jobs: crossbeam_channel::Sender<(Reply, JobInput)>,
+    jobs: crossbeam_channel::Sender<((Reply, std::path::PathBuf), JobInput)>,
     threads: usize,
     admission: Arc<tokio::sync::Semaphore>,
+    /// Where processed recordings are written (the config's spill folder, else the system's).
+    spool: Option<std::path::PathBuf>,
 }
 
 impl EngineRunner {
@@ -180,18 +188,22 @@ impl EngineRunner {
             max_in_flight_bytes: memory_bytes,
         })?;
         let threads = engine.threads();
-        let (jobs, receiver) = crossbeam_channel::bounded::<(Reply, JobInput)>(threads);
+        let spool = config.spill.dir.clone();
+        let (jobs, receiver) = crossbeam_channel::bounded(threads);
         std::thread::Builder::new()
             .name("callrec-engine-feed".into())
             .spawn(move || {
-                engine.process_batch(
+                engine.process_batch_to(
                     receiver,
                     &config,
+                    |(_, path): &(Reply, std::path::PathBuf)| {
+                        callrec_engine::JobOutput::File(path.clone())
+                    },
                     |_, outcome| {
                         let ok = outcome.is_ok();
                         (outcome, ok)
                     },
-                    |reply: Reply, outcome| {
+                    |(reply, _): (Reply, _), outcome| {
                         // The caller may have gone (shutdown): nothing to tell then.
                         let _ = reply.send(outcome);
                     },
@@ -202,6 +214,7 @@ impl EngineRunner {
             jobs,
             threads,
             admission: Arc::new(tokio::sync::Semaphore::new(2 * threads)),
+            spool,
         })
     }
 
@@ -218,34 +231,67 @@ impl EngineRunner {
             .expect("the admission semaphore is never closed")
     }
 
+    /// A new, empty spool file for a processed recording.
+    fn spool_file(&self) -> Result<tempfile::TempPath, PipelineError> {
+        let builder = tempfile::Builder::new()
+            .prefix("processed-")
+            .suffix(".audio")
+            .to_owned();
+        let file = match &self.spool {
+            Some(dir) => builder.tempfile_in(dir),
+            None => builder.tempfile(),
+        }
+        .map_err(|e| PipelineError::Engine(e.into()))?;
+        Ok(file.into_temp_path())
+    }
+
     /// Processes one recording with `decisions` replayed (a call resumed after `processed`).
     /// Rare, so it runs on tokio's blocking pool rather than the engine's.
     pub async fn replay(
         &self,
         source: AudioSource,
         decisions: callrec_engine::process::Decisions,
-    ) -> Result<Processed, PipelineError> {
+    ) -> Result<Output, PipelineError> {
         let config = ProcessConfig {
             replay: Some(decisions),
+            spill: callrec_engine::decode::access::SpillConfig {
+                dir: self.spool.clone(),
+                ..Default::default()
+            },
             ..ProcessConfig::default()
         };
-        let outcome =
-            tokio::task::spawn_blocking(move || callrec_engine::process(&source, &config))
-                .await
-                .map_err(|_| PipelineError::EngineGone)?;
-        Ok(outcome?)
+        let audio = self.spool_file()?;
+        let path = audio.to_path_buf();
+        let outcome = tokio::task::spawn_blocking(move || -> callrec_engine::Result<_> {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            let report = callrec_engine::process_into(&source, &config, &mut file)?;
+            std::io::Write::flush(&mut file)?;
+            Ok(report)
+        })
+        .await
+        .map_err(|_| PipelineError::EngineGone)?;
+        Ok(Output {
+            processed: Processed {
+                audio: Vec::new(),
+                report: outcome?,
+            },
+            audio,
+        })
     }
 
-    /// Processes one recording on the engine's pool.
-    pub async fn process(&self, source: AudioSource) -> Result<Processed, PipelineError> {
+    /// Processes one recording on the engine's pool, its audio written to a spool file.
+    pub async fn process(&self, source: AudioSource) -> Result<Output, PipelineError> {
+        let audio = self.spool_file()?;
         let (reply, result) = oneshot::channel();
         let jobs = self.jobs.clone();
+        let path = audio.to_path_buf();
         // The channel is bounded; waiting for room happens off the async threads.
-        tokio::task::spawn_blocking(move || jobs.send((reply, JobInput::Source(source))))
+        tokio::task::spawn_blocking(move || jobs.send(((reply, path), JobInput::Source(source))))
             .await
             .map_err(|_| PipelineError::EngineGone)?
             .map_err(|_| PipelineError::EngineGone)?;
-        Ok(result.await.map_err(|_| PipelineError::EngineGone)??)
+        let processed = result.await.map_err(|_| PipelineError::EngineGone)??;
+        Ok(Output { processed, audio })
     }
 }
 
@@ -490,7 +536,7 @@ impl Pipeline {
             .process(AudioSource::from_bytes(raw).with_name(name))
             .await?;
         drop(turn);
-        let facts = self.check_and_summarize(&record, &processed)?;
+        let facts = self.check_and_summarize(&record, &processed.processed)?;
         // The original's sidecar holds what the record could not (the CDR facts it overflowed
         // with): carried over to the processed recording's.
         let mut carried = serde_json::Map::new();
@@ -676,11 +722,12 @@ impl Pipeline {
                 let decisions = serde_json::from_value(recorded.report["decisions"].clone())
                     .map_err(|e| PipelineError::BadDecisions(call_id.to_string(), e.to_string()))?;
                 let processed = self.engine.replay(source, decisions).await?;
-                if processed.report.output.sha256 != recorded.output_sha256 {
+                let actual = &processed.processed.report.output.sha256;
+                if *actual != recorded.output_sha256 {
                     return Err(PipelineError::ReplayMismatch {
                         call_id: call_id.to_string(),
                         expected: recorded.output_sha256.clone(),
-                        actual: processed.report.output.sha256.clone(),
+                        actual: actual.clone(),
                     });
                 }
                 (record, processed)
@@ -697,7 +744,7 @@ impl Pipeline {
                     .update(call_id, &CallChange::Processing, Timestamp::now())
                     .await?;
                 let processed = self.engine.process(source).await?;
-                let facts = self.check_and_summarize(&record, &processed)?;
+                let facts = self.check_and_summarize(&record, &processed.processed)?;
                 let (record, applied) = self
                     .store
                     .update(call_id, &CallChange::Processed(facts), Timestamp::now())
@@ -809,10 +856,10 @@ impl Pipeline {
     async fn write_object(
         &self,
         record: &CallRecord,
-        processed: &Processed,
+        output: &Output,
         carried: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(StoredObject, Vec<String>), PipelineError> {
-        let report = &processed.report;
+        let report = &output.processed.report;
         let ext = match report.decisions.format {
             callrec_engine::OutputFormat::Flac => "flac",
             _ => "wav",
@@ -842,10 +889,14 @@ impl Pipeline {
             storage_class: lob.storage_class.clone(),
             kms_key_id: lob.kms_key_id.clone(),
         };
-        let audio = bytes::Bytes::from(processed.audio.clone());
         match self
             .objects
-            .put_new(&route.bucket, &key, Body::Bytes(audio), &meta)
+            .put_new(
+                &route.bucket,
+                &key,
+                Body::File(output.audio.to_path_buf()),
+                &meta,
+            )
             .await?
         {
             PutOutcome::Created | PutOutcome::AlreadyExists => {}
