@@ -21,8 +21,8 @@ use std::sync::{Condvar, Mutex};
 /// it take at least this many times the input's size.
 pub const MEMORY_PER_INPUT_BYTE: u64 = 4;
 
-/// What processing takes per decoded sample where the chain holds the recording whole (a
-/// resampled or FLAC output): the f32 planes, the processed copy, the encoded output and the
+/// What processing takes per decoded sample where the chain holds the recording whole (a FLAC
+/// output): the f32 planes, the processed copy, the encoded output and the
 /// verifying decode. Measured: a 4-hour 8 kHz mono FLAC (115.2 M samples) peaked at 1.29 GB of
 /// RSS in `callrec process` before the chain streamed, 11.2 bytes a sample (PERF.md).
 pub const MEMORY_PER_DECODED_SAMPLE: u64 = 12;
@@ -94,8 +94,7 @@ impl JobInput {
 /// [`UNKNOWN_LENGTH_RATIO`] × its size in bytes at [`MEMORY_PER_DECODED_SAMPLE`]. Reads the
 /// headers only.
 ///
-/// The streaming chain ([`crate::process::process_into`]: an output at the input's rate, not
-/// FLAC) holds [`STREAMING_OVERHEAD_BYTES`], the decoded samples of a compressed input up to
+/// The streaming chain ([`crate::process::process_into`]: any output but FLAC) holds [`STREAMING_OVERHEAD_BYTES`], the decoded samples of a compressed input up to
 /// the spill budget (4 bytes each), 1 byte per 8 samples of frame statistics, and the output
 /// (2 bytes a sample) only when it goes to memory, and the input's bytes unless they are a
 /// mapped file. Otherwise every decoded sample costs [`MEMORY_PER_DECODED_SAMPLE`] (a few
@@ -104,7 +103,7 @@ impl JobInput {
 pub fn memory_estimate(source: &AudioSource, config: &ProcessConfig, output: &JobOutput) -> u64 {
     let limits = &config.input.limits;
     let floor = source.len().saturating_mul(MEMORY_PER_INPUT_BYTE);
-    let (samples, in_place, rate) = match crate::decode::Decoder::open(source, limits) {
+    let (samples, in_place) = match crate::decode::Decoder::open(source, limits) {
         Ok(decoder) => {
             let in_place = matches!(decoder, crate::decode::Decoder::Wav { .. });
             let info = decoder.info();
@@ -114,14 +113,12 @@ pub fn memory_estimate(source: &AudioSource, config: &ProcessConfig, output: &Jo
                     source.len().saturating_mul(UNKNOWN_LENGTH_RATIO) / MEMORY_PER_DECODED_SAMPLE
                 }
             };
-            (samples, in_place, info.sample_rate)
+            (samples, in_place)
         }
         // Refused at its headers: it will fail as fast when it runs.
         Err(_) => return floor,
     };
-    let streams = config.format != crate::encode::OutputFormat::Flac
-        && config.resample_hz.is_none_or(|hz| hz == rate);
-    if streams {
+    if config.format != crate::encode::OutputFormat::Flac {
         let spill = if in_place {
             0
         } else {

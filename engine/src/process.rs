@@ -15,7 +15,7 @@ use crate::dsp::gain::{
 use crate::dsp::levels::LevelMeter;
 use crate::dsp::loudness::{Loudness, LoudnessMeter};
 use crate::dsp::p56::{SpeechLevel, SpeechLevelMeter};
-use crate::dsp::resample;
+use crate::dsp::resample::StreamResampler;
 use crate::dsp::silence::{SilenceConfig, SilenceMap, silence_map_of};
 use crate::dsp::spectrum::{SpectrumFacts, spectrum_facts_of};
 use crate::dsp::stereo::{StereoFacts, downmix_into, stereo_facts};
@@ -245,12 +245,12 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
 ///
 /// Two passes over the input, block by block ([`PASS_FRAMES`]): the analysis feeds every meter
 /// from one block before the next; the decisions are made from the report; the render pass
-/// reads the input again and writes trim → downmix → gain → quantize → encode straight to
-/// `out`. For WAV (PCM, float, G.711) input nothing the size of the recording is held: the
+/// reads the input again and writes trim → downmix → resample → gain → quantize → encode
+/// straight to `out` (a mixed or resampled signal is rendered once more before, for its true
+/// peak). For WAV (PCM, float, G.711) input nothing the size of the recording is held: the
 /// input is read in place ([`Frames`]), the per-10 ms frame statistics (8 bytes per frame and
 /// channel) are the largest thing kept. Compressed input is decoded once into a bounded spill.
-/// Resampled and FLAC outputs are still made whole in memory (rubato's and flacenc's whole-
-/// buffer calls), then written.
+/// A FLAC output is still made whole in memory (flacenc encodes from a buffer), then written.
 pub fn process_into(
     source: &AudioSource,
     config: &ProcessConfig,
@@ -436,12 +436,22 @@ pub fn process_into(
         out,
         digests: crate::checksum::DigestState::new(),
     };
-    let streamed = output_rate == rate && format != OutputFormat::Flac;
-    let (gain, out_frames, output_peak, verify) = if streamed {
-        // The ceiling applies to what is written: re-measure a mix.
-        let peak_before_gain = if mixing {
-            let mut meter = TruePeakMeter::new(1, rate);
-            render(&mut |b| {
+    let resampling = output_rate != rate;
+    // The kept frames at the output's rate, block by block (resampled as they stream).
+    let mut render_out = |f: &mut dyn FnMut(&[&[f32]]) -> Result<()>| -> Result<()> {
+        match StreamResampler::new(out_channels, rate, output_rate)? {
+            None => render(f),
+            Some(mut resampler) => {
+                render(&mut |b| resampler.push(b, f))?;
+                resampler.finish(f)
+            }
+        }
+    };
+    let (gain, out_frames, output_peak, verify) = if format != OutputFormat::Flac {
+        // The ceiling applies to what is written: re-measure a mix or a resampled signal.
+        let peak_before_gain = if mixing || resampling {
+            let mut meter = TruePeakMeter::new(out_channels, output_rate);
+            render_out(&mut |b| {
                 meter.push(b);
                 Ok(())
             })?;
@@ -452,13 +462,18 @@ pub fn process_into(
         let gain = decide(peak_before_gain);
         let predicted = peak_before_gain.map(|p| p + gain.gain_db);
         let verify = verifies(predicted);
-        let out_frames = end - trim_start;
+        let kept = (end - trim_start) as u64;
+        let out_frames = match StreamResampler::new(out_channels, rate, output_rate)? {
+            Some(resampler) => resampler.output_len(kept) as usize,
+            None => kept as usize,
+        };
         let (mut wav, header) =
-            WavStream::start(format, out_channels, rate, out_frames as u64)?.expect("a WAV format");
+            WavStream::start(format, out_channels, output_rate, out_frames as u64)?
+                .expect("a WAV format");
         sink.write(&header)?;
         let linear = db_to_linear(gain.gain_db);
-        let mut output_meter = TruePeakMeter::new(out_channels, rate);
-        render(&mut |b| {
+        let mut output_meter = TruePeakMeter::new(out_channels, output_rate);
+        render_out(&mut |b| {
             sink.write(wav.encode(b, linear, verify))?;
             if verify {
                 output_meter.push(&wav.decoded());
@@ -473,20 +488,15 @@ pub fn process_into(
         };
         (gain, out_frames, output_peak, verify)
     } else {
-        // Resampling and FLAC take the kept audio whole.
-        let mut kept: Vec<Vec<f32>> = vec![Vec::with_capacity(end - trim_start); out_channels];
-        render(&mut |b| {
+        // FLAC takes the kept audio whole (flacenc encodes from memory).
+        let mut kept: Vec<Vec<f32>> = vec![Vec::new(); out_channels];
+        render_out(&mut |b| {
             for (plane, samples) in kept.iter_mut().zip(b) {
                 plane.extend_from_slice(samples);
             }
             Ok(())
         })?;
-        let kept = if output_rate != rate {
-            resample::resample(&kept, rate, output_rate)?
-        } else {
-            kept
-        };
-        let changed_shape = output_rate != rate || mixing;
+        let changed_shape = resampling || mixing;
         let peak_before_gain = if changed_shape {
             true_peak_of(&kept, output_rate).max_dbtp
         } else {

@@ -160,13 +160,13 @@ fn a_flac_bomb_is_charged_for_what_it_decodes_to() {
         memory_estimate(&source, &streamed, &JobOutput::File("x".into())),
         STREAMING_OVERHEAD_BYTES + held + spill + frames / 8
     );
-    // Resampled (held whole): every decoded sample.
-    let resampled = ProcessConfig {
-        resample_hz: Some(16_000),
+    // Encoded to FLAC (held whole): every decoded sample.
+    let flac = ProcessConfig {
+        format: callrec_engine::OutputFormat::Flac,
         ..ProcessConfig::default()
     };
     assert_eq!(
-        memory_estimate(&source, &resampled, &JobOutput::Memory),
+        memory_estimate(&source, &flac, &JobOutput::Memory),
         frames * MEMORY_PER_DECODED_SAMPLE
     );
     // It is the FLAC it claims to be: every frame decodes.

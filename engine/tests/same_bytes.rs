@@ -93,8 +93,23 @@ fn configs() -> Vec<(&'static str, ProcessConfig)> {
         format: OutputFormat::Alaw,
         ..ProcessConfig::default()
     };
+    let resampled_wav = ProcessConfig {
+        trim: true,
+        target: Some(LoudnessTarget::Lufs(-23.0)),
+        resample_hz: Some(16_000),
+        ..ProcessConfig::default()
+    };
+    let resampled_hot = ProcessConfig {
+        target: Some(LoudnessTarget::Dbov(-10.0)),
+        resample_hz: Some(11_025),
+        downmix: true,
+        format: OutputFormat::Alaw,
+        ..ProcessConfig::default()
+    };
     vec![
         ("default", ProcessConfig::default()),
+        ("resample_16k_trim_wav", resampled_wav),
+        ("resample_11025_hot_alaw", resampled_hot),
         ("trim_-23", trim),
         ("downmix_trim_ulaw", mixed),
         ("resample_16k_flac", resampled),
@@ -403,6 +418,126 @@ const RECORDED: &[(&str, &str, &str, &str)] = &[
         "hot_alaw",
         "8b1f85eea1611d117c6f17269375ff7baac35f15a0d591b0c7bb4e63fe363bcd",
         "6298a9fc12962c4b730d8bdeb102862d1a757949edb237ec17503d3ecd77edc2",
+    ),
+    (
+        "noisy_pcm16_8k",
+        "resample_16k_trim_wav",
+        "f18e9f2f08fed90b8381ae00398dae1bc48e851b80832d26e4d4395b9062178e",
+        "086783fc5cac648ba996fcb0961702c9d93e044e02bf54049b9016914eda4949",
+    ),
+    (
+        "noisy_pcm16_8k",
+        "resample_11025_hot_alaw",
+        "862cca394c5fa482827de949706b82bdbf0e6f631def8460f1b12b764a11ad62",
+        "95d783d11bea59edb9c8dd14c02a821a66974b4f828b69d880bb19050e43b4b8",
+    ),
+    (
+        "long_pcm16_8k",
+        "resample_16k_trim_wav",
+        "c98841c069aaeda5c7931b23f4ce2e97b3f92bd2115b39a4b04abb625dfc627f",
+        "3e347deb2e4615f39b3eb2711f1b7f41a66801872ba6877ab5c8493d0d3a9b8a",
+    ),
+    (
+        "long_pcm16_8k",
+        "resample_11025_hot_alaw",
+        "671b4f341ae88c53495d4a47c6fec9a31b43ee0ecaaef98c52bd96b67134092b",
+        "33daeec8df42a9ac5c530b15e5df7d4c5d6ad89a4b98f755ac60acc587bdcf23",
+    ),
+    (
+        "noisy_ulaw_8k",
+        "resample_16k_trim_wav",
+        "57545916feaa97d2e19431317a0bdabd7d2fd7aecb0756506d78e4adf5e12e27",
+        "ab67ef8923211590a31a14383780696c13f9e53d7728f980077b9039985fd47d",
+    ),
+    (
+        "noisy_ulaw_8k",
+        "resample_11025_hot_alaw",
+        "13f14ad7bd8bd1231782d0c12b1d07ebee571345af65034e0ff597b5166984e3",
+        "1bdf43742e0a4696a74d8f236896c426d5b2f6051e7117aa3d626f44b9b56c33",
+    ),
+    (
+        "noisy_alaw_8k",
+        "resample_16k_trim_wav",
+        "0324099ad202d2fdb34ea58336166002631a468b4b4ac12d065f8b25ebddde4c",
+        "f525a5462ed6fdcc0aadede2b21735c90fe30c608deb7d5287462ffd2eb6212c",
+    ),
+    (
+        "noisy_alaw_8k",
+        "resample_11025_hot_alaw",
+        "6262c0946235ea472d382924e028434146b33ab3bbc28da732701b63d58d6cd1",
+        "71c516b6d4e3ee24774209f8de62e34cb742e76102f48d54f58ad79c68004425",
+    ),
+    (
+        "stereo_pcm16_16k",
+        "resample_16k_trim_wav",
+        "1073b4a254d0da6c2552553af2aa86cd69bf6b8b9fed80c9ddd993a6a0c187b8",
+        "1865c93b45553774e2e334f9e6ca633b5f61072717d78478311ae701141a63b8",
+    ),
+    (
+        "stereo_pcm16_16k",
+        "resample_11025_hot_alaw",
+        "a6ca62089c20933de9deb6d49abc0b5e07f3e626a06723107c2b851fbf1b652d",
+        "7552a9d412a3d9cd3acc961d67a84fc51c462e938924b7a3e0e05ea123ef4cdc",
+    ),
+    (
+        "wide_f32_48k",
+        "resample_16k_trim_wav",
+        "c090ff5b427d77f45f8bcbde964b3c684e58573656ef135b726bda8560976fe0",
+        "c5e0a72b45951d07b528416037680b452c13b376431a49cc84cc78d7cc8f789c",
+    ),
+    (
+        "wide_f32_48k",
+        "resample_11025_hot_alaw",
+        "450ef614fc329c4d5d481e5abb0a3e9bbfedb33ffcbb258e78d29b1741e20c1c",
+        "c2008da3756c5bdcf7f20e2309d07157691cba098d580b702e4ad5b74b11cb8a",
+    ),
+    (
+        "stereo_flac_16k",
+        "resample_16k_trim_wav",
+        "ad5c7d883917107c3fe85af566cb41b06517d6754a59430fbaed96e333023c4a",
+        "32e25c837e3ae58bc316b4e9612e1966703daa66694819b3455968e79aeaa9e8",
+    ),
+    (
+        "stereo_flac_16k",
+        "resample_11025_hot_alaw",
+        "b4a42b9ed48b2983304c8722ed9ec434e0d888ff3658e55556166218d5c71305",
+        "3f6070db73b3e41bad75a9b35da8ef4409c88c74297fb7bc75eaf2db13c403ed",
+    ),
+    (
+        "gsm_32s",
+        "resample_16k_trim_wav",
+        "e7c29df0ab39593dcd76aa6c4de1f2a087464c30927a12babec5ded83f4706c0",
+        "d812306a9ff82a1b02ec8adec3685ceebbe54084fb8210f9e1f0a4b8e9843ff0",
+    ),
+    (
+        "gsm_32s",
+        "resample_11025_hot_alaw",
+        "e312311cf734baafaefc139beaf2269e70d60cf3223979d49db6e8e3fa57b651",
+        "dd46591e83f2a2b0853d8f20fe854d59fdc651585b7fae54020b4c3e3f427df3",
+    ),
+    (
+        "mp3_16k",
+        "resample_16k_trim_wav",
+        "dafa27323310e25a346c866589facf023254d3605ac98efb36992bdd66a08c12",
+        "db321180a0c9b856b5433205c5d96ba93e7f8b7f91eff2e01f197e8a22773437",
+    ),
+    (
+        "mp3_16k",
+        "resample_11025_hot_alaw",
+        "a2da39d24a7c46ae005acc6d902875f2a4edcf5decdf79669de74c22c4b1089a",
+        "cab0a2d89776280a8a184ec702a5fca358d82f7a55e489346e1fd4df57fd417b",
+    ),
+    (
+        "adpcm_ms",
+        "resample_16k_trim_wav",
+        "89e81b44c3618fcab56cc6a931417106b4c3ccccdff7d808207c55746179e660",
+        "b776509ced9eafd7829e5d7349a6abecdcdd4d19baf6f5388f86c756a489e83c",
+    ),
+    (
+        "adpcm_ms",
+        "resample_11025_hot_alaw",
+        "4848d66f7f036203ab26fd2c2a32498c17709d3c0a0616ab592fb299119c93f0",
+        "4fbb37b5b945e3171328c915dff934778ac1f62f4269d33c2d68fd3fa49a5c0f",
     ),
 ];
 

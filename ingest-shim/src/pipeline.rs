@@ -238,7 +238,8 @@ impl EngineRunner {
             .suffix(".audio")
             .to_owned();
         let file = match &self.spool {
-            Some(dir) => builder.tempfile_in(dir),
+            // The folder is made on first use (an upload's spool makes it too).
+            Some(dir) => std::fs::create_dir_all(dir).and_then(|()| builder.tempfile_in(dir)),
             None => builder.tempfile(),
         }
         .map_err(|e| PipelineError::Engine(e.into()))?;

@@ -48,6 +48,152 @@ pub fn resample(planes: &[Vec<f32>], rate_in: u32, rate_out: u32) -> Result<Vec<
     Ok(output)
 }
 
+/// [`resample`] of a stream given block by block, in constant memory: the same frames, to the
+/// bit, as resampling the whole signal at once. It replays what rubato's `process_all` does
+/// (full chunks while more than a chunk is left, then the last partial chunk, then chunks of
+/// silence until the delay and the expected length are covered) with the delay trimmed as the
+/// frames go out.
+pub struct StreamResampler {
+    inner: Fft<f32>,
+    channels: usize,
+    /// Input not yet resampled: at most one chunk after each push.
+    pending: Vec<Vec<f32>>,
+    pending_len: usize,
+    out: Vec<Vec<f32>>,
+    /// Output frames still to drop (the resampler's delay).
+    to_trim: usize,
+    input_len: u64,
+    /// Output frames produced (before trimming) and given out.
+    produced: u64,
+    emitted: u64,
+}
+
+impl StreamResampler {
+    /// `None` when the rates are equal.
+    pub fn new(channels: usize, rate_in: u32, rate_out: u32) -> Result<Option<Self>> {
+        if rate_in == rate_out || channels == 0 {
+            return Ok(None);
+        }
+        if rate_out == 0 || rate_out > 384_000 {
+            return Err(EngineError::Unsupported(format!(
+                "output sample rate {rate_out} Hz"
+            )));
+        }
+        let inner = Fft::<f32>::new_custom(
+            rate_in as usize,
+            rate_out as usize,
+            CHUNK_FRAMES,
+            1,
+            channels,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .map_err(|e| {
+            EngineError::Unsupported(format!("resampling {rate_in} → {rate_out} Hz: {e}"))
+        })?;
+        let chunk = inner.input_frames_next();
+        let out_max = inner.output_frames_max();
+        Ok(Some(StreamResampler {
+            to_trim: inner.output_delay(),
+            inner,
+            channels,
+            pending: vec![Vec::with_capacity(2 * chunk); channels],
+            pending_len: 0,
+            out: vec![vec![0f32; out_max]; channels],
+            input_len: 0,
+            produced: 0,
+            emitted: 0,
+        }))
+    }
+
+    /// The number of frames `input_len` input frames resample to (what [`resample`] returns).
+    pub fn output_len(&self, input_len: u64) -> u64 {
+        (self.inner.resample_ratio() * input_len as f64).ceil() as u64
+    }
+
+    /// One chunk from `pending` at `offset` (`partial`: how many frames are real), its output
+    /// handed to `emit` with the delay trimmed and, at the end, capped at `limit` frames.
+    fn run(
+        &mut self,
+        offset: usize,
+        partial: Option<usize>,
+        limit: Option<u64>,
+        emit: &mut dyn FnMut(&[&[f32]]) -> Result<()>,
+    ) -> Result<()> {
+        let in_frames = self.pending[0].len();
+        let input = SequentialSliceOfVecs::new(&self.pending, self.channels, in_frames)
+            .map_err(|e| EngineError::Decoder(format!("resampler input: {e}")))?;
+        let out_frames = self.out[0].len();
+        let mut output = SequentialSliceOfVecs::new_mut(&mut self.out, self.channels, out_frames)
+            .map_err(|e| EngineError::Decoder(format!("resampler output: {e}")))?;
+        let indexing = rubato::Indexing {
+            input_offset: offset,
+            output_offset: 0,
+            active_channels_mask: None,
+            partial_len: partial,
+        };
+        let (_, written) = self
+            .inner
+            .process_into_buffer(&input, &mut output, Some(&indexing))
+            .map_err(|e| EngineError::Decoder(format!("resampling: {e}")))?;
+        self.produced += written as u64;
+        let skip = self.to_trim.min(written);
+        self.to_trim -= skip;
+        let mut end = written;
+        if let Some(limit) = limit {
+            end = end.min(skip + limit.saturating_sub(self.emitted) as usize);
+        }
+        if end > skip {
+            let views: Vec<&[f32]> = self.out.iter().map(|p| &p[skip..end]).collect();
+            emit(&views)?;
+            self.emitted += (end - skip) as u64;
+        }
+        Ok(())
+    }
+
+    /// Adds input; whole chunks are resampled (all but the last, which may be the stream's
+    /// partial end) and their output handed to `emit`.
+    pub fn push(
+        &mut self,
+        block: &[&[f32]],
+        emit: &mut dyn FnMut(&[&[f32]]) -> Result<()>,
+    ) -> Result<()> {
+        let len = block.first().map_or(0, |b| b.len());
+        self.input_len += len as u64;
+        for (pending, samples) in self.pending.iter_mut().zip(block) {
+            pending.extend_from_slice(samples);
+        }
+        self.pending_len += len;
+        let chunk = self.inner.input_frames_next();
+        let mut offset = 0;
+        while self.pending_len - offset > chunk {
+            self.run(offset, None, None, emit)?;
+            offset += chunk;
+        }
+        if offset > 0 {
+            for pending in &mut self.pending {
+                pending.drain(..offset);
+            }
+            self.pending_len -= offset;
+        }
+        Ok(())
+    }
+
+    /// Resamples what is left and the resampler's tail: the stream ends at exactly
+    /// [`StreamResampler::output_len`] frames.
+    pub fn finish(mut self, emit: &mut dyn FnMut(&[&[f32]]) -> Result<()>) -> Result<()> {
+        let expected = self.output_len(self.input_len);
+        if self.pending_len > 0 {
+            self.run(0, Some(self.pending_len), Some(expected), emit)?;
+        }
+        let delay = self.inner.output_delay() as u64;
+        while self.produced < expected + delay && self.emitted < expected {
+            self.run(0, Some(0), Some(expected), emit)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +304,48 @@ mod tests {
     fn same_rate_is_a_copy() {
         let planes = vec![vec![0.5f32; 100]];
         assert_eq!(resample(&planes, 8000, 8000).unwrap(), planes);
+    }
+
+    #[test]
+    fn a_stream_resamples_to_the_whole_signals_bits() {
+        for (rate_in, rate_out) in [(8000, 16_000), (48_000, 8000), (8000, 11_025)] {
+            for frames in [1, 100, 2047, 2048, 2049, 4096, 20_000, 65_537] {
+                let signal: Vec<Vec<f32>> = (0..2)
+                    .map(|c| {
+                        (0..frames)
+                            .map(|i| (0.3 * ((i * (c + 3)) as f64 * 0.01).sin()) as f32)
+                            .collect()
+                    })
+                    .collect();
+                let whole = resample(&signal, rate_in, rate_out).unwrap();
+                for cut in [1000, 4096, 65_536] {
+                    let mut stream = StreamResampler::new(2, rate_in, rate_out).unwrap().unwrap();
+                    assert_eq!(stream.output_len(frames as u64), whole[0].len() as u64);
+                    let mut got = vec![Vec::new(), Vec::new()];
+                    let mut emit = |b: &[&[f32]]| {
+                        for (g, s) in got.iter_mut().zip(b) {
+                            g.extend_from_slice(s);
+                        }
+                        Ok(())
+                    };
+                    for start in (0..frames).step_by(cut) {
+                        let end = (start + cut).min(frames);
+                        stream
+                            .push(&[&signal[0][start..end], &signal[1][start..end]], &mut emit)
+                            .unwrap();
+                    }
+                    stream.finish(&mut emit).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    for c in 0..2 {
+                        assert!(
+                            bits(&got[c]) == bits(&whole[c]),
+                            "{rate_in} → {rate_out}, {frames} frames in pieces of {cut}: {} vs {}",
+                            got[c].len(),
+                            whole[c].len()
+                        );
+                    }
+                }
+            }
+        }
     }
 }
