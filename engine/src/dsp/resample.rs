@@ -321,7 +321,7 @@ mod tests {
                 for cut in [1000, 4096, 65_536] {
                     let mut stream = StreamResampler::new(2, rate_in, rate_out).unwrap().unwrap();
                     assert_eq!(stream.output_len(frames as u64), whole[0].len() as u64);
-                    let mut got = vec![Vec::new(), Vec::new()];
+                    let mut got = [Vec::new(), Vec::new()];
                     let mut emit = |b: &[&[f32]]| {
                         for (g, s) in got.iter_mut().zip(b) {
                             g.extend_from_slice(s);
