@@ -306,6 +306,15 @@ impl WavStream {
     /// Encodes the next block (a slice per channel) with `gain`: the bytes to write. With
     /// `decode`, [`WavStream::decoded`] then holds what a decoder reads back from them.
     pub fn encode(&mut self, planes: &[&[f32]], gain: f32, decode: bool) -> &[u8] {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        self.encode_into(planes, gain, decode, &mut bytes);
+        self.bytes = bytes;
+        &self.bytes
+    }
+
+    /// [`WavStream::encode`] into `bytes` (cleared first): the caller may write one block's bytes
+    /// while the next is encoded.
+    pub fn encode_into(&mut self, planes: &[&[f32]], gain: f32, decode: bool, bytes: &mut Vec<u8>) {
         let frames = planes.first().map_or(0, |p| p.len());
         let channels = self.channels;
         self.interleaved.resize(frames * channels, 0);
@@ -320,21 +329,21 @@ impl WavStream {
                 }
             }
         }
-        self.bytes.clear();
+        bytes.clear();
         match self.law {
             None => {
                 for s in &self.interleaved {
-                    self.bytes.extend_from_slice(&s.to_le_bytes());
+                    bytes.extend_from_slice(&s.to_le_bytes());
                 }
             }
-            Some(law) => self.bytes.extend(self.interleaved.iter().map(|&s| law(s))),
+            Some(law) => bytes.extend(self.interleaved.iter().map(|&s| law(s))),
         }
         if decode {
             for (c, out) in self.decoded.iter_mut().enumerate() {
                 out.clear();
                 match (self.law, self.table) {
                     (Some(_), Some(table)) => out.extend(
-                        self.bytes[c..]
+                        bytes[c..]
                             .iter()
                             .step_by(channels)
                             .map(|&code| table[code as usize]),
@@ -348,7 +357,6 @@ impl WavStream {
                 }
             }
         }
-        &self.bytes
     }
 
     /// What a decoder reads back from the last block, per channel.

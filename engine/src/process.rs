@@ -203,9 +203,15 @@ impl<'a> SampleCache<'a> {
     }
 }
 
+/// The input's digests: computed before decoding, or being computed as the analysis reads.
+enum InputHash {
+    Done(crate::checksum::Digests),
+    Running(crate::checksum::DigestState),
+}
+
 /// A writer that hashes and counts what goes through it.
 struct Hashing<'a> {
-    out: &'a mut dyn Write,
+    out: &'a mut (dyn Write + Send),
     digests: crate::checksum::DigestState,
 }
 
@@ -254,10 +260,39 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
 pub fn process_into(
     source: &AudioSource,
     config: &ProcessConfig,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<ProcessReport> {
-    let digests = input_digests(source, &config.input)?;
+    // The input's digests: before anything else when they are to be checked (a wrong file fails
+    // first, as in `inspect`); otherwise, for the fast path, block by block in the analysis pass
+    // (beside the meters, on another core where there is one).
+    let checked = !config.input.expected_checksums.is_empty();
+    let early = if checked {
+        Some(input_digests(source, &config.input)?)
+    } else {
+        source.require_non_empty()?;
+        config.input.limits.check_input_bytes(source.len())?;
+        None
+    };
     let input = Frames::open(source, &config.input.limits, &config.spill)?;
+    let mut hasher = match early {
+        Some(digests) => InputHash::Done(digests),
+        None if config.input.compute_md5 => {
+            InputHash::Running(crate::checksum::DigestState::with_md5())
+        }
+        None => InputHash::Running(crate::checksum::DigestState::new()),
+    };
+    let bytes = source.bytes();
+    // Everything before the first block's bytes (all of it when the frames are not read in
+    // place), then each block's, then what follows the last.
+    let data = input.byte_range(0..input.frames());
+    let head = data.as_ref().map_or(bytes.len(), |d| d.start);
+    if let InputHash::Running(hasher) = &mut hasher {
+        for start in (0..head).step_by(4 << 20) {
+            let end = (start + (4 << 20)).min(head);
+            hasher.update(&bytes[start..end]);
+            source.release(start..end);
+        }
+    }
     let info = input.info.clone();
     let rate = info.sample_rate;
     let frames = input.frames();
@@ -281,6 +316,7 @@ pub fn process_into(
         let views: Vec<&[f32]> = block.iter().map(|p| &p[..len]).collect();
         // Two halves of about equal cost side by side (a single call uses two cores; in a batch
         // the pool's other workers steal nothing from a busy pool).
+        let hashed = input.byte_range(start..start + len);
         rayon::join(
             || {
                 loudness_meter.push(&views);
@@ -289,17 +325,39 @@ pub fn process_into(
                 }
             },
             || {
-                peak_meter.push(&views);
-                stats.push(&views);
-                for piece in (0..len).step_by(crate::decode::BLOCK_FRAMES) {
-                    let end = (piece + crate::decode::BLOCK_FRAMES).min(len);
-                    let pieces: Vec<&[f32]> = views.iter().map(|v| &v[piece..end]).collect();
-                    level_meter.push(&pieces);
-                }
+                rayon::join(
+                    || {
+                        peak_meter.push(&views);
+                        stats.push(&views);
+                        for piece in (0..len).step_by(crate::decode::BLOCK_FRAMES) {
+                            let end = (piece + crate::decode::BLOCK_FRAMES).min(len);
+                            let pieces: Vec<&[f32]> =
+                                views.iter().map(|v| &v[piece..end]).collect();
+                            level_meter.push(&pieces);
+                        }
+                    },
+                    || {
+                        if let (InputHash::Running(hasher), Some(range)) = (&mut hasher, hashed) {
+                            hasher.update(&bytes[range]);
+                        }
+                    },
+                )
             },
         );
         input.release(start..start + len);
     }
+    let digests = match hasher {
+        InputHash::Done(digests) => digests,
+        InputHash::Running(mut hasher) => {
+            if let Some(data) = &data {
+                for start in (data.end..bytes.len()).step_by(4 << 20) {
+                    let end = (start + (4 << 20)).min(bytes.len());
+                    hasher.update(&bytes[start..end]);
+                }
+            }
+            hasher.finish()
+        }
+    };
     let speech_channels: Vec<Option<SpeechLevel>> =
         speech_meters.iter().map(SpeechLevelMeter::finish).collect();
     let speech_level = speech_channels
@@ -473,13 +531,23 @@ pub fn process_into(
         sink.write(&header)?;
         let linear = db_to_linear(gain.gain_db);
         let mut output_meter = TruePeakMeter::new(out_channels, output_rate);
+        // Each block's bytes are hashed and written while the next is encoded.
+        let (mut ready, mut next) = (Vec::new(), Vec::new());
         render_out(&mut |b| {
-            sink.write(wav.encode(b, linear, verify))?;
-            if verify {
-                output_meter.push(&wav.decoded());
-            }
+            let (written, ()) = rayon::join(
+                || sink.write(&ready),
+                || {
+                    wav.encode_into(b, linear, verify, &mut next);
+                    if verify {
+                        output_meter.push(&wav.decoded());
+                    }
+                },
+            );
+            written?;
+            std::mem::swap(&mut ready, &mut next);
             Ok(())
         })?;
+        sink.write(&ready)?;
         sink.write(wav.trailer())?;
         let output_peak = if verify {
             output_meter.finish().max_dbtp

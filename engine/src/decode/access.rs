@@ -226,11 +226,21 @@ impl Frames {
     }
 
     /// [`Frames::release`] for a short read (a window here and there): also the pages the
-    /// kernel mapped around it (fault-around maps up to 64 KiB about a touched page).
+    /// kernel mapped after it (fault-around maps up to 64 KiB about a touched page).
     pub fn release_around(&self, range: Range<usize>) {
         if let Store::InPlace { block_align, .. } = &self.store {
             let margin = (64 << 10) / block_align.max(&1) + 1;
-            self.release(range.start.saturating_sub(margin)..(range.end + margin).min(self.frames));
+            self.release(range.start..(range.end + margin).min(self.frames));
+        }
+    }
+
+    /// The input bytes frames `range` are read from, for the fast path (`None` otherwise).
+    pub fn byte_range(&self, range: Range<usize>) -> Option<Range<usize>> {
+        match &self.store {
+            Store::InPlace {
+                data, block_align, ..
+            } => Some(data.start + range.start * block_align..data.start + range.end * block_align),
+            _ => None,
         }
     }
 
