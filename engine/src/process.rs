@@ -206,7 +206,7 @@ impl<'a> SampleCache<'a> {
 /// The input's digests: computed before decoding, or being computed as the analysis reads.
 enum InputHash {
     Done(crate::checksum::Digests),
-    Running(crate::checksum::DigestState),
+    Running(Box<crate::checksum::DigestState>),
 }
 
 /// A writer that hashes and counts what goes through it.
@@ -277,9 +277,9 @@ pub fn process_into(
     let mut hasher = match early {
         Some(digests) => InputHash::Done(digests),
         None if config.input.compute_md5 => {
-            InputHash::Running(crate::checksum::DigestState::with_md5())
+            InputHash::Running(Box::new(crate::checksum::DigestState::with_md5()))
         }
-        None => InputHash::Running(crate::checksum::DigestState::new()),
+        None => InputHash::Running(Box::default()),
     };
     let bytes = source.bytes();
     // Everything before the first block's bytes (all of it when the frames are not read in
