@@ -329,14 +329,19 @@ impl WavStream {
                 }
             }
         }
-        bytes.clear();
         match self.law {
             None => {
-                for s in &self.interleaved {
-                    bytes.extend_from_slice(&s.to_le_bytes());
+                bytes.resize(self.interleaved.len() * 2, 0);
+                for (out, s) in bytes.chunks_exact_mut(2).zip(&self.interleaved) {
+                    out.copy_from_slice(&s.to_le_bytes());
                 }
             }
-            Some(law) => bytes.extend(self.interleaved.iter().map(|&s| law(s))),
+            Some(law) => {
+                bytes.resize(self.interleaved.len(), 0);
+                for (out, &s) in bytes.iter_mut().zip(&self.interleaved) {
+                    *out = law(s);
+                }
+            }
         }
         if decode {
             for (c, out) in self.decoded.iter_mut().enumerate() {

@@ -23,12 +23,16 @@ use crate::limits::Limits;
 use crate::source::AudioSource;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where a recording that is not read in place is decoded to.
 #[derive(Debug, Clone)]
 pub struct SpillConfig {
     /// Decoded samples kept in memory (4 bytes each) before they go to a temporary file.
-    /// Default 16 MiB: about 8.7 minutes of 8 kHz mono.
+    /// Default 16 MiB: about 8.7 minutes of 8 kHz mono. A WAV input that decodes to no more is
+    /// converted once into memory too (every pass then reads it in place; converting at each
+    /// read costs more than the memory saves), a longer one is read from its bytes block by
+    /// block.
     pub memory_bytes: usize,
     /// The temporary files' folder. Default: the system's (`TMPDIR`).
     pub dir: Option<PathBuf>,
@@ -57,12 +61,17 @@ enum Store {
     Spilled(std::fs::File),
 }
 
+/// What a front-to-back pass reads before releasing what it has read.
+pub const RELEASE_BYTES: usize = 4 << 20;
+
 /// A recording's decoded frames, read by position.
 pub struct Frames {
     pub info: StreamInfo,
     channels: usize,
     frames: usize,
     store: Store,
+    /// Input bytes before this were released by the current pass.
+    released: AtomicUsize,
 }
 
 impl Frames {
@@ -78,7 +87,24 @@ impl Frames {
                 // The same bound as decoding to memory: a recording the limits refuse is refused
                 // here too, whatever its reading costs.
                 limits.check_decoded_samples(layout.frames * layout.channels as u64)?;
+                let samples = layout.frames as usize * layout.channels as usize;
+                if samples * 4 <= spill.memory_bytes {
+                    // Short: converted once, and every pass reads the planes in place.
+                    let frames = layout.frames as usize;
+                    let mut planes = vec![vec![0f32; frames]; layout.channels as usize];
+                    let mut views: Vec<&mut [f32]> =
+                        planes.iter_mut().map(|p| p.as_mut_slice()).collect();
+                    pcm::convert(encoding, &source.bytes()[layout.data.clone()], &mut views);
+                    return Ok(Frames {
+                        released: AtomicUsize::new(0),
+                        channels: layout.channels as usize,
+                        frames,
+                        store: Store::Memory(planes),
+                        info,
+                    });
+                }
                 Ok(Frames {
+                    released: AtomicUsize::new(0),
                     channels: layout.channels as usize,
                     frames: layout.frames as usize,
                     store: Store::InPlace {
@@ -161,6 +187,7 @@ impl Frames {
             channels,
             frames,
             store,
+            released: AtomicUsize::new(0),
         })
     }
 
@@ -174,6 +201,26 @@ impl Frames {
 
     pub fn rate(&self) -> u32 {
         self.info.sample_rate
+    }
+
+    /// Channel by channel, frames `start..start + len` (which must lie within the recording):
+    /// the decoded planes themselves where they are in memory, else read into `scratch`.
+    pub fn view<'a>(
+        &'a self,
+        start: usize,
+        len: usize,
+        scratch: &'a mut [Vec<f32>],
+    ) -> Result<Vec<&'a [f32]>> {
+        if let Store::Memory(planes) = &self.store {
+            return Ok(planes.iter().map(|p| &p[start..start + len]).collect());
+        }
+        for plane in scratch.iter_mut() {
+            if plane.len() < len {
+                plane.resize(len, 0.0);
+            }
+        }
+        self.read(start, len, scratch)?;
+        Ok(scratch.iter().map(|p| &p[..len]).collect())
     }
 
     /// Fills `out[c][..len]` with channel `c`'s frames `start..start + len` (which must lie
@@ -209,9 +256,11 @@ impl Frames {
         Ok(())
     }
 
-    /// Frames `range` will not be read again soon: a mapped file's pages behind them leave the
-    /// resident set.
-    pub fn release(&self, range: Range<usize>) {
+    /// A front-to-back pass has read up to frame `end`: a mapped file's pages behind it leave
+    /// the resident set, [`RELEASE_BYTES`] at a time (each release costs the kernel a TLB
+    /// shootdown on every core the process runs on: per block, they took a fifth of a batch's
+    /// time). A pass that starts again from an earlier frame starts counting again.
+    pub fn release_behind(&self, end: usize) {
         if let Store::InPlace {
             source,
             data,
@@ -219,18 +268,28 @@ impl Frames {
             ..
         } = &self.store
         {
-            source.release(
-                data.start + range.start * block_align..data.start + range.end * block_align,
-            );
+            let end = data.start + end * block_align;
+            let mut from = self.released.load(Ordering::Relaxed);
+            if end < from {
+                from = 0;
+            }
+            if end - from >= RELEASE_BYTES {
+                source.release(from..end);
+                from = end;
+            }
+            self.released.store(from, Ordering::Relaxed);
         }
     }
 
-    /// [`Frames::release`] for a short read (a window here and there): also the pages the
-    /// kernel mapped after it (fault-around maps up to 64 KiB about a touched page).
-    pub fn release_around(&self, range: Range<usize>) {
-        if let Store::InPlace { block_align, .. } = &self.store {
-            let margin = (64 << 10) / block_align.max(&1) + 1;
-            self.release(range.start..(range.end + margin).min(self.frames));
+    /// Nothing read so far is read again soon (after the sparse reads between the passes): a
+    /// mapped file's pages all leave the resident set, in one call, when the recording is long
+    /// enough to matter.
+    pub fn release_all(&self) {
+        if let Store::InPlace { source, data, .. } = &self.store
+            && data.len() >= RELEASE_BYTES
+        {
+            source.release(0..data.end);
+            self.released.store(0, Ordering::Relaxed);
         }
     }
 
