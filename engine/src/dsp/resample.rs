@@ -11,19 +11,14 @@ use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 /// sub-chunks droops 0.13 dB there). The delay this adds is trimmed.
 const CHUNK_FRAMES: usize = 2048;
 
-/// Resamples planar `planes` from `rate_in` to `rate_out` Hz.
-pub fn resample(planes: &[Vec<f32>], rate_in: u32, rate_out: u32) -> Result<Vec<Vec<f32>>> {
-    if rate_in == rate_out || planes.is_empty() {
-        return Ok(planes.to_vec());
-    }
+/// The resampler both forms use: one sub-chunk of [`CHUNK_FRAMES`], fixed input size.
+fn fft_resampler(channels: usize, rate_in: u32, rate_out: u32) -> Result<Fft<f32>> {
     if rate_out == 0 || rate_out > 384_000 {
         return Err(EngineError::Unsupported(format!(
             "output sample rate {rate_out} Hz"
         )));
     }
-    let channels = planes.len();
-    let frames = planes[0].len();
-    let mut resampler = Fft::<f32>::new_custom(
+    Fft::<f32>::new_custom(
         rate_in as usize,
         rate_out as usize,
         CHUNK_FRAMES,
@@ -32,7 +27,17 @@ pub fn resample(planes: &[Vec<f32>], rate_in: u32, rate_out: u32) -> Result<Vec<
         WindowFunction::BlackmanHarris2,
         FixedSync::Input,
     )
-    .map_err(|e| EngineError::Unsupported(format!("resampling {rate_in} → {rate_out} Hz: {e}")))?;
+    .map_err(|e| EngineError::Unsupported(format!("resampling {rate_in} → {rate_out} Hz: {e}")))
+}
+
+/// Resamples planar `planes` from `rate_in` to `rate_out` Hz.
+pub fn resample(planes: &[Vec<f32>], rate_in: u32, rate_out: u32) -> Result<Vec<Vec<f32>>> {
+    if rate_in == rate_out || planes.is_empty() {
+        return Ok(planes.to_vec());
+    }
+    let channels = planes.len();
+    let frames = planes[0].len();
+    let mut resampler = fft_resampler(channels, rate_in, rate_out)?;
     let needed = resampler.process_all_needed_output_len(frames);
     let mut output = vec![vec![0f32; needed]; channels];
     let input = SequentialSliceOfVecs::new(planes, channels, frames)
@@ -74,23 +79,7 @@ impl StreamResampler {
         if rate_in == rate_out || channels == 0 {
             return Ok(None);
         }
-        if rate_out == 0 || rate_out > 384_000 {
-            return Err(EngineError::Unsupported(format!(
-                "output sample rate {rate_out} Hz"
-            )));
-        }
-        let inner = Fft::<f32>::new_custom(
-            rate_in as usize,
-            rate_out as usize,
-            CHUNK_FRAMES,
-            1,
-            channels,
-            WindowFunction::BlackmanHarris2,
-            FixedSync::Input,
-        )
-        .map_err(|e| {
-            EngineError::Unsupported(format!("resampling {rate_in} → {rate_out} Hz: {e}"))
-        })?;
+        let inner = fft_resampler(channels, rate_in, rate_out)?;
         let chunk = inner.input_frames_next();
         let out_max = inner.output_frames_max();
         Ok(Some(StreamResampler {
