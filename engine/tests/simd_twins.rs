@@ -46,6 +46,10 @@ fn quantize_i16_matches_its_twin() {
         for (i, s) in samples.iter_mut().enumerate().step_by(7) {
             *s = (i as f32 - 2000.5) / 32768.0;
         }
+        // And what a hostile float WAV holds: NaN (0 out), infinities (clamped).
+        for (i, s) in samples.iter_mut().enumerate().skip(3).step_by(11) {
+            *s = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN][i % 4];
+        }
         for gain in [1.0f32, 0.5, 3.7, 0.001] {
             let mut want = vec![0i16; len];
             scalar::quantize_i16(&samples, gain, &mut want);
@@ -203,6 +207,53 @@ fn kweight_lanes_match_their_twin() {
                     bits(got_states.as_flattened()),
                     bits(want_states.as_flattened()),
                     "{level:?} {rate} Hz len {len}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn p56_lanes_match_their_twin() {
+    use callrec_engine::simd::kernels::{P56_LANES, P56State};
+    let mut rng = Rng::new(9);
+    let mut x = random_f32(&mut rng, 40_000, 0.9);
+    x[1234] = f32::NAN;
+    x[20_000..24_000].fill(0.0);
+    for (i, v) in x.iter_mut().enumerate().skip(30_000) {
+        // A slow swell: the exponent changes now and then, not every sample.
+        *v = 0.3 * (i as f32 * 0.01).sin() * (i as f32 * 0.0003).sin();
+    }
+    for g in [0.995_842_607_245_486_3, 0.999_305_796_653_322_4] {
+        let gh = [g, 1.0 - g];
+        for len in [0, 1, 7, 1024, 4099] {
+            // Lanes at scattered positions (overlapping ones too), from assorted states.
+            let starts: [usize; P56_LANES] = std::array::from_fn(|l| (l * 4919) % (x.len() - len));
+            let states: [P56State; P56_LANES] =
+                std::array::from_fn(|l| [(l as f64 * 0.07).sin().abs(), l as f64 * 0.01]);
+            let mut want_states = states;
+            let mut want = vec![(0, 0, 0)];
+            scalar::p56_lanes(&x, &starts, len, gh, &mut want_states, &mut want);
+            if len > 1000 {
+                assert!(want.len() > 10, "the test should see changes");
+            }
+            for level in levels() {
+                let mut got_states = states;
+                let mut got = vec![(0, 0, 0)];
+                (kernels_at(level).unwrap().p56_lanes)(
+                    &x,
+                    &starts,
+                    len,
+                    gh,
+                    &mut got_states,
+                    &mut got,
+                );
+                assert_eq!(got, want, "{level:?} g {g} len {len}");
+                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(got_states.as_flattened()),
+                    bits(want_states.as_flattened()),
+                    "{level:?} g {g} len {len}"
                 );
             }
         }

@@ -6,6 +6,7 @@
 //! threshold by the 15.9 dB margin (linear interpolation in dB between thresholds, as the G.191
 //! reference `sv56` does). 0 dBov is the RMS of a full-scale square wave (f32 ±1.0).
 
+use crate::simd::kernels::{P56_LANES, P56Event, P56State, p56_step};
 use serde::Serialize;
 
 const TIME_CONSTANT_S: f64 = 0.03;
@@ -24,80 +25,210 @@ pub struct SpeechLevel {
     pub activity: f64,
 }
 
-/// How many thresholds c_j = 2^(j − 16) the envelope `q` reaches (0..=17): from the exponent of
-/// `q`, since ⌊log2 q⌋ = exponent for every normal positive f64 (zero and subnormals reach none).
-#[inline(always)]
-fn thresholds_reached(q: f64) -> u8 {
-    let exponent = ((q.to_bits() >> 52) & 0x7FF) as i32 - 1023;
-    (exponent + 17).clamp(0, THRESHOLDS as i32) as u8
+/// Samples between the checkpoints of a lane segment (see [`envelope`]).
+const CHECK: usize = 1024;
+/// A push is split into lane segments only when each gets at least this many checkpoint
+/// intervals: the carry-over computes the first second or so of each segment twice.
+const MIN_CHECKS_PER_SEGMENT: usize = 8;
+
+/// The counting: runs of equal reach, and per threshold the samples they make active.
+///
+/// A run [s, e) that reaches threshold j makes [s, e + hangover) active for it; the runs come in
+/// order, so per threshold the union of those intervals is counted as they come.
+#[derive(Debug, Clone)]
+struct Runs {
+    hangover: u64,
+    /// The run still open: its reach and its first sample.
+    value: u8,
+    start: u64,
+    /// Per threshold j: samples counted active, counted up to `covered[j]` (exclusive; it may
+    /// lie past the samples pushed so far: the hangover of the last run reaching j).
+    active: [u64; THRESHOLDS],
+    covered: [u64; THRESHOLDS],
+}
+
+impl Runs {
+    /// From sample `at` on, the reach is `reach`.
+    #[inline]
+    fn change(&mut self, at: u64, reach: u8) {
+        if reach != self.value {
+            self.close(at);
+            (self.value, self.start) = (reach, at);
+        }
+    }
+
+    /// Counts the open run as ending at `end`.
+    fn close(&mut self, end: u64) {
+        let until = end + self.hangover;
+        for j in 0..self.value as usize {
+            if until > self.covered[j] {
+                self.active[j] += until - self.start.max(self.covered[j]);
+                self.covered[j] = until;
+            }
+        }
+    }
+
+    /// Samples active at each threshold once `samples` have been pushed.
+    fn counts(&self, samples: u64) -> [u64; THRESHOLDS] {
+        let mut done = self.clone();
+        done.close(samples);
+        // The last hangovers counted samples that never came.
+        std::array::from_fn(|j| done.active[j] - done.covered[j].saturating_sub(samples))
+    }
 }
 
 /// A streaming P.56 meter for one channel.
 ///
 /// Counting, as sv56 writes it, keeps a hangover counter per threshold and tests all 17 each
-/// sample. The same counts follow from one number per sample: a sample is active for threshold
-/// j exactly when, within the hangover window ending at it, the envelope reached a threshold above
-/// j. So each sample's reach e(n) (from the envelope's exponent) goes through a sliding maximum
-/// over hangover + 1 samples (van Herk / Gil–Werman: three comparisons a sample, whatever the
-/// window), and one histogram of that maximum gives all 17 counts (`tests` hold it to the
-/// per-threshold reference).
+/// sample. The same counts follow from one number per sample: sample n is active for threshold
+/// j exactly when some sample in n − hangover ..= n has an envelope reaching c_j. That reach
+/// (how many thresholds the envelope reaches, from its exponent) changes seldom — the envelope is
+/// smoothed twice over 30 ms — so only its changes are followed, as runs ([`Runs`]; `tests`
+/// hold the counts to the per-threshold reference).
+///
+/// The envelope is a serial recursion; a long push is cut into [`P56_LANES`] segments run side
+/// by side from a cold start, then made exact by carrying the true state over (as the
+/// K-weighting does, `super::kfilter`): the same bits as the serial loop, whatever the cut.
 #[derive(Debug, Clone)]
 pub struct SpeechLevelMeter {
-    g: f64,
-    hangover: usize,
-    p: f64,
-    q: f64,
+    /// [g, 1 − g].
+    gh: [f64; 2],
+    state: P56State,
     /// Σx² in four lanes: sample n goes to lane n mod 4 (counted from the first sample pushed),
     /// and the last samples that do not fill a group of four wait in `carry`; they go to lane 0
     /// at the end. The sum is therefore the same bits however the input is cut into pushes.
     lanes: [f64; 4],
     carry: Vec<f32>,
     samples: u64,
-    /// Samples whose windowed reach was m, m = 0..=17.
-    histogram: [u64; THRESHOLDS + 1],
-    /// The reaches of the last `hangover` samples (zeros before the first: nothing is active
-    /// before the first speech), then the current push's; and the van Herk scratch.
-    reach: Vec<u8>,
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
+    runs: Runs,
+    /// Scratch of the lane segments: their checkpoints and events.
+    checkpoints: Vec<P56State>,
+    events: Vec<P56Event>,
     thresholds: [f64; THRESHOLDS],
+}
+
+/// The envelope over `x` (whose first sample is sample `base`) from `state`, serially.
+fn serial(gh: [f64; 2], state: &mut P56State, x: &[f32], base: u64, runs: &mut Runs) {
+    for (i, &v) in x.iter().enumerate() {
+        let reach = p56_step(gh, state, v);
+        if reach != runs.value {
+            runs.change(base + i as u64, reach);
+        }
+    }
+}
+
+fn same_bits(a: &P56State, b: &P56State) -> bool {
+    a[0].to_bits() == b[0].to_bits() && a[1].to_bits() == b[1].to_bits()
+}
+
+/// The envelope over `x` (whose first sample is sample `base`) from `state` (updated), its
+/// reaches counted into `runs`: the same as [`serial`], bit for bit.
+///
+/// A long `x` is cut into [`P56_LANES`] segments run in SIMD lanes, the first from the true
+/// state and the others from zero, each recording its state every [`CHECK`] samples and its
+/// changes of exponent as events. The true state is then carried over: from the end of one
+/// segment the next is computed again serially, [`CHECK`] samples at a time, until the true
+/// state equals the lane's checkpoint bit for bit; from there on the lane computed the same
+/// numbers from the same state, and its events are the true changes. The envelope forgets its
+/// start within about 40 time constants (~1.2 s) of sound; in digital silence the true state
+/// decays through the subnormals to zero (~22 s at 8 kHz) and the check simply goes on — at
+/// worst a whole segment is computed twice, never a different count.
+fn envelope(
+    gh: [f64; 2],
+    state: &mut P56State,
+    x: &[f32],
+    base: u64,
+    runs: &mut Runs,
+    checkpoints: &mut Vec<P56State>,
+    events: &mut Vec<P56Event>,
+) {
+    let per_lane = x.len() / (P56_LANES * CHECK);
+    if per_lane < MIN_CHECKS_PER_SEGMENT {
+        serial(gh, state, x, base, runs);
+        return;
+    }
+    let segment = per_lane * CHECK;
+    let covered = segment * P56_LANES;
+    checkpoints.clear();
+    checkpoints.resize(P56_LANES * per_lane, [0.0; 2]);
+    events.clear();
+    let mut states = [[0.0; 2]; P56_LANES];
+    states[0] = *state;
+    let kernel = crate::simd::kernels().p56_lanes;
+    for i in 0..per_lane {
+        for (l, s) in states.iter().enumerate() {
+            checkpoints[l * per_lane + i] = *s;
+        }
+        let starts = std::array::from_fn(|l| l * segment + i * CHECK);
+        kernel(x, &starts, CHECK, gh, &mut states, events);
+    }
+    // Each lane's events together, in order (a stable sort keeps their order within a lane).
+    events.sort_by_key(|&(_, lane, _)| lane);
+    let mut true_state = *state;
+    let mut lane_events = events.as_slice();
+    for (l, lane_final) in states.iter().enumerate() {
+        let mut converged = None;
+        for i in 0..per_lane {
+            let at = l * segment + i * CHECK;
+            if same_bits(&true_state, &checkpoints[l * per_lane + i]) {
+                converged = Some(at);
+                break;
+            }
+            let block = &x[at..at + CHECK];
+            serial(gh, &mut true_state, block, base + at as u64, runs);
+        }
+        let count = lane_events.partition_point(|&(_, lane, _)| lane as usize == l);
+        let (mine, rest) = lane_events.split_at(count);
+        lane_events = rest;
+        if let Some(from) = converged {
+            for &(at, _, reach) in mine.iter().filter(|e| e.0 >= from) {
+                runs.change(base + at as u64, reach);
+            }
+            true_state = *lane_final;
+        }
+    }
+    let rest = &x[covered..];
+    serial(gh, &mut true_state, rest, base + covered as u64, runs);
+    *state = true_state;
 }
 
 impl SpeechLevelMeter {
     pub fn new(rate: u32) -> Self {
-        let hangover = (HANGOVER_S * rate as f64).round() as usize;
+        let hangover = (HANGOVER_S * rate as f64).round() as u64;
         let mut thresholds = [0.0; THRESHOLDS];
         for (j, c) in thresholds.iter_mut().enumerate() {
             *c = 2f64.powi(j as i32 - 16);
         }
+        let g = (-1.0 / (rate as f64 * TIME_CONSTANT_S)).exp();
         SpeechLevelMeter {
-            g: (-1.0 / (rate as f64 * TIME_CONSTANT_S)).exp(),
-            hangover,
-            p: 0.0,
-            q: 0.0,
+            gh: [g, 1.0 - g],
+            state: [0.0; 2],
             lanes: [0.0; 4],
             carry: Vec::with_capacity(4),
             samples: 0,
-            histogram: [0; THRESHOLDS + 1],
-            reach: vec![0; hangover],
-            prefix: Vec::new(),
-            suffix: Vec::new(),
+            runs: Runs {
+                hangover,
+                value: 0,
+                start: 0,
+                active: [0; THRESHOLDS],
+                covered: [0; THRESHOLDS],
+            },
+            checkpoints: Vec::new(),
+            events: Vec::new(),
             thresholds,
         }
     }
 
     pub fn push(&mut self, samples: &[f32]) {
-        let (g, h) = (self.g, 1.0 - self.g);
-        // The envelope: a serial recursion, one reach per sample.
-        let (mut p, mut q) = (self.p, self.q);
-        self.reach.reserve(samples.len());
-        for &x in samples {
-            let x = x as f64;
-            p = g * p + h * x.abs();
-            q = g * q + h * p;
-            self.reach.push(thresholds_reached(q));
-        }
-        (self.p, self.q) = (p, q);
+        envelope(
+            self.gh,
+            &mut self.state,
+            samples,
+            self.samples,
+            &mut self.runs,
+            &mut self.checkpoints,
+            &mut self.events,
+        );
         // Σx² in four lanes (the envelope's chain is the latency that matters; this is not).
         let mut rest = samples;
         if !self.carry.is_empty() {
@@ -119,62 +250,11 @@ impl SpeechLevelMeter {
             }
         }
         self.samples += samples.len() as u64;
-        // Small pushes are gathered first, so the window pass always has more new samples than
-        // carried ones (the cost stays linear however the input is cut).
-        if self.reach.len() >= 2 * self.hangover + 4096 {
-            self.count_windows();
-        }
     }
 
-    /// Histograms the maximum reach over each window of `hangover + 1` samples ending at a new
-    /// sample, and keeps the last `hangover` reaches for the next push.
-    fn count_windows(&mut self) {
-        let window = self.hangover + 1;
-        let a = &self.reach;
-        let len = a.len();
-        // Blocks of `window` from the start of `a`: prefix and suffix maxima within each.
-        self.prefix.clear();
-        self.prefix.resize(len, 0);
-        self.suffix.clear();
-        self.suffix.resize(len, 0);
-        for (block, (pre, suf)) in a.chunks(window).zip(
-            self.prefix
-                .chunks_mut(window)
-                .zip(self.suffix.chunks_mut(window)),
-        ) {
-            let mut m = 0u8;
-            for (v, out) in block.iter().zip(pre.iter_mut()) {
-                m = m.max(*v);
-                *out = m;
-            }
-            let mut m = 0u8;
-            for (v, out) in block.iter().zip(suf.iter_mut()).rev() {
-                m = m.max(*v);
-                *out = m;
-            }
-        }
-        // max(a[i − hangover ..= i]) = max(suffix[i − hangover], prefix[i]): the two ends lie in
-        // the same block or in neighbouring ones.
-        let mut histogram = [0u64; THRESHOLDS + 1];
-        for (s, p) in self.suffix[..len - self.hangover]
-            .iter()
-            .zip(&self.prefix[self.hangover..])
-        {
-            histogram[(*s).max(*p) as usize] += 1;
-        }
-        for (total, count) in self.histogram.iter_mut().zip(histogram) {
-            *total += count;
-        }
-        self.reach.drain(..len - self.hangover);
-    }
-
-    /// Samples active at each threshold: those whose windowed reach is above it.
+    /// Samples active at each threshold.
     fn active(&self) -> [u64; THRESHOLDS] {
-        let mut done = self.clone();
-        if done.reach.len() > done.hangover {
-            done.count_windows();
-        }
-        std::array::from_fn(|j| done.histogram[j + 1..].iter().sum())
+        self.runs.counts(self.samples)
     }
 
     #[cfg(test)]
@@ -343,11 +423,74 @@ mod tests {
                 }
             }
         }
-        assert_eq!(thresholds_reached(0.0), 0);
-        assert_eq!(thresholds_reached(1.0), 17);
-        assert_eq!(thresholds_reached(0.5), 16);
-        assert_eq!(thresholds_reached(2f64.powi(-16)), 1);
-        assert_eq!(thresholds_reached(2f64.powi(-16) * 0.999), 0);
+        use crate::simd::kernels::p56_reach;
+        assert_eq!(p56_reach(0.0), 0);
+        assert_eq!(p56_reach(1.0), 17);
+        assert_eq!(p56_reach(0.5), 16);
+        assert_eq!(p56_reach(2f64.powi(-16)), 1);
+        assert_eq!(p56_reach(2f64.powi(-16) * 0.999), 0);
+        assert_eq!(p56_reach(f64::MIN_POSITIVE / 3.0), 0);
+        assert_eq!(p56_reach(f64::INFINITY), 17);
+        assert_eq!(p56_reach(f64::NAN), 17);
+        // Against the thresholds themselves, at and around each one.
+        for j in 0..THRESHOLDS {
+            let c = 2f64.powi(j as i32 - 16);
+            for q in [
+                c,
+                c * (1.0 + f64::EPSILON),
+                c * (1.0 - f64::EPSILON / 2.0),
+                c * 1.5,
+            ] {
+                let want = (0..THRESHOLDS)
+                    .filter(|&k| q >= 2f64.powi(k as i32 - 16))
+                    .count() as u8;
+                assert_eq!(p56_reach(q), want, "q = {q:e}");
+            }
+        }
+    }
+
+    /// The lane segments with their carry-over give the serial envelope's counts and final
+    /// state bit for bit: over speech, over a long digital silence after loud speech (the true
+    /// state decays through the subnormals), over a NaN, from a non-zero starting state.
+    #[test]
+    fn lane_segments_equal_the_serial_envelope() {
+        for rate in [8000, 48_000] {
+            let meter = SpeechLevelMeter::new(rate);
+            let gh = meter.gh;
+            let mut loud_then_silent = bursts(rate, -6.0, 2.0, 0.0, 1, None);
+            loud_then_silent.extend(std::iter::repeat_n(0.0, 30 * rate as usize));
+            loud_then_silent.extend(bursts(rate, -30.0, 1.0, 1.0, 4, Some(-70.0)));
+            let mut with_nan = bursts(rate, -26.0, 0.8, 0.5, 60, Some(-60.0));
+            let at = with_nan.len() / 3;
+            with_nan[at] = f32::NAN;
+            for (name, x) in [
+                ("speech", bursts(rate, -26.0, 0.8, 0.5, 60, Some(-60.0))),
+                ("loud then silent", loud_then_silent),
+                ("nan", with_nan),
+            ] {
+                assert!(x.len() >= P56_LANES * CHECK * MIN_CHECKS_PER_SEGMENT);
+                for start in [[0.0, 0.0], [0.3, 0.2]] {
+                    // As after earlier pushes: the open run has the reach of the state's q.
+                    let mut runs = meter.runs.clone();
+                    runs.value = crate::simd::kernels::p56_reach(start[1]);
+                    let (mut want_state, mut want) = (start, runs.clone());
+                    serial(gh, &mut want_state, &x, 5, &mut want);
+                    let (mut got_state, mut got) = (start, runs);
+                    let (mut checkpoints, mut events) = (Vec::new(), Vec::new());
+                    let state = &mut got_state;
+                    envelope(gh, state, &x, 5, &mut got, &mut checkpoints, &mut events);
+                    let total = x.len() as u64 + 5;
+                    let what = format!("{rate} Hz, {name}, from {start:?}");
+                    assert_eq!(got.counts(total), want.counts(total), "{what}");
+                    assert_eq!((got.value, got.start), (want.value, want.start));
+                    assert_eq!(
+                        got_state.map(f64::to_bits),
+                        want_state.map(f64::to_bits),
+                        "{rate} Hz, {name}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -56,7 +56,20 @@ pub struct Kernels {
     /// [`kernels::KW_LANES`] segments of one channel through the K-weighting cascade in
     /// lockstep (see [`kernels::kweight_lanes`]).
     pub kweight_lanes: KweightLanes,
+    /// [`kernels::P56_LANES`] segments of one channel through P.56's envelope in lockstep (see
+    /// [`kernels::p56_lanes`]).
+    pub p56_lanes: P56Lanes,
 }
+
+/// The signature of [`kernels::p56_lanes`].
+pub type P56Lanes = fn(
+    &[f32],
+    &[usize; kernels::P56_LANES],
+    usize,
+    [f64; 2],
+    &mut [kernels::P56State; kernels::P56_LANES],
+    &mut Vec<kernels::P56Event>,
+);
 
 /// The signature of [`kernels::kweight_lanes`].
 pub type KweightLanes = fn(
@@ -77,6 +90,7 @@ const BASELINE: Kernels = Kernels {
     frame_stats: kernels::frame_stats,
     expand_g711: kernels::expand_g711,
     kweight_lanes: kernels::kweight_lanes,
+    p56_lanes: kernels::p56_lanes,
 };
 
 /// The levels this CPU can run, baseline first.

@@ -1,7 +1,10 @@
 //! Scalar twins: the plainest correct form of each kernel, for the tests to compare every
 //! dispatched level with. Not used on any hot path.
 
-use super::kernels::{FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, kweight_step};
+use super::kernels::{
+    FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_EXPONENT, P56_LANES, P56Event, P56State,
+    kweight_step, p56_step,
+};
 
 pub fn pcm16_to_f32(src: &[u8], dst: &mut [f32]) {
     for i in 0..dst.len().min(src.len() / 2) {
@@ -108,5 +111,30 @@ pub fn kweight_lanes(
             let z = kweight_step(c, &mut states[l], x[starts[l] + n] as f64);
             sums[l] += z * z;
         }
+    }
+}
+
+/// Each lane on its own, one sample at a time; the events sorted into the kernel's order.
+pub fn p56_lanes(
+    x: &[f32],
+    starts: &[usize; P56_LANES],
+    len: usize,
+    gh: [f64; 2],
+    states: &mut [P56State; P56_LANES],
+    events: &mut Vec<P56Event>,
+) {
+    let first = events.len();
+    for l in 0..P56_LANES {
+        for n in 0..len {
+            let before = states[l][1].to_bits() & P56_EXPONENT;
+            let reach = p56_step(gh, &mut states[l], x[starts[l] + n]);
+            if states[l][1].to_bits() & P56_EXPONENT != before {
+                events.push((n, l as u8, reach));
+            }
+        }
+    }
+    events[first..].sort_by_key(|&(n, l, _)| (n, l));
+    for event in &mut events[first..] {
+        event.0 += starts[event.1 as usize];
     }
 }

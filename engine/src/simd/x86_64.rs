@@ -1,6 +1,6 @@
 //! The AVX2 build of the kernels.
 
-use super::kernels::{self, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums};
+use super::kernels::{self, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_LANES, P56State};
 use super::{Kernels, Level};
 
 pub fn has_avx2() -> bool {
@@ -16,6 +16,7 @@ pub const AVX2: Kernels = Kernels {
     frame_stats,
     expand_g711,
     kweight_lanes,
+    p56_lanes,
 };
 
 #[target_feature(enable = "avx2")]
@@ -105,4 +106,28 @@ fn kweight_lanes(
 ) {
     // SAFETY: only reachable when the CPU has AVX2.
     unsafe { kweight_lanes_avx2(x, starts, len, c, states, sums) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn p56_lanes_avx2(
+    x: &[f32],
+    starts: &[usize; P56_LANES],
+    len: usize,
+    gh: [f64; 2],
+    states: &mut [P56State; P56_LANES],
+    events: &mut Vec<kernels::P56Event>,
+) {
+    kernels::p56_lanes(x, starts, len, gh, states, events)
+}
+
+fn p56_lanes(
+    x: &[f32],
+    starts: &[usize; P56_LANES],
+    len: usize,
+    gh: [f64; 2],
+    states: &mut [P56State; P56_LANES],
+    events: &mut Vec<kernels::P56Event>,
+) {
+    // SAFETY: only reachable when the CPU has AVX2.
+    unsafe { p56_lanes_avx2(x, starts, len, gh, states, events) }
 }
