@@ -243,7 +243,9 @@ fn quantization_headroom(format: OutputFormat, ceiling_dbtp: f64) -> f64 {
 
 /// Runs the whole chain on one input, the output in memory.
 pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed> {
-    let mut audio = Vec::new();
+    // The usual output (WAV at the input's rate) is about the input's size: reserved once
+    // rather than grown by copies (a hint, capped; the Vec still grows past it if need be).
+    let mut audio = Vec::with_capacity(source.len().min(64 << 20) as usize);
     let report = process_into(source, config, &mut audio)?;
     Ok(Processed { audio, report })
 }
