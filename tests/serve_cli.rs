@@ -652,6 +652,7 @@ async fn stage_received(
         bytes: audio.len() as u64,
         sha256: sha,
         crc32c,
+        crc64nvme: None,
         via: None,
     };
     store

@@ -100,6 +100,34 @@ impl Digests {
         state.finish()
     }
 
+    /// Digests recorded earlier (SHA-256 and the CRCs in hex or base64, as S3 writes them) for
+    /// `bytes` bytes: what a caller hands in with [`crate::AudioSource::with_digests`] when it
+    /// hashed the bytes as they arrived.
+    pub fn from_recorded(
+        bytes: u64,
+        sha256: &str,
+        crc32c: &str,
+        crc64nvme: &str,
+        md5: Option<[u8; 16]>,
+    ) -> Result<Digests> {
+        let parse = |algorithm, value| parse_digest(algorithm, value);
+        let sha256 = parse(ChecksumAlgorithm::Sha256, sha256)?;
+        let crc32c = parse(ChecksumAlgorithm::Crc32c, crc32c)?;
+        let crc64nvme = parse(ChecksumAlgorithm::Crc64nvme, crc64nvme)?;
+        Ok(Digests {
+            sha256: sha256.try_into().expect("parse_digest checks the length"),
+            md5,
+            crc32c: u32::from_be_bytes(crc32c.try_into().expect("checked length")),
+            crc64nvme: u64::from_be_bytes(crc64nvme.try_into().expect("checked length")),
+            bytes,
+        })
+    }
+
+    /// CRC32C of `data` alone (the cheapest check that bytes read back are the bytes hashed).
+    pub fn crc32c_of(data: &[u8]) -> u32 {
+        crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+    }
+
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.sha256)
     }
@@ -245,6 +273,26 @@ fn parse_digest(algorithm: ChecksumAlgorithm, value: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_digests_read_back() {
+        let d = Digests::compute(b"123456789");
+        let back = Digests::from_recorded(
+            9,
+            &d.sha256_hex(),
+            &d.crc32c_base64(),
+            &d.crc64nvme_base64(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(back, d);
+        assert_eq!(Digests::crc32c_of(b"123456789"), d.crc32c);
+        let bad = Digests::from_recorded(9, "00", &d.crc32c_base64(), &d.crc64nvme_base64(), None);
+        assert!(matches!(
+            bad,
+            Err(EngineError::InvalidExpectedChecksum { .. })
+        ));
+    }
 
     #[test]
     fn known_vectors() {

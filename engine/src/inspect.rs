@@ -61,6 +61,10 @@ pub fn inspect(source: &AudioSource, options: &InspectOptions) -> Result<Report>
 pub(crate) fn input_digests(source: &AudioSource, options: &InspectOptions) -> Result<Digests> {
     source.require_non_empty()?;
     options.limits.check_input_bytes(source.len())?;
+    if let Some(digests) = handed_in(source, options) {
+        options.expected_checksums.validate(&digests)?;
+        return Ok(digests);
+    }
     let mut state = if options.compute_md5 || options.expected_checksums.needs_md5() {
         crate::checksum::DigestState::with_md5()
     } else {
@@ -77,6 +81,16 @@ pub(crate) fn input_digests(source: &AudioSource, options: &InspectOptions) -> R
     let digests = state.finish();
     options.expected_checksums.validate(&digests)?;
     Ok(digests)
+}
+
+/// The digests handed in with the source ([`AudioSource::with_digests`]), when they have all
+/// these options need (MD5 only when asked for).
+pub(crate) fn handed_in(source: &AudioSource, options: &InspectOptions) -> Option<Digests> {
+    let wants_md5 = options.compute_md5 || options.expected_checksums.needs_md5();
+    source
+        .digests()
+        .filter(|d| d.md5.is_some() || !wants_md5)
+        .copied()
 }
 
 /// Checks the decoded duration against the expected one, if any.

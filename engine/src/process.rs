@@ -22,7 +22,9 @@ use crate::dsp::stereo::{StereoFacts, downmix_into, stereo_facts};
 use crate::dsp::true_peak::{TruePeak, TruePeakMeter};
 use crate::encode::{OutputFormat, WavStream, encode};
 use crate::error::{EngineError, Result};
-use crate::inspect::{InspectOptions, check_duration, describe, full_scale, input_digests};
+use crate::inspect::{
+    InspectOptions, check_duration, describe, full_scale, handed_in, input_digests,
+};
 use crate::report::Report;
 use crate::source::AudioSource;
 use serde::Serialize;
@@ -268,8 +270,9 @@ pub fn process_into(
     // The input's digests: before anything else when they are to be checked (a wrong file fails
     // first, as in `inspect`); otherwise, for the fast path, block by block in the analysis pass
     // (beside the meters, on another core where there is one).
+    // Digests handed in with the source are taken as they are (and checked when expected).
     let checked = !config.input.expected_checksums.is_empty();
-    let early = if checked {
+    let early = if checked || handed_in(source, &config.input).is_some() {
         Some(input_digests(source, &config.input)?)
     } else {
         source.require_non_empty()?;

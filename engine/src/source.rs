@@ -29,6 +29,9 @@ pub struct AudioSource {
     name: Option<String>,
     /// A lower-case extension or MIME-derived hint such as `"wav"` or `"mp3"`.
     hint: Option<String>,
+    /// The bytes' digests, when the caller computed them as the bytes arrived (boxed: a source
+    /// travels through channels by value).
+    digests: Option<Box<crate::checksum::Digests>>,
 }
 
 impl AudioSource {
@@ -39,6 +42,7 @@ impl AudioSource {
             map: None,
             name: None,
             hint: None,
+            digests: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl AudioSource {
             map,
             name,
             hint,
+            digests: None,
         })
     }
 
@@ -109,6 +114,22 @@ impl AudioSource {
         }
         #[cfg(not(unix))]
         let _ = range;
+    }
+
+    /// Hands in the bytes' digests, computed by the caller as they arrived (an upload's spool),
+    /// so the engine does not hash the input a second time: the report's input checksums are
+    /// these, and expected checksums are checked against them. They are the caller's word;
+    /// digests of another length than these bytes are not attached (the engine hashes them).
+    pub fn with_digests(mut self, digests: crate::checksum::Digests) -> Self {
+        if digests.bytes == self.len() {
+            self.digests = Some(Box::new(digests));
+        }
+        self
+    }
+
+    /// The digests handed in with [`Self::with_digests`].
+    pub fn digests(&self) -> Option<&crate::checksum::Digests> {
+        self.digests.as_deref()
     }
 
     /// Sets the file name (used for the format hint and reported as `file`).

@@ -420,3 +420,64 @@ fn replaying_recorded_decisions_gives_the_same_bytes_whatever_the_config() {
     assert_eq!(replay.report.output.sha256, first.report.output.sha256);
     assert_eq!(replay.report.decisions, decisions);
 }
+
+/// Digests handed in with the source are the report's and are what expected checksums are held
+/// to — the input is not hashed again — and the output is the same bytes either way. Digests of
+/// another length, or without the MD5 asked for, are not used.
+#[test]
+fn digests_handed_in_are_used_not_recomputed() {
+    use callrec_engine::{ChecksumAlgorithm, Digests, EngineError, ExpectedChecksums};
+    let source = wav(&CallShape::telephone(20_000, 5));
+    let plain = process(&source, &ProcessConfig::default()).unwrap();
+    let real = Digests::compute(source.bytes());
+    assert_eq!(plain.report.input.checksums, real.to_report());
+
+    // Distinct from the real ones, so their use shows in the report.
+    let mut told = real;
+    told.sha256[0] ^= 0xFF;
+    told.crc64nvme ^= 1;
+    let handed = process(
+        &source.clone().with_digests(told),
+        &ProcessConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(handed.report.input.checksums, told.to_report());
+    assert_eq!(handed.audio, plain.audio);
+
+    // Expected checksums are checked against what was handed in.
+    let expecting = |value: &str| ProcessConfig {
+        input: callrec_engine::InspectOptions {
+            expected_checksums: ExpectedChecksums::new()
+                .expect(ChecksumAlgorithm::Sha256, value)
+                .unwrap(),
+            ..callrec_engine::InspectOptions::new()
+        },
+        ..ProcessConfig::default()
+    };
+    let told_source = source.clone().with_digests(told);
+    assert!(process(&told_source, &expecting(&told.sha256_hex())).is_ok());
+    assert!(matches!(
+        process(&told_source, &expecting(&real.sha256_hex())),
+        Err(EngineError::ChecksumMismatch { .. })
+    ));
+
+    // Another length: not attached; no MD5 when MD5 is asked for: computed.
+    let mut short = told;
+    short.bytes -= 1;
+    let ignored = process(
+        &source.clone().with_digests(short),
+        &ProcessConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(ignored.report.input.checksums, real.to_report());
+    let md5 = ProcessConfig {
+        input: callrec_engine::InspectOptions {
+            compute_md5: true,
+            ..callrec_engine::InspectOptions::new()
+        },
+        ..ProcessConfig::default()
+    };
+    let computed = process(&told_source, &md5).unwrap();
+    assert_eq!(computed.report.input.checksums.sha256, real.sha256_hex());
+    assert!(computed.report.input.checksums.md5.is_some());
+}

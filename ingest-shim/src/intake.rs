@@ -187,6 +187,11 @@ impl Spooled {
         self.digests.map(|d| d.crc32c_base64()).unwrap_or_default()
     }
 
+    /// CRC64NVME in base64, as S3 writes it (`None` when spooled without digests).
+    pub fn crc64nvme_base64(&self) -> Option<String> {
+        self.digests.map(|d| d.crc64nvme_base64())
+    }
+
     /// MD5, when asked for.
     pub fn md5(&self) -> Option<[u8; 16]> {
         self.digests.and_then(|d| d.md5)
@@ -268,6 +273,7 @@ pub async fn receive(
         bytes: spooled.bytes(),
         sha256,
         crc32c,
+        crc64nvme: spooled.crc64nvme_base64(),
         via: Some(via),
     };
     let (record, applied) = store
@@ -328,6 +334,7 @@ mod tests {
         assert_eq!(spooled.bytes(), wav.len() as u64);
         assert_eq!(spooled.sha256_hex(), whole.sha256_hex());
         assert_eq!(spooled.crc32c_base64(), whole.crc32c_base64());
+        assert_eq!(spooled.crc64nvme_base64(), Some(whole.crc64nvme_base64()));
         assert_eq!(spooled.md5(), whole.md5);
         assert!(spooled.is_audio());
         assert_eq!(std::fs::read(spooled.path()).unwrap(), wav);

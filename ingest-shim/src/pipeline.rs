@@ -287,7 +287,12 @@ impl EngineRunner {
         let jobs = self.jobs.clone();
         let path = audio.to_path_buf();
         // The channel is bounded; waiting for room happens off the async threads.
-        tokio::task::spawn_blocking(move || jobs.send(((reply, path), JobInput::Source(source))))
+        // The job comes back in the error only to be dropped: the closure drops it there.
+        let send = move || {
+            jobs.send(((reply, path), JobInput::Source(source)))
+                .map_err(drop)
+        };
+        tokio::task::spawn_blocking(send)
             .await
             .map_err(|_| PipelineError::EngineGone)?
             .map_err(|_| PipelineError::EngineGone)?;
@@ -329,6 +334,41 @@ impl InFlight {
     pub fn contains(&self, call_id: &CallId) -> bool {
         self.lock().contains(call_id)
     }
+}
+
+/// Hands the engine the digests recorded when the staged bytes were received, so it does not
+/// hash them again (SHA-256 is the costliest thing the engine does to an input after its DSP),
+/// once the bytes read back are shown to be those bytes: same length and CRC32C (a pass at
+/// memory speed). Records from before CRC64NVME was kept, and bytes that differ, are hashed by
+/// the engine as before; the difference is logged.
+fn with_staged_digests(
+    source: AudioSource,
+    staged: &crate::store::StagedAudio,
+    call_id: &CallId,
+) -> AudioSource {
+    let Some(crc64nvme) = &staged.crc64nvme else {
+        return source;
+    };
+    let Ok(digests) = callrec_engine::Digests::from_recorded(
+        staged.bytes,
+        &staged.sha256,
+        &staged.crc32c,
+        crc64nvme,
+        None,
+    ) else {
+        return source;
+    };
+    if source.len() != staged.bytes
+        || callrec_engine::Digests::crc32c_of(source.bytes()) != digests.crc32c
+    {
+        tracing::warn!(
+            call_id = %call_id,
+            location = %staged.location,
+            "the staged bytes read back are not the bytes received (length or CRC32C): the engine hashes them"
+        );
+        return source;
+    }
+    source.with_digests(digests)
 }
 
 /// Everything a pipeline step needs.
@@ -716,6 +756,7 @@ impl Pipeline {
             .get(staging_bucket, &staged.location, None)
             .await?;
         let source = AudioSource::from_bytes(raw).with_name(format!("{call_id}.wav"));
+        let source = with_staged_digests(source, &staged, call_id);
         let (record, processed) = match &record.processed {
             // Resumed after `processed`: replay the recorded decisions; the output must be the
             // recorded one to the bit.
@@ -949,5 +990,43 @@ mod tests {
         assert!(set.contains(&id));
         drop(first);
         assert!(set.start(&id).is_some());
+    }
+
+    /// The digests recorded at intake reach the engine only for the bytes they describe.
+    #[test]
+    fn staged_digests_are_handed_in_only_for_the_same_bytes() {
+        let id = CallId::parse("c1").unwrap();
+        let bytes = b"RIFF....WAVE and some audio".to_vec();
+        let d = callrec_engine::Digests::compute(&bytes);
+        let staged = crate::store::StagedAudio {
+            location: "staging/c1".into(),
+            bytes: bytes.len() as u64,
+            sha256: d.sha256_hex(),
+            crc32c: d.crc32c_base64(),
+            crc64nvme: Some(d.crc64nvme_base64()),
+            via: None,
+        };
+        let handed = |staged: &crate::store::StagedAudio, bytes: &[u8]| {
+            with_staged_digests(AudioSource::from_bytes(bytes.to_vec()), staged, &id)
+                .digests()
+                .copied()
+        };
+        assert_eq!(handed(&staged, &bytes), Some(d));
+        // Other bytes of the same length (read back changed): hashed by the engine.
+        let mut changed = bytes.clone();
+        changed[3] ^= 1;
+        assert_eq!(handed(&staged, &changed), None);
+        assert_eq!(handed(&staged, &bytes[1..]), None);
+        // A record from before CRC64NVME was kept, or with a malformed digest.
+        let old = crate::store::StagedAudio {
+            crc64nvme: None,
+            ..staged.clone()
+        };
+        assert_eq!(handed(&old, &bytes), None);
+        let malformed = crate::store::StagedAudio {
+            sha256: "not hex".into(),
+            ..staged
+        };
+        assert_eq!(handed(&malformed, &bytes), None);
     }
 }

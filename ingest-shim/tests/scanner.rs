@@ -46,6 +46,7 @@ async fn store_fully(store: &dyn CallStore, id: &str) {
         bytes: 1,
         sha256: "a".into(),
         crc32c: "b".into(),
+        crc64nvme: None,
         via: None,
     };
     store

@@ -283,6 +283,11 @@ pub struct StagedAudio {
     pub sha256: String,
     /// Base64 big-endian CRC32C, as S3 reports it.
     pub crc32c: String,
+    /// Base64 big-endian CRC64NVME. With the two above, the input digests the engine's report
+    /// needs, so the engine does not hash the bytes again (records from before it was kept have
+    /// none: the engine hashes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
     /// How the recording came: streamed by OCP (stage 1) or recovered from an OCP export
     /// (stage 2). Records from before it was kept have none (they were streamed or exported:
     /// not known).
@@ -806,6 +811,7 @@ mod tests {
             bytes: 10,
             sha256: sha.into(),
             crc32c: "AAAAAA==".into(),
+            crc64nvme: None,
             via: None,
         }
     }

@@ -35,6 +35,7 @@ fn staged(sha: &str) -> StagedAudio {
         bytes: 1234,
         sha256: sha.into(),
         crc32c: "AAAAAA==".into(),
+        crc64nvme: None,
         via: None,
     }
 }
