@@ -30,6 +30,9 @@ const CHECK: usize = 1024;
 /// A push is split into lane segments only when each gets at least this many checkpoint
 /// intervals: the carry-over computes the first second or so of each segment twice.
 const MIN_CHECKS_PER_SEGMENT: usize = 8;
+/// How long a lane runs before its segment, s: the envelope's start is forgotten (to the last
+/// bit) within about 40 time constants of sound, 1.2 s.
+const WARM_UP_S: f64 = 1.5;
 
 /// The counting: runs of equal reach, and per threshold the samples they make active.
 ///
@@ -93,6 +96,8 @@ impl Runs {
 pub struct SpeechLevelMeter {
     /// [g, 1 − g].
     gh: [f64; 2],
+    /// Samples a lane segment is run before its start ([`WARM_UP_S`], whole [`CHECK`]s).
+    warm_up: usize,
     state: P56State,
     /// Σx² in four lanes: sample n goes to lane n mod 4 (counted from the first sample pushed),
     /// and the last samples that do not fill a group of four wait in `carry`; they go to lane 0
@@ -125,16 +130,24 @@ fn same_bits(a: &P56State, b: &P56State) -> bool {
 /// reaches counted into `runs`: the same as [`serial`], bit for bit.
 ///
 /// A long `x` is cut into [`P56_LANES`] segments run in SIMD lanes, the first from the true
-/// state and the others from zero, each recording its state every [`CHECK`] samples and its
-/// changes of exponent as events. The true state is then carried over: from the end of one
-/// segment the next is computed again serially, [`CHECK`] samples at a time, until the true
-/// state equals the lane's checkpoint bit for bit; from there on the lane computed the same
-/// numbers from the same state, and its events are the true changes. The envelope forgets its
-/// start within about 40 time constants (~1.2 s) of sound; in digital silence the true state
-/// decays through the subnormals to zero (~22 s at 8 kHz) and the check simply goes on — at
-/// worst a whole segment is computed twice, never a different count.
+/// state, the others from zero `warm_up` samples before their segment (the end of the previous
+/// one), so that they arrive at it with the state the serial loop has there, or next to it. Each
+/// lane records its state every [`CHECK`] samples and its changes of exponent as events. The
+/// true state is then carried over: from the end of one segment the next is computed again
+/// serially, [`CHECK`] samples at a time, until the true state equals the lane's checkpoint
+/// bit for bit; from there on the lane computed the same numbers from the same state, and its
+/// events are the true changes. Over sound the envelope forgets its start within about 40 time
+/// constants (~1.2 s: `warm_up` is a little more), so the first check usually holds; in
+/// digital silence the true state decays through the subnormals to zero (~22 s at 8 kHz) and
+/// the check simply goes on — at worst a whole segment is computed twice, never a different
+/// count.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the meter's parts, borrowed apart"
+)]
 fn envelope(
     gh: [f64; 2],
+    warm_up: usize,
     state: &mut P56State,
     x: &[f32],
     base: u64,
@@ -142,22 +155,26 @@ fn envelope(
     checkpoints: &mut Vec<P56State>,
     events: &mut Vec<P56Event>,
 ) {
-    let per_lane = x.len() / (P56_LANES * CHECK);
-    if per_lane < MIN_CHECKS_PER_SEGMENT {
+    let per_lane = x.len().saturating_sub(warm_up) / (P56_LANES * CHECK);
+    let segment = per_lane * CHECK;
+    if per_lane < MIN_CHECKS_PER_SEGMENT || 2 * segment < warm_up {
         serial(gh, state, x, base, runs);
         return;
     }
-    let segment = per_lane * CHECK;
-    let covered = segment * P56_LANES;
+    // Lane l reads from l × segment, `steps` blocks of CHECK: lane 0 its segment and the
+    // warm-up length more, the others a warm-up, then their segment.
+    let steps = (segment + warm_up) / CHECK;
+    let covered = segment * P56_LANES + warm_up;
+    let data_start = |l: usize| if l == 0 { 0 } else { l * segment + warm_up };
     checkpoints.clear();
-    checkpoints.resize(P56_LANES * per_lane, [0.0; 2]);
+    checkpoints.resize(P56_LANES * steps, [0.0; 2]);
     events.clear();
     let mut states = [[0.0; 2]; P56_LANES];
     states[0] = *state;
     let kernel = crate::simd::kernels().p56_lanes;
-    for i in 0..per_lane {
+    for i in 0..steps {
         for (l, s) in states.iter().enumerate() {
-            checkpoints[l * per_lane + i] = *s;
+            checkpoints[l * steps + i] = *s;
         }
         let starts = std::array::from_fn(|l| l * segment + i * CHECK);
         kernel(x, &starts, CHECK, gh, &mut states, events);
@@ -168,9 +185,9 @@ fn envelope(
     let mut lane_events = events.as_slice();
     for (l, lane_final) in states.iter().enumerate() {
         let mut converged = None;
-        for i in 0..per_lane {
+        for i in (data_start(l) - l * segment) / CHECK..steps {
             let at = l * segment + i * CHECK;
-            if same_bits(&true_state, &checkpoints[l * per_lane + i]) {
+            if same_bits(&true_state, &checkpoints[l * steps + i]) {
                 converged = Some(at);
                 break;
             }
@@ -202,6 +219,7 @@ impl SpeechLevelMeter {
         let g = (-1.0 / (rate as f64 * TIME_CONSTANT_S)).exp();
         SpeechLevelMeter {
             gh: [g, 1.0 - g],
+            warm_up: (rate as f64 * WARM_UP_S / CHECK as f64).ceil() as usize * CHECK,
             state: [0.0; 2],
             lanes: [0.0; 4],
             carry: Vec::with_capacity(4),
@@ -222,6 +240,7 @@ impl SpeechLevelMeter {
     pub fn push(&mut self, samples: &[f32]) {
         envelope(
             self.gh,
+            self.warm_up,
             &mut self.state,
             samples,
             self.samples,
@@ -468,7 +487,7 @@ mod tests {
                 ("loud then silent", loud_then_silent),
                 ("nan", with_nan),
             ] {
-                assert!(x.len() >= P56_LANES * CHECK * MIN_CHECKS_PER_SEGMENT);
+
                 for start in [[0.0, 0.0], [0.3, 0.2]] {
                     // As after earlier pushes: the open run has the reach of the state's q.
                     let mut runs = meter.runs.clone();
@@ -478,7 +497,9 @@ mod tests {
                     let (mut got_state, mut got) = (start, runs);
                     let (mut checkpoints, mut events) = (Vec::new(), Vec::new());
                     let state = &mut got_state;
-                    envelope(gh, state, &x, 5, &mut got, &mut checkpoints, &mut events);
+                    let warm = meter.warm_up;
+                    envelope(gh, warm, state, &x, 5, &mut got, &mut checkpoints, &mut events);
+                    assert!(!events.is_empty(), "{rate} Hz, {name}: the lanes ran");
                     let total = x.len() as u64 + 5;
                     let what = format!("{rate} Hz, {name}, from {start:?}");
                     assert_eq!(got.counts(total), want.counts(total), "{what}");
