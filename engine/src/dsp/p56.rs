@@ -487,7 +487,6 @@ mod tests {
                 ("loud then silent", loud_then_silent),
                 ("nan", with_nan),
             ] {
-
                 for start in [[0.0, 0.0], [0.3, 0.2]] {
                     // As after earlier pushes: the open run has the reach of the state's q.
                     let mut runs = meter.runs.clone();
@@ -498,7 +497,16 @@ mod tests {
                     let (mut checkpoints, mut events) = (Vec::new(), Vec::new());
                     let state = &mut got_state;
                     let warm = meter.warm_up;
-                    envelope(gh, warm, state, &x, 5, &mut got, &mut checkpoints, &mut events);
+                    envelope(
+                        gh,
+                        warm,
+                        state,
+                        &x,
+                        5,
+                        &mut got,
+                        &mut checkpoints,
+                        &mut events,
+                    );
                     assert!(!events.is_empty(), "{rate} Hz, {name}: the lanes ran");
                     let total = x.len() as u64 + 5;
                     let what = format!("{rate} Hz, {name}, from {start:?}");
