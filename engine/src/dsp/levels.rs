@@ -74,33 +74,43 @@ impl LevelMeter {
             // Near-zero runs, carried across blocks.
             let mut run = acc.run;
             let mut silent = acc.silent;
-            // 64 samples at a time where they are all loud or all near zero (a count that
-            // vectorizes), sample by sample where they are mixed.
+            // 64 samples at a time, as a mask of the near-zero ones (sample by sample where the
+            // minimum run is shorter than a chunk: rates under 6.4 kHz).
             let chunks = plane.chunks_exact(64);
             let tail = chunks.remainder();
             let min_run = self.min_run;
-            let mut step = |run: &mut u64, s: f32| {
+            let step = |run: &mut u64, silent: &mut u64, s: f32| {
                 if s.abs() <= DIGITAL_SILENCE_MAX {
                     *run += 1;
                 } else {
                     if *run >= min_run {
-                        silent += *run;
+                        *silent += *run;
                     }
                     *run = 0;
                 }
             };
             for chunk in chunks {
-                let quiet = chunk
-                    .iter()
-                    .map(|s| (s.abs() <= DIGITAL_SILENCE_MAX) as u32)
-                    .sum::<u32>();
-                match quiet {
-                    0 => step(&mut run, 1.0),
-                    64 => run += 64,
-                    _ => chunk.iter().for_each(|&s| step(&mut run, s)),
+                // Bit i: sample i is near zero (NaN is not).
+                let mut quiet = 0u64;
+                for (i, s) in chunk.iter().enumerate() {
+                    quiet |= ((s.abs() <= DIGITAL_SILENCE_MAX) as u64) << i;
+                }
+                let loud = !quiet;
+                match loud {
+                    0 => run += 64,
+                    // A run between two loud samples of one chunk is at most 62 long: under the
+                    // minimum it never counts, so only the chunk's two ends matter.
+                    _ if min_run > 62 => {
+                        run += u64::from(loud.trailing_zeros());
+                        if run >= min_run {
+                            silent += run;
+                        }
+                        run = u64::from(loud.leading_zeros());
+                    }
+                    _ => chunk.iter().for_each(|&s| step(&mut run, &mut silent, s)),
                 }
             }
-            tail.iter().for_each(|&s| step(&mut run, s));
+            tail.iter().for_each(|&s| step(&mut run, &mut silent, s));
             acc.run = run;
             acc.silent = silent;
         }
@@ -182,7 +192,9 @@ mod tests {
     }
 
     /// The near-zero runs counted 64 samples at a time equal a sample-by-sample count, for
-    /// runs of every length around the minimum and chunk edges, however the input is cut.
+    /// runs of every length around the minimum and chunk edges, loud stretches with zeros in
+    /// them, a NaN, at rates whose minimum run is longer and shorter than a chunk, however the
+    /// input is cut.
     #[test]
     fn digital_silence_equals_a_per_sample_count() {
         let mut plane = Vec::new();
@@ -191,31 +203,38 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
             let quiet = (seed >> 33) as usize % 300;
             let loud = (seed >> 20) as usize % 150;
+            let gaps = 3 + (seed >> 45) as usize % 9;
             plane.extend(std::iter::repeat_n(0.0f32, quiet));
-            plane.extend((0..loud).map(|i| 0.2 * (i as f32 * 0.3).sin() + 0.01));
+            plane.extend((0..loud).map(|i| {
+                if i % gaps == 0 {
+                    0.0
+                } else {
+                    0.2 * (i as f32 * 0.3).sin() + 0.01
+                }
+            }));
         }
-        let min_run = 8000 * SILENCE_MIN_RUN_MS as usize / 1000;
-        let (mut run, mut silent) = (0usize, 0usize);
-        for &s in &plane {
-            if s.abs() <= DIGITAL_SILENCE_MAX {
-                run += 1;
-            } else {
-                silent += if run >= min_run { run } else { 0 };
-                run = 0;
+        plane[5000] = f32::NAN;
+        for rate in [4000u32, 8000, 16_000] {
+            let min_run = rate as usize * SILENCE_MIN_RUN_MS as usize / 1000;
+            let (mut run, mut silent) = (0usize, 0usize);
+            for &s in &plane {
+                if s.abs() <= DIGITAL_SILENCE_MAX {
+                    run += 1;
+                } else {
+                    silent += if run >= min_run { run } else { 0 };
+                    run = 0;
+                }
             }
-        }
-        silent += if run >= min_run { run } else { 0 };
-        let want = silent as f64 / plane.len() as f64;
-        for cut in [1, 63, 64, 65, 1000, plane.len()] {
-            let mut meter = LevelMeter::new(1, 8000, 1.0);
-            for piece in plane.chunks(cut) {
-                meter.push(&[piece]);
+            silent += if run >= min_run { run } else { 0 };
+            let want = silent as f64 / plane.len() as f64;
+            for cut in [1, 63, 64, 65, 1000, plane.len()] {
+                let mut meter = LevelMeter::new(1, rate, 1.0);
+                for piece in plane.chunks(cut) {
+                    meter.push(&[piece]);
+                }
+                let got = meter.finish()[0].digital_silence_ratio;
+                assert_eq!(got, want, "{rate} Hz, pieces of {cut}");
             }
-            assert_eq!(
-                meter.finish()[0].digital_silence_ratio,
-                want,
-                "pieces of {cut}"
-            );
         }
     }
 }
