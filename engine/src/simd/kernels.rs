@@ -161,7 +161,7 @@ pub type P56State = [f64; 2];
 
 /// How many of P.56's thresholds c_j = 2^(j − 16), j = 0..=16, the envelope `q` reaches (0..=17):
 /// from q's exponent, since ⌊log2 q⌋ = exponent for every normal positive f64 (zero and
-/// subnormals reach none, infinities and NaN all). Read from the high 32 bits, which vectorize.
+/// subnormals reach none, infinities and NaN all).
 #[inline(always)]
 pub fn p56_reach(q: f64) -> u8 {
     let biased = (((q.to_bits() >> 32) as u32 >> 20) & 0x7FF) as i32;
