@@ -7,16 +7,21 @@
 //! by the winner only (temp + rename); an object whose sidecar was lost to a crash has its
 //! checksums computed again when asked. Keys and bucket names are validated
 //! ([`super::validate_key`]) so no path ever leaves the root.
+//!
+//! Each operation runs whole as one blocking step on tokio's blocking pool, with `std::fs`: a
+//! put of a one-minute call is one hand-off between threads, not one per buffer and syscall
+//! (`tokio::fs` makes each read, write, open and fsync a blocking task of its own: the service
+//! spent more time handing those over than the engine spent on the audio).
 
 use super::{
-    Body, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome, Result,
-    checksum_file, validate_bucket, validate_key,
+    Body, Crc32c, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome, Result,
+    checksum_file_blocking, read_in_pieces, validate_bucket, validate_key,
 };
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 const BACKEND: &str = "folder";
 
@@ -76,23 +81,23 @@ impl FolderStore {
         ))
     }
 
-    async fn read_sidecar(&self, bucket: &str, key: &str) -> Option<Sidecar> {
-        let bytes = tokio::fs::read(self.sidecar_path(bucket, key)).await.ok()?;
+    fn read_sidecar(&self, bucket: &str, key: &str) -> Option<Sidecar> {
+        let bytes = std::fs::read(self.sidecar_path(bucket, key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// The object's checksums: from its sidecar, or computed from the bytes.
-    async fn info(&self, bucket: &str, key: &str, path: &Path) -> Result<Option<ObjectInfo>> {
-        let size = match tokio::fs::metadata(path).await {
+    fn info(&self, bucket: &str, key: &str, path: &Path) -> Result<Option<ObjectInfo>> {
+        let size = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(path)(e)),
         };
-        let (meta, size) = match self.read_sidecar(bucket, key).await {
+        let (meta, size) = match self.read_sidecar(bucket, key) {
             Some(sidecar) if sidecar.size == size => (sidecar.meta, size),
             _ => {
-                let (crc32c, sha256, size) = checksum_file(path).await?;
+                let (crc32c, sha256, size) = checksum_file_blocking(path)?;
                 (
                     ObjectMeta {
                         crc32c,
@@ -112,112 +117,78 @@ impl FolderStore {
             metadata: meta.metadata,
         }))
     }
-}
 
-/// fsync of a directory, so a link or rename in it survives a crash.
-async fn sync_dir(dir: &Path) -> Result<()> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-        .await
-        .map_err(|e| ObjectError::Unavailable {
-            backend: BACKEND,
-            message: e.to_string(),
-        })?
-        .map_err(|source| ObjectError::Io {
-            path: PathBuf::new(),
-            source,
-        })
-}
-
-#[async_trait]
-impl ObjectStore for FolderStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
+    /// Copies the body into `temp` through CRC32C and fsyncs it; the body's size and CRC32C.
+    fn write_temp(&self, body: &Body, temp: &Path) -> Result<(u64, String)> {
+        let mut out = std::fs::File::create(temp).map_err(io(temp))?;
+        let mut crc = Crc32c::new();
+        let size = match body {
+            Body::Bytes(bytes) => {
+                crc.update(bytes);
+                out.write_all(bytes).map_err(io(temp))?;
+                bytes.len() as u64
+            }
+            Body::File(source) => read_in_pieces(source, |piece| {
+                crc.update(piece);
+                out.write_all(piece).map_err(io(temp))
+            })?,
+        };
+        out.sync_all().map_err(io(temp))?;
+        Ok((size, crc.base64()))
     }
 
-    async fn put_new(
+    fn put_new_blocking(
         &self,
         bucket: &str,
         key: &str,
-        body: Body,
+        body: &Body,
         meta: &ObjectMeta,
     ) -> Result<PutOutcome> {
         let path = self.object_path(bucket, key)?;
         let parent = path.parent().expect("a key has a parent").to_path_buf();
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(io(&parent))?;
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
         // Copy into a temp file, checking the checksum on the way.
         let temp = self.temp_path();
-        let mut out = tokio::fs::File::create(&temp).await.map_err(io(&temp))?;
-        let mut crc = super::Crc32c::new();
-        let mut size = 0u64;
-        let copied: Result<()> = async {
-            match &body {
-                Body::Bytes(bytes) => {
-                    crc.update(bytes);
-                    out.write_all(bytes).await.map_err(io(&temp))?;
-                    size = bytes.len() as u64;
-                }
-                Body::File(source) => {
-                    let mut input = tokio::fs::File::open(source).await.map_err(io(source))?;
-                    let mut buffer = vec![0u8; 1 << 16];
-                    loop {
-                        let n = input.read(&mut buffer).await.map_err(io(source))?;
-                        if n == 0 {
-                            break;
-                        }
-                        crc.update(&buffer[..n]);
-                        out.write_all(&buffer[..n]).await.map_err(io(&temp))?;
-                        size += n as u64;
-                    }
-                }
-            }
-            out.sync_all().await.map_err(io(&temp))?;
-            let actual = crc.base64();
-            if actual != meta.crc32c {
-                return Err(ObjectError::ChecksumMismatch {
+        let checked = self.write_temp(body, &temp).and_then(|(size, actual)| {
+            if actual == meta.crc32c {
+                Ok(size)
+            } else {
+                Err(ObjectError::ChecksumMismatch {
                     key: key.to_string(),
                     expected: meta.crc32c.clone(),
                     actual,
-                });
+                })
             }
-            Ok(())
-        }
-        .await;
-        drop(out);
-        if let Err(e) = copied {
-            let _ = tokio::fs::remove_file(&temp).await;
-            return Err(e);
-        }
+        });
+        let size = match checked {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
         // Publish: link fails if the key exists.
-        let linked = tokio::fs::hard_link(&temp, &path).await;
-        let _ = tokio::fs::remove_file(&temp).await;
+        let linked = std::fs::hard_link(&temp, &path);
+        let _ = std::fs::remove_file(&temp);
         match linked {
             Ok(()) => {
-                sync_dir(&parent).await?;
+                sync_dir(&parent)?;
                 let sidecar = Sidecar {
                     size,
                     meta: meta.clone(),
                 };
                 let sidecar_path = self.sidecar_path(bucket, key);
                 let sidecar_dir = sidecar_path.parent().expect("has a parent").to_path_buf();
-                tokio::fs::create_dir_all(&sidecar_dir)
-                    .await
-                    .map_err(io(&sidecar_dir))?;
+                std::fs::create_dir_all(&sidecar_dir).map_err(io(&sidecar_dir))?;
                 let temp = self.temp_path();
-                tokio::fs::write(&temp, serde_json::to_vec(&sidecar).expect("serializes"))
-                    .await
+                std::fs::write(&temp, serde_json::to_vec(&sidecar).expect("serializes"))
                     .map_err(io(&temp))?;
-                tokio::fs::rename(&temp, &sidecar_path)
-                    .await
-                    .map_err(io(&sidecar_path))?;
+                std::fs::rename(&temp, &sidecar_path).map_err(io(&sidecar_path))?;
                 Ok(PutOutcome::Created)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let existing = self
-                    .info(bucket, key, &path)
-                    .await?
+                    .info(bucket, key, &path)?
                     .and_then(|i| i.crc32c)
                     .unwrap_or_default();
                 if existing == meta.crc32c {
@@ -234,19 +205,14 @@ impl ObjectStore for FolderStore {
         }
     }
 
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
-        let path = self.object_path(bucket, key)?;
-        self.info(bucket, key, &path).await
-    }
-
-    async fn get(
+    fn get_blocking(
         &self,
         bucket: &str,
         key: &str,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Bytes> {
         let path = self.object_path(bucket, key)?;
-        let mut file = match tokio::fs::File::open(&path).await {
+        let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ObjectError::NotFound {
@@ -256,16 +222,145 @@ impl ObjectStore for FolderStore {
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        let size = file.metadata().await.map_err(io(&path))?.len();
+        let size = file.metadata().map_err(io(&path))?.len();
         let range = range.unwrap_or(0..size);
         let start = range.start.min(size);
         let end = range.end.clamp(start, size);
         file.seek(std::io::SeekFrom::Start(start))
-            .await
             .map_err(io(&path))?;
         let mut buffer = vec![0u8; (end - start) as usize];
-        file.read_exact(&mut buffer).await.map_err(io(&path))?;
+        file.read_exact(&mut buffer).map_err(io(&path))?;
         Ok(Bytes::from(buffer))
+    }
+
+    /// The keys of `bucket`, in order (small buckets: staging, tests, the demo).
+    fn keys(&self, bucket: &str) -> Result<Vec<String>> {
+        let base = self.root.join(bucket);
+        let mut keys = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(&dir))?;
+                let kind = entry.file_type().map_err(io(&dir))?;
+                if kind.is_dir() {
+                    stack.push(entry.path());
+                } else if kind.is_file()
+                    && let Ok(rel) = entry.path().strip_prefix(&base)
+                    && let Some(key) = rel.to_str()
+                {
+                    keys.push(key.replace(std::path::MAIN_SEPARATOR, "/"));
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn list_blocking(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Listing> {
+        validate_bucket(bucket)?;
+        let limit = limit.clamp(1, 1000) as usize;
+        let keys = self.keys(bucket)?;
+        let mut selected: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with(prefix) && validate_key(k).is_ok())
+            .filter(|k| after.is_none_or(|a| k.as_str() > a))
+            .take(limit + 1)
+            .collect();
+        let more = selected.len() > limit;
+        selected.truncate(limit);
+        let mut objects = Vec::with_capacity(selected.len());
+        for key in &selected {
+            let path = self.object_path(bucket, key)?;
+            if let Some(info) = self.info(bucket, key, &path)? {
+                objects.push(info);
+            }
+        }
+        let next = more.then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(selected.last().expect("more implies some").as_bytes())
+        });
+        Ok(Listing { objects, next })
+    }
+
+    fn delete_blocking(&self, bucket: &str, key: &str) -> Result<()> {
+        let path = self.object_path(bucket, key)?;
+        for p in [path.clone(), self.sidecar_path(bucket, key)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsync of a directory, so a link or rename in it survives a crash.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Runs `work` on tokio's blocking pool: one hand-off for a whole operation.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ObjectError::Unavailable {
+            backend: BACKEND,
+            message: e.to_string(),
+        })?
+}
+
+#[async_trait]
+impl ObjectStore for FolderStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        meta: &ObjectMeta,
+    ) -> Result<PutOutcome> {
+        let (store, bucket, key, meta) = (
+            self.clone(),
+            bucket.to_string(),
+            key.to_string(),
+            meta.clone(),
+        );
+        blocking(move || store.put_new_blocking(&bucket, &key, &body, &meta)).await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
+        let path = self.object_path(bucket, key)?;
+        let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
+        blocking(move || store.info(&bucket, &key, &path)).await
+    }
+
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes> {
+        let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
+        blocking(move || store.get_blocking(&bucket, &key, range)).await
     }
 
     async fn list(
@@ -276,7 +371,6 @@ impl ObjectStore for FolderStore {
         cursor: Option<&str>,
     ) -> Result<Listing> {
         validate_bucket(bucket)?;
-        let limit = limit.clamp(1, 1000) as usize;
         let after = match cursor {
             Some(c) => Some(
                 base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -290,69 +384,12 @@ impl ObjectStore for FolderStore {
             ),
             None => None,
         };
-        let base = self.root.join(bucket);
-        // Walk the bucket, keeping keys in order (small buckets: staging, tests, the demo).
-        let keys = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
-            let mut keys = Vec::new();
-            let mut stack = vec![base.clone()];
-            while let Some(dir) = stack.pop() {
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                for entry in entries {
-                    let entry = entry?;
-                    let kind = entry.file_type()?;
-                    if kind.is_dir() {
-                        stack.push(entry.path());
-                    } else if kind.is_file()
-                        && let Ok(rel) = entry.path().strip_prefix(&base)
-                        && let Some(key) = rel.to_str()
-                    {
-                        keys.push(key.replace(std::path::MAIN_SEPARATOR, "/"));
-                    }
-                }
-            }
-            keys.sort();
-            Ok(keys)
-        })
-        .await
-        .map_err(|e| ObjectError::Unavailable {
-            backend: BACKEND,
-            message: e.to_string(),
-        })?
-        .map_err(io(&self.root.join(bucket)))?;
-        let mut selected: Vec<&String> = keys
-            .iter()
-            .filter(|k| k.starts_with(prefix) && validate_key(k).is_ok())
-            .filter(|k| after.as_ref().is_none_or(|a| k.as_str() > a.as_str()))
-            .take(limit + 1)
-            .collect();
-        let more = selected.len() > limit;
-        selected.truncate(limit);
-        let mut objects = Vec::with_capacity(selected.len());
-        for key in &selected {
-            if let Some(info) = self.head(bucket, key).await? {
-                objects.push(info);
-            }
-        }
-        let next = more.then(|| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(selected.last().expect("more implies some").as_bytes())
-        });
-        Ok(Listing { objects, next })
+        let (store, bucket, prefix) = (self.clone(), bucket.to_string(), prefix.to_string());
+        blocking(move || store.list_blocking(&bucket, &prefix, limit, after.as_deref())).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        let path = self.object_path(bucket, key)?;
-        for p in [path.clone(), self.sidecar_path(bucket, key)] {
-            match tokio::fs::remove_file(&p).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&p)(e)),
-            }
-        }
-        Ok(())
+        let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
+        blocking(move || store.delete_blocking(&bucket, &key)).await
     }
 }

@@ -237,27 +237,56 @@ pub fn crc32c_base64(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
-/// Streams a file through CRC32C and SHA-256; returns (crc32c base64, sha256 hex, size).
+/// Streams a file through CRC32C and SHA-256; returns (crc32c base64, sha256 hex, size). The
+/// whole read is one blocking step (not one per buffer).
 pub async fn checksum_file(path: &std::path::Path) -> Result<(String, String, u64)> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || checksum_file_blocking(&owned))
+        .await
+        .map_err(|e| ObjectError::Unavailable {
+            backend: "local files",
+            message: e.to_string(),
+        })?
+}
+
+/// [`checksum_file`] on the calling thread (for code already off the async workers).
+pub fn checksum_file_blocking(path: &std::path::Path) -> Result<(String, String, u64)> {
     use sha2::Digest as _;
-    use tokio::io::AsyncReadExt as _;
+    let mut crc = Crc32c::new();
+    let mut sha = sha2::Sha256::new();
+    let size = read_in_pieces(path, |piece| {
+        crc.update(piece);
+        sha.update(piece);
+        Ok(())
+    })?;
+    Ok((crc.base64(), hex::encode(sha.finalize()), size))
+}
+
+/// Reads the file at `path` through `each`, [`COPY_BUFFER`] bytes at a time (blocking); the
+/// bytes read.
+pub fn read_in_pieces(
+    path: &std::path::Path,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    use std::io::Read as _;
     let io = |source| ObjectError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut crc = Crc32c::new();
-    let mut sha = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buffer = vec![0u8; COPY_BUFFER];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buffer).await.map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        crc.update(&buffer[..n]);
-        sha.update(&buffer[..n]);
+        let n = match file.read(&mut buffer) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        each(&buffer[..n])?;
         size += n as u64;
     }
-    Ok((crc.base64(), hex::encode(sha.finalize()), size))
 }
+
+/// Buffer of a file read or copied through a digest: a one-minute call (~1 MB) in two reads.
+pub const COPY_BUFFER: usize = 512 << 10;
