@@ -314,20 +314,24 @@ impl Read for HeldBody {
     }
 }
 
-#[test]
-fn a_full_pipeline_answers_503_with_retry_after() {
-    let mut service = Service::start(&[
-        ("CALLREC_SERVER__QUEUE_DEPTH", "1"),
-        ("CALLREC_SERVER__RETRY_AFTER_S", "7"),
-    ]);
-    let audio = fixture("pcm16_16k_mono.wav");
+/// Starts an upload of `call` that sends its first 1,000 bytes and holds the rest until the
+/// sender is sent them (then dropped), and waits until it holds the only place in the queue
+/// (`queue_depth = 1`: the gauge says 1). Returns the sender and the upload's thread.
+fn hold_the_only_place(
+    service: &Service,
+    call: &str,
+    audio: &[u8],
+) -> (
+    std::sync::mpsc::Sender<Vec<u8>>,
+    std::thread::JoinHandle<StatusCode>,
+) {
     let (go_on, rest) = std::sync::mpsc::channel();
     let held = HeldBody {
         first: Some(audio[..1000].to_vec()),
         rest,
         pending: Vec::new(),
     };
-    let url = format!("{}/v1/calls/slow-1/audio", service.url);
+    let url = format!("{}/v1/calls/{call}/audio", service.url);
     let slow = std::thread::spawn(move || {
         client()
             .put(url)
@@ -337,7 +341,6 @@ fn a_full_pipeline_answers_503_with_retry_after() {
             .unwrap()
             .status()
     });
-    // Once the slow upload holds the only place (the queue gauge says 1), another is refused.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = client()
@@ -356,7 +359,23 @@ fn a_full_pipeline_answers_503_with_retry_after() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (go_on, slow)
+}
+
+#[test]
+fn a_full_pipeline_answers_503_with_retry_after() {
+    let mut service = Service::start(&[
+        ("CALLREC_SERVER__QUEUE_DEPTH", "1"),
+        ("CALLREC_SERVER__RETRY_AFTER_S", "7"),
+        ("CALLREC_SERVER__QUEUE_WAIT_MS", "300"),
+    ]);
+    let audio = fixture("pcm16_16k_mono.wav");
+    // Once the slow upload holds the only place, another is refused — after waiting
+    // queue_wait_ms for a place that did not free.
+    let (go_on, slow) = hold_the_only_place(&service, "slow-1", &audio);
+    let asked = Instant::now();
     let refused = put_audio(&service, "fast-1", audio.clone());
+    assert!(asked.elapsed() >= Duration::from_millis(300));
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "7");
     go_on.send(audio[1000..].to_vec()).unwrap();
@@ -374,6 +393,53 @@ fn a_full_pipeline_answers_503_with_retry_after() {
         std::thread::sleep(Duration::from_millis(50));
     }
     wait_stored(&service, "fast-2");
+    assert!(service.stop().success());
+}
+
+#[test]
+fn an_upload_that_finds_the_queue_full_takes_the_place_that_frees_within_its_wait() {
+    let mut service = Service::start(&[
+        ("CALLREC_SERVER__QUEUE_DEPTH", "1"),
+        ("CALLREC_SERVER__QUEUE_WAIT_MS", "30000"),
+    ]);
+    let audio = fixture("pcm16_16k_mono.wav");
+    let (go_on, slow) = hold_the_only_place(&service, "slow-1", &audio);
+    // The second upload waits (not refused: a refusal comes at once, well within 0.5 s)…
+    let url = format!("{}/v1/calls/waiting-1/audio", service.url);
+    let body = fixture("alaw_8k_mono.wav");
+    let waiting = std::thread::spawn(move || {
+        client()
+            .put(url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "audio/wav")
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !waiting.is_finished(),
+        "the upload was answered while the queue was full"
+    );
+    // …and takes the place once the slow call is stored.
+    go_on.send(audio[1000..].to_vec()).unwrap();
+    drop(go_on);
+    assert_eq!(slow.join().unwrap(), StatusCode::CREATED);
+    assert_eq!(waiting.join().unwrap(), StatusCode::CREATED);
+    wait_stored(&service, "slow-1");
+    wait_stored(&service, "waiting-1");
+    let metrics = client()
+        .get(format!("{}/metrics", service.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !metrics.contains("callrec_uploads_total{outcome=\"busy\"}"),
+        "an upload was refused:\n{metrics}"
+    );
     assert!(service.stop().success());
 }
 

@@ -89,6 +89,12 @@ pub struct ServerConfig {
     pub queue_depth: usize,
     /// The `Retry-After` of a 503, seconds.
     pub retry_after_s: u64,
+    /// How long an upload that finds the queue full waits for a place before it is refused
+    /// with 503, milliseconds (its body unread meanwhile: TCP holds the sender back). A place
+    /// that frees within this time is taken, instead of the sender sending the whole recording
+    /// again after `Retry-After`. 0 refuses at once; at most half of `request_timeout_s` is
+    /// waited, whatever this says.
+    pub queue_wait_ms: u64,
     /// Engine worker threads (0: one per core).
     pub engine_threads: usize,
     /// Keep the raw upload in staging after the call is stored (default: remove it).
@@ -131,6 +137,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("spool_dir", &self.spool_dir)
             .field("queue_depth", &self.queue_depth)
             .field("retry_after_s", &self.retry_after_s)
+            .field("queue_wait_ms", &self.queue_wait_ms)
             .field("engine_threads", &self.engine_threads)
             .field("keep_staged", &self.keep_staged)
             .field("max_attempts", &self.max_attempts)
@@ -460,6 +467,7 @@ impl Default for Config {
                 spool_dir: data.join("spool"),
                 queue_depth: 64,
                 retry_after_s: 5,
+                queue_wait_ms: 1000,
                 engine_threads: 0,
                 keep_staged: false,
                 max_attempts: 5,
@@ -726,6 +734,9 @@ impl Config {
         }
         if self.server.request_timeout_s == 0 {
             return Err(error("server.request_timeout_s", "must be above 0"));
+        }
+        if self.server.queue_wait_ms > 60_000 {
+            return Err(error("server.queue_wait_ms", "0 to 60000 milliseconds"));
         }
         if self.objects.backend == ObjectsBackend::Folder
             && self.objects.folder_root.as_os_str().is_empty()
@@ -998,6 +1009,7 @@ mod tests {
             ("[audit]\nlookback_days = 61\n", "audit.lookback_days"),
             ("[audit]\nsettle_hours = -1.0\n", "audit.settle_hours"),
             ("[audit]\ndeadline_hours = 0.0\n", "audit.deadline_hours"),
+            ("[server]\nqueue_wait_ms = 60001\n", "server.queue_wait_ms"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = Config::load_with_env(Some(&path), None, no_env()).unwrap_err();

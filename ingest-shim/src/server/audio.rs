@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Checksums the sender may give.
 #[derive(Debug, Default)]
@@ -174,8 +174,21 @@ pub async fn put_audio(
     if declared.is_some_and(|n| n > state.config.max_body_bytes) {
         return Err(too_large(&state));
     }
-    // A place in the pipeline first: when it is full, say so before reading the body.
-    let Ok(permit) = state.queue.clone().try_acquire_owned() else {
+    // A place in the pipeline first, waited for a little when it is full (the body unread
+    // meanwhile; at most half the request's time); when none frees, say so before reading it.
+    let wait = Duration::from_millis(state.config.queue_wait_ms)
+        .min(Duration::from_secs(state.config.request_timeout_s) / 2);
+    let permit = match state.queue.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) if !wait.is_zero() => {
+            tokio::time::timeout(wait, state.queue.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        Err(_) => None,
+    };
+    let Some(permit) = permit else {
         state.metrics.uploads.with_label_values(&["busy"]).inc();
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
