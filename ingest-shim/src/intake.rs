@@ -264,7 +264,7 @@ pub async fn receive(
         .put_new(
             &staging.bucket,
             &location,
-            Body::File(spooled.path().to_path_buf()),
+            Body::Scratch(spooled.path().to_path_buf()),
             &meta,
         )
         .await?;

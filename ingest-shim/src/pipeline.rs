@@ -936,7 +936,7 @@ impl Pipeline {
             .put_new(
                 &route.bucket,
                 &key,
-                Body::File(output.audio.to_path_buf()),
+                Body::Scratch(output.audio.to_path_buf()),
                 &meta,
             )
             .await?

@@ -49,6 +49,78 @@ async fn folder_files_ranges_lists_deletes() {
 }
 
 #[tokio::test]
+async fn folder_scratch_files_are_handed_over() {
+    let (dir, store) = folder();
+    objects::scratch_files_are_handed_over(store, dir.path(), true).await;
+}
+
+/// The folder store links a scratch file into place (no copy, no new file: the object is the
+/// scratch file's inode), and copies it where a link cannot be made (another file system).
+#[tokio::test]
+async fn folder_links_a_scratch_file_and_copies_it_across_file_systems() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path().join("objects")).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let meta = meta_for(&data);
+    let scratch = dir.path().join("output.part");
+    std::fs::write(&scratch, &data).unwrap();
+    store
+        .put_new(
+            BUCKET,
+            "sales/linked.wav",
+            Body::Scratch(scratch.clone()),
+            &meta,
+        )
+        .await
+        .unwrap();
+    let object = store.object_path(BUCKET, "sales/linked.wav").unwrap();
+    let (a, b) = (
+        std::fs::metadata(&scratch).unwrap(),
+        std::fs::metadata(&object).unwrap(),
+    );
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+    assert_eq!(b.nlink(), 2, "a temporary name was left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("objects/.tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // A plain file body is still copied: the object never shares the caller's file.
+    let file = dir.path().join("kept.wav");
+    std::fs::write(&file, &data).unwrap();
+    store
+        .put_new(BUCKET, "sales/copied.wav", Body::File(file.clone()), &meta)
+        .await
+        .unwrap();
+    let copied = store.object_path(BUCKET, "sales/copied.wav").unwrap();
+    assert_ne!(
+        std::fs::metadata(&file).unwrap().ino(),
+        std::fs::metadata(&copied).unwrap().ino()
+    );
+    // Across file systems (where /dev/shm is one of its own): copied, stored all the same.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() && std::fs::metadata(shm).unwrap().dev() != a.dev() {
+        let other = tempfile::tempdir_in(shm).unwrap();
+        let scratch = other.path().join("output.part");
+        std::fs::write(&scratch, &data).unwrap();
+        store
+            .put_new(
+                BUCKET,
+                "sales/across.wav",
+                Body::Scratch(scratch.clone()),
+                &meta,
+            )
+            .await
+            .unwrap();
+        let object = store.object_path(BUCKET, "sales/across.wav").unwrap();
+        assert_eq!(std::fs::read(&object).unwrap(), data);
+        assert_eq!(std::fs::metadata(&object).unwrap().nlink(), 1);
+    }
+}
+
+#[tokio::test]
 async fn folder_bad_keys() {
     let (_dir, store) = folder();
     objects::bad_keys(store).await;
@@ -80,6 +152,7 @@ async fn s3_conformance() {
     objects::checksum_is_verified(Arc::clone(&store)).await;
     let dir = tempfile::tempdir().unwrap();
     objects::files_ranges_lists_deletes(Arc::clone(&store), dir.path()).await;
+    objects::scratch_files_are_handed_over(Arc::clone(&store), dir.path(), false).await;
     objects::bad_keys(Arc::clone(&store)).await;
     objects::racing_writers(store).await;
 }

@@ -118,8 +118,24 @@ impl FolderStore {
         }))
     }
 
-    /// Copies the body into `temp` through CRC32C and fsyncs it; the body's size and CRC32C.
+    /// Copies the body into `temp` through CRC32C (a scratch file is linked there instead,
+    /// where it can be) and fsyncs it; the body's size and CRC32C.
     fn write_temp(&self, body: &Body, temp: &Path) -> Result<(u64, String)> {
+        if let Body::Scratch(source) = body
+            && std::fs::hard_link(source, temp).is_ok()
+        {
+            // The same inode under a second name: no copy, no new file. Its bytes are read
+            // once more (from the page cache) for the checksum.
+            let mut crc = Crc32c::new();
+            let size = read_in_pieces(temp, |piece| {
+                crc.update(piece);
+                Ok(())
+            })?;
+            std::fs::File::open(temp)
+                .and_then(|f| f.sync_all())
+                .map_err(io(temp))?;
+            return Ok((size, crc.base64()));
+        }
         let mut out = std::fs::File::create(temp).map_err(io(temp))?;
         let mut crc = Crc32c::new();
         let size = match body {
@@ -128,7 +144,7 @@ impl FolderStore {
                 out.write_all(bytes).map_err(io(temp))?;
                 bytes.len() as u64
             }
-            Body::File(source) => read_in_pieces(source, |piece| {
+            Body::File(source) | Body::Scratch(source) => read_in_pieces(source, |piece| {
                 crc.update(piece);
                 out.write_all(piece).map_err(io(temp))
             })?,

@@ -127,6 +127,11 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone)]
 pub enum Body {
     File(PathBuf),
+    /// A scratch file handed over: nothing writes to it once it is given to a put, and its
+    /// owner only removes it afterwards (an upload's spool, the engine's output). The folder
+    /// store links it into place instead of copying it (on the same file system); S3 reads it
+    /// as a [`Body::File`].
+    Scratch(PathBuf),
     Bytes(Bytes),
 }
 

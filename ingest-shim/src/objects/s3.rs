@@ -408,7 +408,7 @@ impl ObjectStore for S3Store {
                 self.put_single(bucket, key, ByteStream::from(bytes), meta)
                     .await
             }
-            Body::File(path) => {
+            Body::File(path) | Body::Scratch(path) => {
                 let size = tokio::fs::metadata(&path)
                     .await
                     .map_err(|source| ObjectError::Io {

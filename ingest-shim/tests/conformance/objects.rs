@@ -102,6 +102,56 @@ pub async fn checksum_is_verified(store: Objects) {
     assert_eq!(store.head(BUCKET, "sales/bad.wav").await.unwrap(), None);
 }
 
+/// A scratch file handed over: stored whole, the object independent of the scratch file's name
+/// once its owner removes it. With `checks_body`, a wrong checksum first stores nothing (the
+/// folder store checks as it links or copies; S3 checks the `x-amz-checksum-crc32c` of a
+/// streamed body server-side, which moto does not emulate: it stores the bytes).
+pub async fn scratch_files_are_handed_over(
+    store: Objects,
+    dir: &std::path::Path,
+    checks_body: bool,
+) {
+    let path = dir.join("spooled.part");
+    let data = body(700_000, 11);
+    std::fs::write(&path, &data).unwrap();
+    let meta = meta_for(&data);
+    let key = "staging/scratch-1.wav";
+    if checks_body {
+        // A wrong checksum: refused, nothing at the key, the scratch file untouched.
+        let mut wrong = meta.clone();
+        wrong.crc32c = meta_for(b"other").crc32c;
+        let got = store
+            .put_new(BUCKET, key, Body::Scratch(path.clone()), &wrong)
+            .await;
+        assert!(
+            matches!(got, Err(ObjectError::ChecksumMismatch { .. })),
+            "{got:?}"
+        );
+        assert_eq!(store.head(BUCKET, key).await.unwrap(), None);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+    assert_eq!(
+        store
+            .put_new(BUCKET, key, Body::Scratch(path.clone()), &meta)
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        store
+            .put_new(BUCKET, key, Body::Scratch(path.clone()), &meta)
+            .await
+            .unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    std::fs::remove_file(&path).unwrap();
+    let info = store.head(BUCKET, key).await.unwrap().unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(info.crc32c.as_deref(), Some(meta.crc32c.as_str()));
+    assert_eq!(info.sha256.as_deref(), Some(meta.sha256.as_str()));
+    assert_eq!(&store.get(BUCKET, key, None).await.unwrap()[..], &data[..]);
+}
+
 /// Streamed from a file; ranged reads; listing by prefix across pages; deleting staging.
 pub async fn files_ranges_lists_deletes(store: Objects, dir: &std::path::Path) {
     let path = dir.join("upload.wav");
