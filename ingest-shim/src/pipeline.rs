@@ -749,7 +749,8 @@ impl Pipeline {
         }
         let staging_bucket = &self.routing.staging.bucket;
         // The bytes are read only with a turn in the engine, given back once the engine is
-        // done: calls waiting for a turn hold nothing.
+        // done (before the `processed` write: a turn never waits on the store's commit after
+        // the engine): calls waiting for a turn hold nothing.
         let turn = self.engine.admit().await;
         let raw = self
             .objects
@@ -764,6 +765,7 @@ impl Pipeline {
                 let decisions = serde_json::from_value(recorded.report["decisions"].clone())
                     .map_err(|e| PipelineError::BadDecisions(call_id.to_string(), e.to_string()))?;
                 let processed = self.engine.replay(source, decisions).await?;
+                drop(turn);
                 let actual = &processed.processed.report.output.sha256;
                 if *actual != recorded.output_sha256 {
                     return Err(PipelineError::ReplayMismatch {
@@ -786,6 +788,7 @@ impl Pipeline {
                     .update(call_id, &CallChange::Processing, Timestamp::now())
                     .await?;
                 let processed = self.engine.process(source).await?;
+                drop(turn);
                 let facts = self.check_and_summarize(&record, &processed.processed)?;
                 let (record, applied) = self
                     .store
@@ -797,7 +800,6 @@ impl Pipeline {
                 (record, processed)
             }
         };
-        drop(turn);
         let (object, kept_facts) = self.write_object(&record, &processed, None).await?;
         let (_, applied) = self
             .store
