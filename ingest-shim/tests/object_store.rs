@@ -51,7 +51,7 @@ async fn folder_files_ranges_lists_deletes() {
 #[tokio::test]
 async fn folder_scratch_files_are_handed_over() {
     let (dir, store) = folder();
-    objects::scratch_files_are_handed_over(store, dir.path(), true).await;
+    objects::scratch_files_are_handed_over(store, dir.path()).await;
 }
 
 /// The folder store links a scratch file into place (no copy, no new file: the object is the
@@ -152,7 +152,7 @@ async fn s3_conformance() {
     objects::checksum_is_verified(Arc::clone(&store)).await;
     let dir = tempfile::tempdir().unwrap();
     objects::files_ranges_lists_deletes(Arc::clone(&store), dir.path()).await;
-    objects::scratch_files_are_handed_over(Arc::clone(&store), dir.path(), false).await;
+    objects::scratch_files_are_handed_over(Arc::clone(&store), dir.path()).await;
     objects::bad_keys(Arc::clone(&store)).await;
     objects::racing_writers(store).await;
 }

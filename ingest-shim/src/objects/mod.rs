@@ -254,6 +254,24 @@ pub async fn checksum_file(path: &std::path::Path) -> Result<(String, String, u6
         })?
 }
 
+/// The CRC32C (base64) of the file at `path`, read in one blocking step.
+pub async fn crc32c_file(path: &std::path::Path) -> Result<String> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut crc = Crc32c::new();
+        read_in_pieces(&owned, |piece| {
+            crc.update(piece);
+            Ok(())
+        })?;
+        Ok(crc.base64())
+    })
+    .await
+    .map_err(|e| ObjectError::Unavailable {
+        backend: "local files",
+        message: e.to_string(),
+    })?
+}
+
 /// [`checksum_file`] on the calling thread (for code already off the async workers).
 pub fn checksum_file_blocking(path: &std::path::Path) -> Result<(String, String, u64)> {
     use sha2::Digest as _;

@@ -419,6 +419,17 @@ impl ObjectStore for S3Store {
                 if size >= self.multipart_threshold {
                     return self.put_multipart(bucket, key, &path, meta).await;
                 }
+                // Checked here as well as by S3 (its check of a streamed body's
+                // `x-amz-checksum-crc32c` is what an emulator may skip): a file below the
+                // multipart threshold is read once more, from the page cache, for that.
+                let actual = super::crc32c_file(&path).await?;
+                if actual != meta.crc32c {
+                    return Err(ObjectError::ChecksumMismatch {
+                        key: key.to_string(),
+                        expected: meta.crc32c.clone(),
+                        actual,
+                    });
+                }
                 let stream = ByteStream::from_path(&path)
                     .await
                     .map_err(|e| ObjectError::Io {

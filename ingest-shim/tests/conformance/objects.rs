@@ -103,33 +103,27 @@ pub async fn checksum_is_verified(store: Objects) {
 }
 
 /// A scratch file handed over: stored whole, the object independent of the scratch file's name
-/// once its owner removes it. With `checks_body`, a wrong checksum first stores nothing (the
-/// folder store checks as it links or copies; S3 checks the `x-amz-checksum-crc32c` of a
-/// streamed body server-side, which moto does not emulate: it stores the bytes).
-pub async fn scratch_files_are_handed_over(
-    store: Objects,
-    dir: &std::path::Path,
-    checks_body: bool,
-) {
+/// once its owner removes it; a wrong checksum first stores nothing (the folder store checks as
+/// it links or copies; the S3 store reads the file's CRC32C before sending, as well as S3's own
+/// check of `x-amz-checksum-crc32c`, which moto does not emulate for a streamed body).
+pub async fn scratch_files_are_handed_over(store: Objects, dir: &std::path::Path) {
     let path = dir.join("spooled.part");
     let data = body(700_000, 11);
     std::fs::write(&path, &data).unwrap();
     let meta = meta_for(&data);
     let key = "staging/scratch-1.wav";
-    if checks_body {
-        // A wrong checksum: refused, nothing at the key, the scratch file untouched.
-        let mut wrong = meta.clone();
-        wrong.crc32c = meta_for(b"other").crc32c;
-        let got = store
-            .put_new(BUCKET, key, Body::Scratch(path.clone()), &wrong)
-            .await;
-        assert!(
-            matches!(got, Err(ObjectError::ChecksumMismatch { .. })),
-            "{got:?}"
-        );
-        assert_eq!(store.head(BUCKET, key).await.unwrap(), None);
-        assert_eq!(std::fs::read(&path).unwrap(), data);
-    }
+    // A wrong checksum: refused, nothing at the key, the scratch file untouched.
+    let mut wrong = meta.clone();
+    wrong.crc32c = meta_for(b"other").crc32c;
+    let got = store
+        .put_new(BUCKET, key, Body::Scratch(path.clone()), &wrong)
+        .await;
+    assert!(
+        matches!(got, Err(ObjectError::ChecksumMismatch { .. })),
+        "{got:?}"
+    );
+    assert_eq!(store.head(BUCKET, key).await.unwrap(), None);
+    assert_eq!(std::fs::read(&path).unwrap(), data);
     assert_eq!(
         store
             .put_new(BUCKET, key, Body::Scratch(path.clone()), &meta)
