@@ -24,24 +24,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{knob, proc_stats};
+
 const GROUP: &str = "grp-backfill-01";
 const PASSWORD: &str = "bench-ocp-secret";
-
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
-/// Peak resident memory of a running process, KiB (Linux; `None` elsewhere or once it exited).
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that does not name us skips the run.
@@ -160,7 +147,7 @@ fn main() {
         .expect("starting callrec backfill");
     let mut peak_kib = 0;
     while child.try_wait().expect("waiting for callrec").is_none() {
-        if let Some(kib) = peak_rss_kib(child.id()) {
+        if let Some((kib, _)) = proc_stats(child.id()) {
             peak_kib = peak_kib.max(kib);
         }
         std::thread::sleep(Duration::from_millis(50));
