@@ -15,7 +15,8 @@
 
 use super::{
     Body, Crc32c, Listing, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, PutOutcome, Result,
-    checksum_file_blocking, read_in_pieces, validate_bucket, validate_key,
+    blocking, checksum_file_blocking, crc32c_file_blocking, read_in_pieces, validate_bucket,
+    validate_key,
 };
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -126,15 +127,11 @@ impl FolderStore {
         {
             // The same inode under a second name: no copy, no new file. Its bytes are read
             // once more (from the page cache) for the checksum.
-            let mut crc = Crc32c::new();
-            let size = read_in_pieces(temp, |piece| {
-                crc.update(piece);
-                Ok(())
-            })?;
+            let checked = crc32c_file_blocking(temp)?;
             std::fs::File::open(temp)
                 .and_then(|f| f.sync_all())
                 .map_err(io(temp))?;
-            return Ok((size, crc.base64()));
+            return Ok(checked);
         }
         let mut out = std::fs::File::create(temp).map_err(io(temp))?;
         let mut crc = Crc32c::new();
@@ -284,7 +281,6 @@ impl FolderStore {
         limit: u32,
         after: Option<&str>,
     ) -> Result<Listing> {
-        validate_bucket(bucket)?;
         let limit = limit.clamp(1, 1000) as usize;
         let keys = self.keys(bucket)?;
         let mut selected: Vec<&String> = keys
@@ -329,18 +325,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io(dir))
 }
 
-/// Runs `work` on tokio's blocking pool: one hand-off for a whole operation.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ObjectError::Unavailable {
-            backend: BACKEND,
-            message: e.to_string(),
-        })?
-}
-
 #[async_trait]
 impl ObjectStore for FolderStore {
     fn backend(&self) -> &'static str {
@@ -360,13 +344,16 @@ impl ObjectStore for FolderStore {
             key.to_string(),
             meta.clone(),
         );
-        blocking(move || store.put_new_blocking(&bucket, &key, &body, &meta)).await
+        blocking(BACKEND, move || {
+            store.put_new_blocking(&bucket, &key, &body, &meta)
+        })
+        .await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
         let path = self.object_path(bucket, key)?;
         let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
-        blocking(move || store.info(&bucket, &key, &path)).await
+        blocking(BACKEND, move || store.info(&bucket, &key, &path)).await
     }
 
     async fn get(
@@ -376,7 +363,7 @@ impl ObjectStore for FolderStore {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Bytes> {
         let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
-        blocking(move || store.get_blocking(&bucket, &key, range)).await
+        blocking(BACKEND, move || store.get_blocking(&bucket, &key, range)).await
     }
 
     async fn list(
@@ -401,11 +388,14 @@ impl ObjectStore for FolderStore {
             None => None,
         };
         let (store, bucket, prefix) = (self.clone(), bucket.to_string(), prefix.to_string());
-        blocking(move || store.list_blocking(&bucket, &prefix, limit, after.as_deref())).await
+        blocking(BACKEND, move || {
+            store.list_blocking(&bucket, &prefix, limit, after.as_deref())
+        })
+        .await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         let (store, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
-        blocking(move || store.delete_blocking(&bucket, &key)).await
+        blocking(BACKEND, move || store.delete_blocking(&bucket, &key)).await
     }
 }

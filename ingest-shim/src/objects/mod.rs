@@ -246,30 +246,38 @@ pub fn crc32c_base64(crc: u32) -> String {
 /// whole read is one blocking step (not one per buffer).
 pub async fn checksum_file(path: &std::path::Path) -> Result<(String, String, u64)> {
     let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || checksum_file_blocking(&owned))
-        .await
-        .map_err(|e| ObjectError::Unavailable {
-            backend: "local files",
-            message: e.to_string(),
-        })?
+    blocking("local files", move || checksum_file_blocking(&owned)).await
 }
 
 /// The CRC32C (base64) of the file at `path`, read in one blocking step.
 pub async fn crc32c_file(path: &std::path::Path) -> Result<String> {
     let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut crc = Crc32c::new();
-        read_in_pieces(&owned, |piece| {
-            crc.update(piece);
-            Ok(())
-        })?;
-        Ok(crc.base64())
-    })
-    .await
-    .map_err(|e| ObjectError::Unavailable {
-        backend: "local files",
-        message: e.to_string(),
-    })?
+    blocking("local files", move || crc32c_file_blocking(&owned))
+        .await
+        .map(|(_, crc)| crc)
+}
+
+/// Runs `work` on tokio's blocking pool: one hand-off for a whole file operation.
+pub(crate) async fn blocking<T: Send + 'static>(
+    backend: &'static str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ObjectError::Unavailable {
+            backend,
+            message: e.to_string(),
+        })?
+}
+
+/// The size and CRC32C (base64) of the file at `path`, on the calling thread.
+pub fn crc32c_file_blocking(path: &std::path::Path) -> Result<(u64, String)> {
+    let mut crc = Crc32c::new();
+    let size = read_in_pieces(path, |piece| {
+        crc.update(piece);
+        Ok(())
+    })?;
+    Ok((size, crc.base64()))
 }
 
 /// [`checksum_file`] on the calling thread (for code already off the async workers).
