@@ -2,14 +2,15 @@
 //!
 //! Each kernel is written once, in [`kernels`], as plain Rust whose arithmetic order is fixed:
 //! independent lanes, no reassociation, and no fused multiply-add (Rust never contracts
-//! `a * b + c` on its own). It is compiled twice — at the target's baseline (SSE2 on x86-64,
-//! NEON on aarch64) and, on x86-64, with AVX2 enabled — and the CPU is checked once to pick one
+//! `a * b + c` on its own). It is compiled at the target's baseline (SSE2 on x86-64, NEON on
+//! aarch64) and, on x86-64, with AVX2 and with AVX-512 enabled — and the CPU is checked once to pick one
 //! ([`Kernels`], cached like memchr's function pointers). Because the arithmetic is the same, every
 //! level gives bit-identical results: the determinism that resuming on another machine relies on.
 //! Each kernel has a deliberately naive scalar twin in [`scalar`], and the tests hold every level
 //! the machine has to it.
 //!
-//! `CALLREC_SIMD=baseline` (or `avx2`) forces a level, for tests and benchmarks.
+//! `CALLREC_SIMD=baseline` (or `avx2`, `avx512`) forces a level the CPU has, for tests and
+//! benchmarks.
 
 pub mod kernels;
 pub mod scalar;
@@ -25,6 +26,8 @@ pub enum Level {
     Baseline,
     /// x86-64 AVX2 (8 f32 lanes).
     Avx2,
+    /// x86-64 AVX-512 F, BW, DQ and VL (16 f32 lanes, 32 vector registers).
+    Avx512,
 }
 
 impl Level {
@@ -32,6 +35,7 @@ impl Level {
         match self {
             Level::Baseline => "baseline",
             Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
         }
     }
 }
@@ -100,6 +104,10 @@ pub fn available() -> Vec<Level> {
     if x86_64::has_avx2() {
         levels.push(Level::Avx2);
     }
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::has_avx512() {
+        levels.push(Level::Avx512);
+    }
     levels
 }
 
@@ -114,6 +122,8 @@ pub fn kernels_at(level: Level) -> Result<&'static Kernels, UnsupportedLevel> {
         Level::Baseline => Ok(&BASELINE),
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 if x86_64::has_avx2() => Ok(&x86_64::AVX2),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 if x86_64::has_avx512() => Ok(&x86_64::AVX512),
         other => Err(UnsupportedLevel(other.name())),
     }
 }
@@ -127,6 +137,7 @@ pub fn kernels() -> &'static Kernels {
         let wanted = match std::env::var("CALLREC_SIMD").ok().as_deref().map(str::trim) {
             Some("baseline" | "scalar" | "sse2" | "neon") => Level::Baseline,
             Some("avx2") => Level::Avx2,
+            Some("avx512") => Level::Avx512,
             _ => best,
         };
         kernels_at(wanted)
