@@ -658,3 +658,47 @@ fn spilled_and_mapped_inputs_give_the_same_bytes() {
         "the WAV inputs were read in place"
     );
 }
+
+/// The same bytes and reports on pools of one, two and three workers, with inputs read in
+/// place: the analysis halves, the stolen-or-not block conversion, the spectrum's windows side
+/// by side and the render's hash beside the encoder all run, and none may change a bit.
+#[test]
+fn any_thread_count_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = callrec_engine::decode::access::SpillConfig {
+        memory_bytes: 64 << 10,
+        dir: Some(dir.path().to_path_buf()),
+    };
+    let inputs = inputs();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut all = Vec::new();
+            for (input, source) in &inputs {
+                for (name, config) in configs() {
+                    let config = ProcessConfig {
+                        spill: tiny.clone(),
+                        ..config
+                    };
+                    let processed = process(source, &config).unwrap();
+                    all.push((
+                        format!("{input} / {name}"),
+                        sha(&processed.audio),
+                        serde_json::to_string(&processed.report).unwrap(),
+                    ));
+                }
+            }
+            all
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        for (a, b) in one.iter().zip(run(threads)) {
+            assert_eq!(a.1, b.1, "{}: output on {threads} threads", a.0);
+            assert_eq!(a.2, b.2, "{}: report on {threads} threads", a.0);
+        }
+    }
+}

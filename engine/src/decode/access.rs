@@ -223,6 +223,20 @@ impl Frames {
         Ok(scratch.iter().map(|p| &p[..len]).collect())
     }
 
+    /// What [`Frames::view`] returned for the same `start` and `len` when it filled `scratch`
+    /// (nothing is read again: the views a second reader takes on the same core).
+    pub fn viewed<'a>(
+        &'a self,
+        start: usize,
+        len: usize,
+        scratch: &'a [Vec<f32>],
+    ) -> Vec<&'a [f32]> {
+        match &self.store {
+            Store::Memory(planes) => planes.iter().map(|p| &p[start..start + len]).collect(),
+            _ => scratch.iter().map(|p| &p[..len]).collect(),
+        }
+    }
+
     /// Fills `out[c][..len]` with channel `c`'s frames `start..start + len` (which must lie
     /// within the recording).
     pub fn read(&self, start: usize, len: usize, out: &mut [Vec<f32>]) -> Result<()> {

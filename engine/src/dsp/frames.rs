@@ -58,14 +58,35 @@ impl FrameStats {
 
     /// The loudest channel's level of frame `i`, in dBFS (RMS; −200 for digital zero).
     pub fn level_db(&self, i: usize) -> f64 {
-        let ms = self.mean_square.iter().map(|c| c[i]).fold(0f32, f32::max) as f64;
-        if ms > 0.0 { 10.0 * ms.log10() } else { -200.0 }
+        ms_to_db(self.loudest_mean_square(i) as f64)
+    }
+
+    /// The loudest channel's mean square of frame `i` (what [`FrameStats::level_db`] reads).
+    pub fn loudest_mean_square(&self, i: usize) -> f32 {
+        self.mean_square.iter().map(|c| c[i]).fold(0f32, f32::max)
+    }
+
+    /// `|i| self.level_db(i) > threshold_db`, the same answers, decided on the mean square: a
+    /// logarithm only for a frame within a billionth of the threshold (an hour of 10 ms frames
+    /// is 360,000 logarithms otherwise, a few ms each time a pass asks).
+    pub fn louder_than(&self, threshold_db: f64) -> impl Fn(usize) -> bool + '_ {
+        let linear = 10f64.powf(threshold_db / 10.0);
+        let (low, high) = (linear * (1.0 - 1e-9), linear * (1.0 + 1e-9));
+        move |i| {
+            let ms = self.loudest_mean_square(i) as f64;
+            if ms > 0.0 && ms > high {
+                true
+            } else if ms > 0.0 && ms < low {
+                false
+            } else {
+                ms_to_db(ms) > threshold_db
+            }
+        }
     }
 
     /// Channel `c`'s level of frame `i`, dBFS.
     pub fn channel_level_db(&self, c: usize, i: usize) -> f64 {
-        let ms = self.mean_square[c][i] as f64;
-        if ms > 0.0 { 10.0 * ms.log10() } else { -200.0 }
+        ms_to_db(self.mean_square[c][i] as f64)
     }
 
     /// The largest |sample| of frame `i` across channels.
@@ -134,9 +155,50 @@ impl FrameStatsBuilder {
     }
 }
 
+/// A mean square in dBFS (−200 for digital zero).
+pub fn ms_to_db(ms: f64) -> f64 {
+    if ms > 0.0 { 10.0 * ms.log10() } else { -200.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn louder_than_answers_as_the_levels_do() {
+        let rate = 8000;
+        // Frames from digital zero and denormal-small up to full scale, a few levels repeated.
+        let mut plane = Vec::new();
+        for k in 0..400 {
+            let amplitude = match k % 5 {
+                0 => 0.0,
+                1 => f32::MIN_POSITIVE * (k as f32),
+                _ => 10f32.powf(-(k as f32) / 4.0 / 20.0),
+            };
+            plane.extend((0..80).map(|i| if i % 2 == 0 { amplitude } else { -amplitude }));
+        }
+        let stats = FrameStats::compute(&[plane], rate);
+        let mut thresholds: Vec<f64> = vec![
+            -200.0,
+            -199.999_999,
+            -450.0,
+            0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        // Each frame's own level, and a hair either side: where the shortcut must not decide.
+        for i in 0..stats.frames() {
+            let db = stats.level_db(i);
+            thresholds.extend([db, db - 1e-12, db + 1e-12, db - 0.01]);
+        }
+        for &t in &thresholds {
+            let above = stats.louder_than(t);
+            for i in 0..stats.frames() {
+                assert_eq!(above(i), stats.level_db(i) > t, "frame {i}, threshold {t}");
+            }
+        }
+    }
 
     #[test]
     fn blocks_of_any_length_give_the_whole_recordings_statistics() {

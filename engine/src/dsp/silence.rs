@@ -6,7 +6,7 @@
 //! run of samples no louder than a floor (default −66 dBFS, just above ±8/32768) lasting at least
 //! a minimum time, found at 10 ms resolution and refined to the sample.
 
-use super::frames::FrameStats;
+use super::frames::{FrameStats, ms_to_db};
 use serde::Serialize;
 
 /// How the speech/silence threshold is set.
@@ -144,7 +144,7 @@ pub fn silence_map_of(
         }
     }
     .max(THRESHOLD_FLOOR_DBFS);
-    let is_speech = |i: usize| stats.level_db(i) > threshold_dbfs;
+    let is_speech = stats.louder_than(threshold_dbfs);
     let speech_frames = (0..frames).filter(|&i| is_speech(i)).count();
     let speech_ratio = if frames == 0 {
         0.0
@@ -170,11 +170,12 @@ pub fn silence_map_of(
     };
     let edge = edge_level(threshold_dbfs, noise_floor_dbfs);
     let mut onset = first;
-    while onset > 0 && stats.level_db(onset - 1) > edge {
+    let above_edge = stats.louder_than(edge);
+    while onset > 0 && above_edge(onset - 1) {
         onset -= 1;
     }
     let mut offset = last;
-    while offset + 1 < frames && stats.level_db(offset + 1) > edge {
+    while offset + 1 < frames && above_edge(offset + 1) {
         offset += 1;
     }
     let speech_start = stats.start_sample(onset);
@@ -252,19 +253,14 @@ pub fn noise_floor(stats: &FrameStats, mute_floor_dbfs: f64) -> Option<f64> {
     // Mean squares (the loudest channel's, as `level_db`), ranked as they are: one logarithm.
     let mut powers: Vec<f32> = (0..stats.frames())
         .filter(|&i| stats.peak(i) > mute)
-        .map(|i| stats.mean_square.iter().map(|c| c[i]).fold(0f32, f32::max))
+        .map(|i| stats.loudest_mean_square(i))
         .collect();
     if powers.len() < MIN_FLOOR_FRAMES {
         return None;
     }
     let k = ((powers.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
     let (_, floor, _) = powers.select_nth_unstable_by(k, f32::total_cmp);
-    let floor = f64::from(*floor);
-    Some(if floor > 0.0 {
-        10.0 * floor.log10()
-    } else {
-        -200.0
-    })
+    Some(ms_to_db(f64::from(*floor)))
 }
 
 #[cfg(test)]

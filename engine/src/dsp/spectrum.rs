@@ -1,7 +1,8 @@
 //! Spectrum facts from the long-term average spectrum (realfft): effective bandwidth
 //! (narrowband vs wideband), a mains-hum flag (50/60 Hz), the noise floor and an SNR estimate.
 
-use super::frames::FrameStats;
+use super::frames::{FrameStats, ms_to_db};
+use rayon::prelude::*;
 use realfft::RealFftPlanner;
 use serde::Serialize;
 
@@ -66,6 +67,18 @@ pub fn spectrum_facts(
     )
 }
 
+/// Windows read, then transformed side by side, at a time.
+const BATCH: usize = 16;
+
+/// One window of a batch: its samples (windowed in place), its power spectrum.
+struct Window {
+    samples: Vec<f32>,
+    power: Vec<f32>,
+    start: usize,
+    end: usize,
+    ok: bool,
+}
+
 /// [`spectrum_facts`] of a mono signal of `len` samples that is not in memory:
 /// `read(start, out)` fills `out` with the samples from `start` on (at most [`MAX_WINDOWS`]
 /// windows of a quarter second are read).
@@ -117,61 +130,87 @@ fn spectrum_facts_within(
     let mut speech = vec![0f64; bins];
     let mut quiet_spectrum = vec![0f64; bins];
     let (mut all_n, mut speech_n, mut quiet_n) = (0usize, 0usize, 0usize);
-    let mut input = fft.make_input_vec();
-    let mut output = fft.make_output_vec();
     let frame_len = stats.frame_len;
     // Half-overlapping windows (Welch): twice the averages for the same audio. A long call is
     // read at most MAX_WINDOWS of them, evenly spread over it: the averages settle long before
     // (2 minutes at 8 kHz), and the cost stays bounded whatever the length.
     let hop = size / 2;
     let positions = len.saturating_sub(size).div_ceil(hop) + 1;
-    let mut samples = vec![0f32; size];
     let windows = positions.min(max_windows.max(1));
-    for w in 0..windows {
-        let position = if windows == positions {
-            w
-        } else {
-            w * (positions - 1) / (windows - 1).max(1)
-        };
-        let start = position * hop;
-        let end = (start + size).min(len);
-        let samples = &mut samples[..end - start];
-        read(start, samples);
-        for ((x, &s), &w) in input.iter_mut().zip(&*samples).zip(&window) {
-            *x = s * w;
+    // Windows are read BATCH at a time in order, their power spectra computed side by side
+    // (each FFT on its own buffers: any core may take any window), then added to the averages
+    // in window order: the same sums, to the bit, whatever the thread count.
+    let mut batch: Vec<Window> = (0..BATCH.min(windows))
+        .map(|_| Window {
+            samples: fft.make_input_vec(),
+            power: vec![0f32; bins],
+            start: 0,
+            end: 0,
+            ok: false,
+        })
+        .collect();
+    'windows: for first in (0..windows).step_by(BATCH) {
+        let count = BATCH.min(windows - first);
+        for (w, slot) in (first..first + count).zip(batch.iter_mut()) {
+            let position = if windows == positions {
+                w
+            } else {
+                w * (positions - 1) / (windows - 1).max(1)
+            };
+            slot.start = position * hop;
+            slot.end = (slot.start + size).min(len);
+            let samples = &mut slot.samples[..slot.end - slot.start];
+            read(slot.start, samples);
+            // Only the last window can be short: zeros after the recording's end.
+            slot.samples[slot.end - slot.start..].fill(0.0);
         }
-        // Only the last window can be short: zeros after the recording's end.
-        input[samples.len()..].fill(0.0);
-        if fft.process(&mut input, &mut output).is_err() {
-            break;
-        }
-        let first_frame = start / frame_len;
-        let last_frame = (end / frame_len).min(speech_frames.len());
-        let frames_in = last_frame.saturating_sub(first_frame).max(1);
-        let count = |flags: &[bool]| {
-            (first_frame..last_frame)
-                .filter(|&i| flags.get(i).copied().unwrap_or(false))
-                .count()
-        };
-        let speechy = count(speech_frames) * 2 > frames_in;
-        // Hum is judged where nobody talks and nothing is muted.
-        let is_quiet = count(speech_frames) * 5 < frames_in && count(muted_frames) * 2 < frames_in;
-        // Each average in its own loop: no branch per bin, and the loops vectorize.
-        let add = |sums: &mut [f64]| {
-            for (sum, c) in sums.iter_mut().zip(&output) {
-                *sum += c.norm_sqr() as f64;
+        batch[..count].par_iter_mut().for_each_init(
+            || (fft.make_output_vec(), fft.make_scratch_vec()),
+            |(output, scratch), slot| {
+                for (x, &w) in slot.samples.iter_mut().zip(&window) {
+                    *x *= w;
+                }
+                slot.ok = fft
+                    .process_with_scratch(&mut slot.samples, output, scratch)
+                    .is_ok();
+                for (p, c) in slot.power.iter_mut().zip(output.iter()) {
+                    *p = c.norm_sqr();
+                }
+            },
+        );
+        for slot in &batch[..count] {
+            if !slot.ok {
+                break 'windows;
             }
-        };
-        add(&mut all);
-        if speechy {
-            add(&mut speech);
+            let first_frame = slot.start / frame_len;
+            let last_frame = (slot.end / frame_len).min(speech_frames.len());
+            let frames_in = last_frame.saturating_sub(first_frame).max(1);
+            let count = |flags: &[bool]| {
+                (first_frame..last_frame)
+                    .filter(|&i| flags.get(i).copied().unwrap_or(false))
+                    .count()
+            };
+            let speechy = count(speech_frames) * 2 > frames_in;
+            // Hum is judged where nobody talks and nothing is muted.
+            let is_quiet =
+                count(speech_frames) * 5 < frames_in && count(muted_frames) * 2 < frames_in;
+            // Each average in its own loop: no branch per bin, and the loops vectorize.
+            let add = |sums: &mut [f64]| {
+                for (sum, &p) in sums.iter_mut().zip(&slot.power) {
+                    *sum += p as f64;
+                }
+            };
+            add(&mut all);
+            if speechy {
+                add(&mut speech);
+            }
+            if is_quiet {
+                add(&mut quiet_spectrum);
+            }
+            all_n += 1;
+            speech_n += speechy as usize;
+            quiet_n += is_quiet as usize;
         }
-        if is_quiet {
-            add(&mut quiet_spectrum);
-        }
-        all_n += 1;
-        speech_n += speechy as usize;
-        quiet_n += is_quiet as usize;
     }
     let bin_hz = rate as f64 / size as f64;
     let to_db = |v: &[f64], n: usize| -> Vec<f64> {
@@ -244,16 +283,22 @@ fn spectrum_facts_within(
         .filter(|&base| quiet_n >= MIN_HUM_WINDOWS && prominence(base as f64) >= HUM_PROMINENCE_DB)
         .max_by(|&a, &b| prominence(a as f64).total_cmp(&prominence(b as f64)));
 
-    let mut quiet: Vec<f64> = (0..stats.frames())
+    // The median level of those frames, selected on their mean squares (dB are monotonic in
+    // them): one logarithm, not one per frame and a sort.
+    let audible = stats.louder_than(-200.0);
+    let mut quiet: Vec<f32> = (0..stats.frames())
         .filter(|&i| {
             !speech_frames.get(i).copied().unwrap_or(true)
                 && !muted_frames.get(i).copied().unwrap_or(true)
+                && audible(i)
         })
-        .map(|i| stats.level_db(i))
-        .filter(|&db| db > -200.0)
+        .map(|i| stats.loudest_mean_square(i))
         .collect();
-    quiet.sort_by(f64::total_cmp);
-    let noise_floor_dbfs = (!quiet.is_empty()).then(|| quiet[quiet.len() / 2]);
+    let middle = quiet.len() / 2;
+    let noise_floor_dbfs = (!quiet.is_empty()).then(|| {
+        let (_, median, _) = quiet.select_nth_unstable_by(middle, f32::total_cmp);
+        ms_to_db(*median as f64)
+    });
     let snr_db = match (speech_level_dbov, noise_floor_dbfs) {
         (Some(s), Some(n)) => Some(s - n),
         _ => None,
