@@ -561,11 +561,10 @@ pub fn process_into(
         sink.write(&header)?;
         let linear = db_to_linear(gain.gain_db);
         let mut output_meter = TruePeakMeter::new(out_channels, output_rate);
-        // Each block's bytes are hashed and written while the next is encoded.
+        // The core that has just read a block encodes it and writes the block before; the hash
+        // of that one (the slowest, SHA-256) is a task for the other core.
         let (mut ready, mut next) = (Vec::new(), Vec::new());
         render_out(&mut |b| {
-            // This core, which has just read the block, encodes it and writes the one before;
-            // the hash of that one (the slowest, SHA-256) is a task for the other core.
             let Hashing { out, digests } = &mut sink;
             let (written, ()) = rayon::join(
                 || {

@@ -74,7 +74,7 @@ impl FrameStats {
         let (low, high) = (linear * (1.0 - 1e-9), linear * (1.0 + 1e-9));
         move |i| {
             let ms = self.loudest_mean_square(i) as f64;
-            if ms > 0.0 && ms > high {
+            if ms > high {
                 true
             } else if ms > 0.0 && ms < low {
                 false

@@ -150,8 +150,8 @@ fn spectrum_facts_within(
         })
         .collect();
     'windows: for first in (0..windows).step_by(BATCH) {
-        let count = BATCH.min(windows - first);
-        for (w, slot) in (first..first + count).zip(batch.iter_mut()) {
+        let filled = BATCH.min(windows - first);
+        for (w, slot) in (first..first + filled).zip(batch.iter_mut()) {
             let position = if windows == positions {
                 w
             } else {
@@ -164,7 +164,7 @@ fn spectrum_facts_within(
             // Only the last window can be short: zeros after the recording's end.
             slot.samples[slot.end - slot.start..].fill(0.0);
         }
-        batch[..count].par_iter_mut().for_each_init(
+        batch[..filled].par_iter_mut().for_each_init(
             || (fft.make_output_vec(), fft.make_scratch_vec()),
             |(output, scratch), slot| {
                 for (x, &w) in slot.samples.iter_mut().zip(&window) {
@@ -178,7 +178,7 @@ fn spectrum_facts_within(
                 }
             },
         );
-        for slot in &batch[..count] {
+        for slot in &batch[..filled] {
             if !slot.ok {
                 break 'windows;
             }
@@ -190,10 +190,10 @@ fn spectrum_facts_within(
                     .filter(|&i| flags.get(i).copied().unwrap_or(false))
                     .count()
             };
-            let speechy = count(speech_frames) * 2 > frames_in;
+            let speaking = count(speech_frames);
+            let speechy = speaking * 2 > frames_in;
             // Hum is judged where nobody talks and nothing is muted.
-            let is_quiet =
-                count(speech_frames) * 5 < frames_in && count(muted_frames) * 2 < frames_in;
+            let is_quiet = speaking * 5 < frames_in && count(muted_frames) * 2 < frames_in;
             // Each average in its own loop: no branch per bin, and the loops vectorize.
             let add = |sums: &mut [f64]| {
                 for (sum, &p) in sums.iter_mut().zip(&slot.power) {
