@@ -83,6 +83,32 @@ fn fir_peak_matches_its_twin() {
 }
 
 #[test]
+fn fir_peak_central_matches_its_twin() {
+    use callrec_engine::simd::kernels::{CENTRAL_TAPS, FIR_TAPS};
+    let from = (FIR_TAPS - CENTRAL_TAPS) / 2;
+    let mut rng = Rng::new(31);
+    for factor in [2, 4] {
+        // The middle taps of each branch, as the true peak's bound takes them.
+        let phases: Vec<[f32; CENTRAL_TAPS]> = design_phases(factor)
+            .iter()
+            .map(|p| std::array::from_fn(|k| p[from + k]))
+            .collect();
+        for len in [0, 5, 15, 16, 17, 24, 79, 80, 81, 140, 4127] {
+            let x = random_f32(&mut rng, len, 0.9);
+            let want = scalar::fir_peak_central(&x, &phases);
+            for level in levels() {
+                let got = (kernels_at(level).unwrap().fir_peak_central)(&x, &phases);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{level:?} ×{factor} len {len}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_missing_level_is_a_typed_error() {
     if !simd::available().contains(&Level::Avx2) {
         assert!(kernels_at(Level::Avx2).is_err());

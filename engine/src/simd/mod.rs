@@ -51,6 +51,8 @@ pub struct Kernels {
     /// The largest |y| of a polyphase FIR over `x`: y_p[i] = Σ_k x[i + k] · phases[p][k], for
     /// every branch p and every i with a full window; `phases` are [`kernels::FIR_TAPS`] long.
     pub fir_peak: fn(&[f32], &[[f32; kernels::FIR_TAPS]]) -> f32,
+    /// The same with [`kernels::CENTRAL_TAPS`]-tap branches (the true peak's bound).
+    pub fir_peak_central: fn(&[f32], &[[f32; kernels::CENTRAL_TAPS]]) -> f32,
     /// Peak, sum, sum of squares and clipped count of a block (the level meter).
     pub level_sums: fn(&[f32], f32) -> kernels::LevelSums,
     /// Mean square and peak per frame (the 10 ms frame statistics).
@@ -90,6 +92,7 @@ const BASELINE: Kernels = Kernels {
     pcm16_to_f32: kernels::pcm16_to_f32,
     quantize_i16: kernels::quantize_i16,
     fir_peak: kernels::fir_peak,
+    fir_peak_central: kernels::fir_peak_central,
     level_sums: kernels::level_sums,
     frame_stats: kernels::frame_stats,
     expand_g711: kernels::expand_g711,

@@ -2,8 +2,8 @@
 //! dispatched level with. Not used on any hot path.
 
 use super::kernels::{
-    FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_EXPONENT, P56_LANES, P56Event, P56State,
-    kweight_step, p56_step,
+    CENTRAL_TAPS, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_EXPONENT, P56_LANES,
+    P56Event, P56State, kweight_step, p56_step,
 };
 
 pub fn pcm16_to_f32(src: &[u8], dst: &mut [f32]) {
@@ -21,14 +21,22 @@ pub fn quantize_i16(samples: &[f32], gain: f32, out: &mut [i16]) {
 }
 
 pub fn fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32 {
+    fir_peak_of(x, phases)
+}
+
+pub fn fir_peak_central(x: &[f32], phases: &[[f32; CENTRAL_TAPS]]) -> f32 {
+    fir_peak_of(x, phases)
+}
+
+fn fir_peak_of<const TAPS: usize>(x: &[f32], phases: &[[f32; TAPS]]) -> f32 {
     let mut max = 0f32;
-    if x.len() < FIR_TAPS {
+    if x.len() < TAPS {
         return max;
     }
-    for start in 0..=x.len() - FIR_TAPS {
+    for start in 0..=x.len() - TAPS {
         for phase in phases {
             let mut y = 0f32;
-            for k in 0..FIR_TAPS {
+            for k in 0..TAPS {
                 y += phase[k] * x[start + k];
             }
             max = max.max(y.abs());

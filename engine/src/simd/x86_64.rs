@@ -7,7 +7,9 @@
 //! 57 ms or 160 ms an hour of 8 kHz audio depending on how the crate happened to be split into
 //! codegen units).
 
-use super::kernels::{self, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_LANES, P56State};
+use super::kernels::{
+    self, CENTRAL_TAPS, FIR_TAPS, KW_LANES, KwCoeffs, KwState, LevelSums, P56_LANES, P56State,
+};
 use super::{Kernels, Level};
 
 pub fn has_avx2() -> bool {
@@ -49,6 +51,7 @@ macro_rules! level {
                 pcm16_to_f32,
                 quantize_i16,
                 fir_peak,
+                fir_peak_central,
                 level_sums,
                 frame_stats,
                 expand_g711,
@@ -59,6 +62,10 @@ macro_rules! level {
             kernel!($features, pcm16_to_f32(src: &[u8], dst: &mut [f32]));
             kernel!($features, quantize_i16(samples: &[f32], gain: f32, out: &mut [i16]));
             kernel!($features, fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32);
+            kernel!(
+                $features,
+                fir_peak_central(x: &[f32], phases: &[[f32; CENTRAL_TAPS]]) -> f32
+            );
             kernel!($features, level_sums(samples: &[f32], full_scale: f32) -> LevelSums);
             kernel!($features, frame_stats(
                 samples: &[f32],
@@ -104,6 +111,7 @@ pub use avx2::KERNELS as AVX2;
 /// so the choice is speed alone.
 pub const AVX512: Kernels = Kernels {
     fir_peak: avx2::KERNELS.fir_peak,
+    fir_peak_central: avx2::KERNELS.fir_peak_central,
     expand_g711: avx2::KERNELS.expand_g711,
     p56_lanes: avx2::KERNELS.p56_lanes,
     ..avx512::KERNELS
