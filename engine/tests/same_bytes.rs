@@ -106,6 +106,13 @@ fn configs() -> Vec<(&'static str, ProcessConfig)> {
         format: OutputFormat::Alaw,
         ..ProcessConfig::default()
     };
+    // Near the ceiling, so the encoded FLAC is measured again (its true peak in the report).
+    let hot_flac = ProcessConfig {
+        trim: true,
+        target: Some(LoudnessTarget::Dbov(-10.0)),
+        format: OutputFormat::Flac,
+        ..ProcessConfig::default()
+    };
     vec![
         ("default", ProcessConfig::default()),
         ("resample_16k_trim_wav", resampled_wav),
@@ -114,6 +121,7 @@ fn configs() -> Vec<(&'static str, ProcessConfig)> {
         ("downmix_trim_ulaw", mixed),
         ("resample_16k_flac", resampled),
         ("hot_alaw", hot),
+        ("hot_flac", hot_flac),
     ]
 }
 
@@ -538,6 +546,66 @@ const RECORDED: &[(&str, &str, &str, &str)] = &[
         "resample_11025_hot_alaw",
         "4848d66f7f036203ab26fd2c2a32498c17709d3c0a0616ab592fb299119c93f0",
         "4fbb37b5b945e3171328c915dff934778ac1f62f4269d33c2d68fd3fa49a5c0f",
+    ),
+    (
+        "noisy_pcm16_8k",
+        "hot_flac",
+        "3ac884d9086adf5d7c7512eaa52be2078c7e90ff3df52642b52f602ead5d0e87",
+        "c0a31163f02635ad2a318a649a94fa70655e404d87fbc85d81db2d3ea8f11cef",
+    ),
+    (
+        "long_pcm16_8k",
+        "hot_flac",
+        "9ea956ba1567cda4c4a3d4fece0fc9fee96647e213952069db3dbd1deb4aa419",
+        "41668174a970fe982dd03f08308cb0bea8e73c92ba37601b5d8191d7eb82b598",
+    ),
+    (
+        "noisy_ulaw_8k",
+        "hot_flac",
+        "bbc9e67c46d63bf73571d345c840415bee84ae2764596e083d843d1206fbc698",
+        "eb39da3f861973c850d4b1efbc9881ab52e9c8676bfd15abbedcde66b9219282",
+    ),
+    (
+        "noisy_alaw_8k",
+        "hot_flac",
+        "204f9962f545dfec7c6e473714da028a41762a207893fee66e8212ee7bd1b1b2",
+        "70859193d43f24f93023e925af7632b35705a34dee0398d8df4e00eb1682f5f8",
+    ),
+    (
+        "stereo_pcm16_16k",
+        "hot_flac",
+        "0d6fd20be2132c4b05a84f2d626c4411da8082ab58254f5b95311729398221eb",
+        "c1398cfd474f0fc08cbda90b9ade6bb1009d0ceeac2b5f0123bcd0c1532b53bb",
+    ),
+    (
+        "wide_f32_48k",
+        "hot_flac",
+        "a4afa2e6da55d73c1d8c26f9425eece60fc0dad865348c30637237a74b5c442f",
+        "00ee12d21bdfdb2120e1a5d4d259c02d420fef043de3f80c5abcbab233ffb010",
+    ),
+    (
+        "stereo_flac_16k",
+        "hot_flac",
+        "723faa362633f61e8e3681c64fdd23d4ed8077e7adc43720030af325b54c807b",
+        "ab893a24fba1695b6d7afeebb7ab2a75ccc369400193b4b6f4ba115387549e1a",
+    ),
+    (
+        "gsm_32s",
+        "hot_flac",
+        "b568bff96f3df74eab7e7a91df162d285d2c0c89478ea9a6c863c5cbbc2ca34f",
+        "651027836bb4b558556ec1d72857b2d523ad74ffbbb5447f5846a61e6799b921",
+    ),
+    (
+        "mp3_16k",
+        "hot_flac",
+        "670ba9c1252d6674360578486dda6360cc40eeca3c45b2aff738a2dc351ec67d",
+        "0933fec568cc3a8e2c5d44726fcbd99170ca5afb4cf647c10e3531e05ac0835d",
+    ),
+    (
+        "adpcm_ms",
+        "hot_flac",
+        "a1d1dba0590ec0cdf5573386aa29edfe575d3a4793aa3a21fd382bbcfaf14f4b",
+        "ee8dbb24bb64f1384d0d424a5ed0824f9306b125f81a7e4f356cb1468b65f3b8",
     ),
 ];
 
