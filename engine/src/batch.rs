@@ -17,23 +17,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
-/// The floor of a job's charge: its input (mapped or in memory) and what little is decoded from
-/// it take at least this many times the input's size.
+/// The charge of a job refused at its headers (it fails as fast when it runs): this many times
+/// the input's size.
 pub const MEMORY_PER_INPUT_BYTE: u64 = 4;
-
-/// What processing takes per decoded sample where the chain holds the recording whole (a FLAC
-/// output): the f32 planes, the processed copy, the encoded output and the
-/// verifying decode. Measured: a 4-hour 8 kHz mono FLAC (115.2 M samples) peaked at 1.29 GB of
-/// RSS in `callrec process` before the chain streamed, 11.2 bytes a sample (PERF.md).
-pub const MEMORY_PER_DECODED_SAMPLE: u64 = 12;
 
 /// What the streaming chain holds whatever the length: its blocks (input, mix, encoder) and
 /// buffers.
 pub const STREAMING_OVERHEAD_BYTES: u64 = 8 << 20;
 
-/// Decoded bytes per input byte assumed when a format does not say its length (an MP3 without a
-/// frame count): an 8 kbit/s stream decodes to 88 times its size at 12 bytes a sample.
-const UNKNOWN_LENGTH_RATIO: u64 = 88;
+/// Decoded samples per input byte assumed when a format does not say its length (an MP3 without
+/// a frame count): an 8 kbit/s stream of 8 kHz mono.
+const UNKNOWN_SAMPLES_PER_BYTE: u64 = 8;
 
 /// Batch settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,50 +85,45 @@ impl JobInput {
 
 /// The memory processing `source` with `config` into `output` takes, from what its headers say
 /// it decodes to. A format that does not say its length is taken to decode to
-/// [`UNKNOWN_LENGTH_RATIO`] × its size in bytes at [`MEMORY_PER_DECODED_SAMPLE`]. Reads the
-/// headers only.
+/// [`UNKNOWN_SAMPLES_PER_BYTE`] samples a byte. Reads the headers only.
 ///
-/// The streaming chain ([`crate::process::process_into`]: any output but FLAC) holds [`STREAMING_OVERHEAD_BYTES`], the decoded samples of a compressed input up to
-/// the spill budget (4 bytes each), 1 byte per 8 samples of frame statistics, and the output
-/// (2 bytes a sample) only when it goes to memory, and the input's bytes unless they are a
-/// mapped file. Otherwise every decoded sample costs [`MEMORY_PER_DECODED_SAMPLE`] (a few
-/// hundred KB of FLAC that decode to hours are charged for the hours), never less than
-/// [`MEMORY_PER_INPUT_BYTE`] × the input's size.
+/// The chain ([`crate::process::process_into`]) streams: it holds [`STREAMING_OVERHEAD_BYTES`],
+/// the decoded samples of a compressed input up to the spill budget (4 bytes each), 1 byte per
+/// 8 samples of frame statistics, a FLAC output's frames up to a quarter of the spill budget
+/// (the rest wait in a file), the output only when it goes to memory (2 bytes a sample, FLAC's
+/// frame headers on top in the worst case), and the input's bytes unless they are a mapped
+/// file. A few hundred KB of FLAC that decode to hours are charged for the hours' frame
+/// statistics, not for their samples.
 pub fn memory_estimate(source: &AudioSource, config: &ProcessConfig, output: &JobOutput) -> u64 {
     let limits = &config.input.limits;
-    let floor = source.len().saturating_mul(MEMORY_PER_INPUT_BYTE);
     let (samples, in_place) = match crate::decode::Decoder::open(source, limits) {
         Ok(decoder) => {
             let in_place = matches!(decoder, crate::decode::Decoder::Wav { .. });
             let info = decoder.info();
             let samples = match info.declared_frames {
                 Some(frames) => frames.saturating_mul(u64::from(info.channels.max(1))),
-                None => {
-                    source.len().saturating_mul(UNKNOWN_LENGTH_RATIO) / MEMORY_PER_DECODED_SAMPLE
-                }
+                None => source.len().saturating_mul(UNKNOWN_SAMPLES_PER_BYTE),
             };
             (samples, in_place)
         }
         // Refused at its headers: it will fail as fast when it runs.
-        Err(_) => return floor,
+        Err(_) => return source.len().saturating_mul(MEMORY_PER_INPUT_BYTE),
     };
-    if config.format != crate::encode::OutputFormat::Flac {
-        let spill = if in_place {
-            0
-        } else {
-            samples
-                .saturating_mul(4)
-                .min(config.spill.memory_bytes as u64)
-        };
-        let output = match output {
-            JobOutput::Memory => samples.saturating_mul(2),
-            JobOutput::File(_) => 0,
-        };
-        let held = if source.is_mapped() { 0 } else { source.len() };
-        STREAMING_OVERHEAD_BYTES + held + spill + samples / 8 + output
+    let budget = config.spill.memory_bytes as u64;
+    let spill = if in_place {
+        0
     } else {
-        samples.saturating_mul(MEMORY_PER_DECODED_SAMPLE).max(floor)
-    }
+        samples.saturating_mul(4).min(budget)
+    };
+    let flac = config.format == crate::encode::OutputFormat::Flac;
+    let encoded = samples.saturating_mul(2) + if flac { samples / 256 } else { 0 };
+    let spool = if flac { encoded.min(budget / 4) } else { 0 };
+    let output = match output {
+        JobOutput::Memory => encoded,
+        JobOutput::File(_) => 0,
+    };
+    let held = if source.is_mapped() { 0 } else { source.len() };
+    STREAMING_OVERHEAD_BYTES + held + spill + samples / 8 + spool + output
 }
 
 /// What the batch did, for logs and metrics.

@@ -20,7 +20,7 @@ use crate::dsp::silence::{SilenceConfig, SilenceMap, silence_map_of};
 use crate::dsp::spectrum::{SpectrumFacts, spectrum_facts_of};
 use crate::dsp::stereo::{StereoFacts, downmix_into, stereo_facts};
 use crate::dsp::true_peak::{TruePeak, TruePeakMeter};
-use crate::encode::{OutputFormat, WavStream, encode};
+use crate::encode::{OutputFormat, StreamEncoder};
 use crate::error::{EngineError, Result};
 use crate::inspect::{
     InspectOptions, check_duration, describe, full_scale, handed_in, input_digests,
@@ -28,7 +28,7 @@ use crate::inspect::{
 use crate::report::Report;
 use crate::source::AudioSource;
 use serde::Serialize;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -129,8 +129,9 @@ pub struct OutputFacts {
     pub sha256: String,
     /// Base64 big-endian CRC32C, as S3 reports it.
     pub crc32c: String,
-    /// True peak of the output, dBTP (`null` for silence): measured on the encoded bytes when
-    /// it comes within 1 dB of the ceiling, else the input's true peak plus the gain (the
+    /// True peak of the output, dBTP (`null` for silence): measured on the encoded samples (what
+    /// a decoder reads back: the 16-bit samples of PCM16 and of lossless FLAC, G.711's
+    /// reconstruction levels) when it comes within 1 dB of the ceiling, else the input's true peak plus the gain (the
     /// quantizer moves it by at most 2 LSB, 2/32768 of full scale, for PCM16/FLAC and 3.2% for
     /// G.711).
     pub true_peak_dbtp: Option<f64>,
@@ -154,13 +155,6 @@ pub struct ProcessReport {
 pub struct Processed {
     pub audio: Vec<u8>,
     pub report: ProcessReport,
-}
-
-fn true_peak_of<P: AsRef<[f32]>>(planes: &[P], rate: u32) -> TruePeak {
-    let mut meter = TruePeakMeter::new(planes.len(), rate);
-    let whole: Vec<&[f32]> = planes.iter().map(AsRef::as_ref).collect();
-    meter.push(&whole);
-    meter.finish()
 }
 
 /// Frames per block of the analysis and render passes: 256 Ki frames (1 MiB of f32 per
@@ -263,7 +257,8 @@ pub fn process(source: &AudioSource, config: &ProcessConfig) -> Result<Processed
 /// peak). For WAV (PCM, float, G.711) input nothing the size of the recording is held: the
 /// input is read in place ([`Frames`]), the per-10 ms frame statistics (8 bytes per frame and
 /// channel) are the largest thing kept. Compressed input is decoded once into a bounded spill.
-/// A FLAC output is still made whole in memory (flacenc encodes from a buffer), then written.
+/// A FLAC output is encoded frame by frame too; its frames wait in a bounded spool until the
+/// header, which holds facts of them all, has been written.
 pub fn process_into(
     source: &AudioSource,
     config: &ProcessConfig,
@@ -535,90 +530,92 @@ pub fn process_into(
             }
         }
     };
-    let (gain, out_frames, output_peak, verify) = if format != OutputFormat::Flac {
-        // The ceiling applies to what is written: re-measure a mix or a resampled signal.
-        let peak_before_gain = if mixing || resampling {
-            let mut meter = TruePeakMeter::new(out_channels, output_rate);
-            render_out(&mut |b| {
-                meter.push(b);
-                Ok(())
-            })?;
-            meter.finish().max_dbtp
-        } else {
-            true_peak.max_dbtp
-        };
-        let gain = decide(peak_before_gain);
-        let predicted = peak_before_gain.map(|p| p + gain.gain_db);
-        let verify = verifies(predicted);
-        let kept = (end - trim_start) as u64;
-        let out_frames = match StreamResampler::new(out_channels, rate, output_rate)? {
-            Some(resampler) => resampler.output_len(kept) as usize,
-            None => kept as usize,
-        };
-        let (mut wav, header) =
-            WavStream::start(format, out_channels, output_rate, out_frames as u64)?
-                .expect("a WAV format");
-        sink.write(&header)?;
-        let linear = db_to_linear(gain.gain_db);
-        let mut output_meter = TruePeakMeter::new(out_channels, output_rate);
-        // The core that has just read a block encodes it and writes the block before; the hash
-        // of that one (the slowest, SHA-256) is a task for the other core.
-        let (mut ready, mut next) = (Vec::new(), Vec::new());
+    // The ceiling applies to what is written: re-measure a mix or a resampled signal.
+    let peak_before_gain = if mixing || resampling {
+        let mut meter = TruePeakMeter::new(out_channels, output_rate);
         render_out(&mut |b| {
-            let Hashing { out, digests } = &mut sink;
-            let (written, ()) = rayon::join(
-                || {
-                    wav.encode_into(b, linear, verify, &mut next);
-                    if verify {
-                        output_meter.push(&wav.decoded());
-                    }
-                    out.write_all(&ready)
-                },
-                || digests.update(&ready),
-            );
-            written?;
-            std::mem::swap(&mut ready, &mut next);
+            meter.push(b);
             Ok(())
         })?;
-        sink.write(&ready)?;
-        sink.write(wav.trailer())?;
-        let output_peak = if verify {
-            output_meter.finish().max_dbtp
-        } else {
-            predicted
-        };
-        (gain, out_frames, output_peak, verify)
+        meter.finish().max_dbtp
     } else {
-        // FLAC takes the kept audio whole (flacenc encodes from memory).
-        let mut kept: Vec<Vec<f32>> = vec![Vec::new(); out_channels];
-        render_out(&mut |b| {
-            for (plane, samples) in kept.iter_mut().zip(b) {
-                plane.extend_from_slice(samples);
+        true_peak.max_dbtp
+    };
+    let gain = decide(peak_before_gain);
+    let predicted = peak_before_gain.map(|p| p + gain.gain_db);
+    let verify = verifies(predicted);
+    let kept = (end - trim_start) as u64;
+    let out_frames = match StreamResampler::new(out_channels, rate, output_rate)? {
+        Some(resampler) => resampler.output_len(kept) as usize,
+        None => kept as usize,
+    };
+    let (mut encoder, header) =
+        StreamEncoder::start(format, out_channels, output_rate, out_frames as u64)?;
+    sink.write(&header)?;
+    // FLAC's header, which holds facts of every frame, comes last from the encoder and goes
+    // first in the output: the frames wait in a spool (memory up to a quarter of the spill
+    // budget, 4 MiB by default — seven minutes of 8 kHz speech —, then a temporary file) and
+    // are hashed as they are copied out behind it.
+    let spool_memory = config.spill.memory_bytes / 4;
+    let mut spool = (format == OutputFormat::Flac).then(|| match &config.spill.dir {
+        Some(dir) => tempfile::spooled_tempfile_in(spool_memory, dir),
+        None => tempfile::spooled_tempfile(spool_memory),
+    });
+    let direct = spool.is_none();
+    let linear = db_to_linear(gain.gain_db);
+    let mut output_meter = TruePeakMeter::new(out_channels, output_rate);
+    // The core that has just read a block encodes it and writes the block before; the hash
+    // of that one (the slowest, SHA-256) is a task for the other core.
+    let (mut ready, mut next) = (Vec::new(), Vec::new());
+    render_out(&mut |b| {
+        let Hashing { out, digests } = &mut sink;
+        let (written, ()) = rayon::join(
+            || {
+                encoder.encode_into(b, linear, verify, &mut next)?;
+                if verify {
+                    output_meter.push(&encoder.decoded());
+                }
+                match &mut spool {
+                    Some(spool) => spool.write_all(&ready)?,
+                    None => out.write_all(&ready)?,
+                }
+                Ok::<_, EngineError>(())
+            },
+            || {
+                if direct {
+                    digests.update(&ready)
+                }
+            },
+        );
+        written?;
+        std::mem::swap(&mut ready, &mut next);
+        Ok(())
+    })?;
+    let flac_header = encoder.finish(&mut next)?;
+    match (spool, flac_header) {
+        (Some(mut spool), Some(header)) => {
+            spool.write_all(&ready)?;
+            spool.write_all(&next)?;
+            sink.write(&header)?;
+            spool.seek(std::io::SeekFrom::Start(0))?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = spool.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                sink.write(&chunk[..n])?;
             }
-            Ok(())
-        })?;
-        let changed_shape = resampling || mixing;
-        let peak_before_gain = if changed_shape {
-            true_peak_of(&kept, output_rate).max_dbtp
-        } else {
-            true_peak.max_dbtp
-        };
-        let gain = decide(peak_before_gain);
-        let audio = encode(&kept, output_rate, db_to_linear(gain.gain_db), format)?;
-        let predicted = peak_before_gain.map(|p| p + gain.gain_db);
-        let verify = verifies(predicted);
-        let output_peak = if verify {
-            let encoded = crate::decode::decode(
-                &AudioSource::from_bytes(audio.clone()),
-                &config.input.limits,
-            )?;
-            true_peak_of(&encoded.planes, output_rate).max_dbtp
-        } else {
-            predicted
-        };
-        sink.write(&audio)?;
-        let out_frames = kept.first().map_or(0, Vec::len);
-        (gain, out_frames, output_peak, verify)
+        }
+        _ => {
+            sink.write(&ready)?;
+            sink.write(&next)?;
+        }
+    }
+    let output_peak = if verify {
+        output_meter.finish().max_dbtp
+    } else {
+        predicted
     };
 
     // --- Output facts. -----------------------------------------------------------------------

@@ -138,9 +138,7 @@ fn in_flight_bytes_stay_under_the_budget() {
 #[test]
 fn a_flac_bomb_is_charged_for_what_it_decodes_to() {
     use callrec_engine::JobOutput;
-    use callrec_engine::batch::{
-        MEMORY_PER_DECODED_SAMPLE, STREAMING_OVERHEAD_BYTES, memory_estimate,
-    };
+    use callrec_engine::batch::{STREAMING_OVERHEAD_BYTES, memory_estimate};
     // Ten minutes of 8 kHz silence in ~14 KB: charged for 4.8 M decoded samples, not 14 KB.
     let frames = 10 * 60 * 8000;
     let bomb = callrec_fixtures::flac::silence(8000, 1, frames);
@@ -160,14 +158,20 @@ fn a_flac_bomb_is_charged_for_what_it_decodes_to() {
         memory_estimate(&source, &streamed, &JobOutput::File("x".into())),
         STREAMING_OVERHEAD_BYTES + held + spill + frames / 8
     );
-    // Encoded to FLAC (held whole): every decoded sample.
+    // Encoded to FLAC (streamed too): its frames wait in a spool of a quarter of the spill
+    // budget, and to memory the output is charged as PCM16 plus FLAC's frame headers.
     let flac = ProcessConfig {
         format: callrec_engine::OutputFormat::Flac,
         ..ProcessConfig::default()
     };
+    let encoded = 2 * frames + frames / 256;
+    assert_eq!(
+        memory_estimate(&source, &flac, &JobOutput::File("x".into())),
+        STREAMING_OVERHEAD_BYTES + held + spill + frames / 8 + spill / 4
+    );
     assert_eq!(
         memory_estimate(&source, &flac, &JobOutput::Memory),
-        frames * MEMORY_PER_DECODED_SAMPLE
+        STREAMING_OVERHEAD_BYTES + held + spill + frames / 8 + spill / 4 + encoded
     );
     // It is the FLAC it claims to be: every frame decodes.
     let decoded = callrec_engine::decode::decode(&source, &limits).unwrap();

@@ -108,8 +108,8 @@ pub struct ServerConfig {
     /// as they arrived after the attempts). Default 4 hours.
     pub max_call_length_s: u64,
     /// Memory the engine's recordings in flight may take together, MiB, charged by what each
-    /// decodes to (12 bytes a decoded sample: a 4-hour 8 kHz call is 1.3 GiB); a larger one
-    /// runs alone. Default 2048.
+    /// decodes to and the chain holds while it streams (`callrec_engine::batch::memory_estimate`:
+    /// a 4-hour 8 kHz WAV call about 22 MiB); a larger one runs alone. Default 2048.
     pub engine_memory_mb: u64,
     /// Seconds an uploaded recording waits for its call's CDR End before it is routed and
     /// processed anyway (on the facts known then; its sidecar says so). An End that arrives

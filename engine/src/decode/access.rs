@@ -25,14 +25,15 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Where a recording that is not read in place is decoded to.
+/// Where a recording that is not read in place is decoded to (and a FLAC output's frames wait).
 #[derive(Debug, Clone)]
 pub struct SpillConfig {
     /// Decoded samples kept in memory (4 bytes each) before they go to a temporary file.
     /// Default 16 MiB: about 8.7 minutes of 8 kHz mono. A WAV input that decodes to no more is
     /// converted once into memory too (every pass then reads it in place; converting at each
     /// read costs more than the memory saves), a longer one is read from its bytes block by
-    /// block.
+    /// block. A FLAC output's frames wait in memory up to a quarter of this (the header, which
+    /// goes first, is known only after the last frame), then in a temporary file.
     pub memory_bytes: usize,
     /// The temporary files' folder. Default: the system's (`TMPDIR`).
     pub dir: Option<PathBuf>,
