@@ -193,9 +193,13 @@ impl Engine {
         self.threads
     }
 
-    /// Processes `jobs` (each with the caller's tag `T`) with `config`. On a worker, `finish`
-    /// receives each job's outcome (to write it out, say) and turns it into `R`; on the calling
-    /// thread, `collect` receives the results in completion order.
+    /// Processes `jobs` (each with the caller's tag `T`) with `config`. `finish` receives each
+    /// job's outcome (to write it out, say) and turns it into `R`; on the calling thread,
+    /// `collect` receives the results in completion order.
+    ///
+    /// `finish` runs on one of the committing threads beside the pool (as many as workers):
+    /// there a file output is synced and renamed into place before `finish` sees it, so the
+    /// workers go on computing while the disk works.
     pub fn process_batch<T, R, J, F, C>(
         &self,
         jobs: J,
@@ -244,6 +248,7 @@ impl Engine {
             freed: Condvar::new(),
         };
         let (job_tx, job_rx) = bounded::<(T, JobInput)>(depth);
+        let (commit_tx, commit_rx) = bounded::<(T, Result<Computed>, u64)>(depth);
         let (result_tx, result_rx) = bounded::<(T, R, bool, u64)>(depth);
         let mut stats = BatchStats::default();
         let jobs = jobs.into_iter();
@@ -259,15 +264,18 @@ impl Engine {
             scope.spawn(move || {
                 self.pool.scope(|workers| {
                     for _ in 0..self.threads {
-                        let (job_rx, result_tx) = (job_rx.clone(), result_tx.clone());
+                        let (job_rx, commit_tx) = (job_rx.clone(), commit_tx.clone());
                         workers.spawn(move |_| {
                             for (tag, input) in job_rx {
                                 let output = output(&tag);
                                 let charge = input.charge(config, &output);
                                 budget.acquire(charge);
                                 let outcome = run_one(input, output, config);
-                                let (result, ok) = finish(&tag, outcome);
-                                if result_tx.send((tag, result, ok, charge)).is_err() {
+                                if let Err(refused) = commit_tx.send((tag, outcome, charge)) {
+                                    // No committer left (the caller has stopped collecting).
+                                    if let (_, Ok(computed), _) = refused.into_inner() {
+                                        computed.discard();
+                                    }
                                     budget.release(charge);
                                     break;
                                 }
@@ -275,8 +283,23 @@ impl Engine {
                         });
                     }
                 });
-                drop(result_tx);
+                drop(commit_tx);
             });
+            // Syncing and renaming a file waits on the disk: beside the pool, not on it.
+            for _ in 0..self.threads {
+                let (commit_rx, result_tx) = (commit_rx.clone(), result_tx.clone());
+                scope.spawn(move || {
+                    for (tag, outcome, charge) in commit_rx {
+                        let outcome = outcome.and_then(Computed::commit);
+                        let (result, ok) = finish(&tag, outcome);
+                        if result_tx.send((tag, result, ok, charge)).is_err() {
+                            budget.release(charge);
+                            break;
+                        }
+                    }
+                });
+            }
+            drop((commit_rx, result_tx));
             for (tag, result, ok, charge) in result_rx {
                 stats.jobs += 1;
                 stats.failed += (!ok) as u64;
@@ -289,14 +312,52 @@ impl Engine {
     }
 }
 
-fn run_one(input: JobInput, output: JobOutput, config: &ProcessConfig) -> Result<Processed> {
+/// A job's outcome as a worker leaves it: a file output written but not yet synced and
+/// renamed into place.
+struct Computed {
+    processed: Processed,
+    unsynced: Option<Unsynced>,
+}
+
+/// A processed recording in its temporary file beside `path`.
+struct Unsynced {
+    file: std::fs::File,
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+impl Computed {
+    /// Syncs a file output and renames it over its path (removing it if either fails).
+    fn commit(self) -> Result<Processed> {
+        if let Some(Unsynced { file, temp, path }) = self.unsynced {
+            let done = file.sync_all().and_then(|()| std::fs::rename(&temp, &path));
+            if let Err(e) = done {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e.into());
+            }
+        }
+        Ok(self.processed)
+    }
+
+    /// A job that is not going on: its temporary output is removed.
+    fn discard(self) {
+        if let Some(unsynced) = self.unsynced {
+            let _ = std::fs::remove_file(&unsynced.temp);
+        }
+    }
+}
+
+fn run_one(input: JobInput, output: JobOutput, config: &ProcessConfig) -> Result<Computed> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let source = match input {
             JobInput::File(path) => AudioSource::map_file(&path, &config.input.limits)?,
             JobInput::Source(source) => source,
         };
         match output {
-            JobOutput::Memory => process(&source, config),
+            JobOutput::Memory => Ok(Computed {
+                processed: process(&source, config)?,
+                unsynced: None,
+            }),
             JobOutput::File(path) => process_to_file(&source, config, &path),
         }
     }));
@@ -308,12 +369,13 @@ fn run_one(input: JobInput, output: JobOutput, config: &ProcessConfig) -> Result
     })
 }
 
-/// Processes `source` into `path` through a temporary file beside it (synced, then renamed).
+/// Processes `source` into a temporary file beside `path`, written and flushed; the caller
+/// syncs it and renames it into place ([`Computed::commit`]).
 fn process_to_file(
     source: &AudioSource,
     config: &ProcessConfig,
     path: &std::path::Path,
-) -> Result<Processed> {
+) -> Result<Computed> {
     use std::io::Write as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -323,24 +385,27 @@ fn process_to_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| -> Result<crate::process::ProcessReport> {
+    let written = (|| -> Result<(crate::process::ProcessReport, std::fs::File)> {
         let mut file = std::io::BufWriter::with_capacity(
             1 << 20,
             WriteBehind::new(std::fs::File::create(&temp)?),
         );
         let report = process_into(source, config, &mut file)?;
         file.flush()?;
-        file.into_inner()
-            .map_err(|e| e.into_error())?
-            .file
-            .sync_all()?;
-        std::fs::rename(&temp, path)?;
-        Ok(report)
+        let file = file.into_inner().map_err(|e| e.into_error())?.file;
+        Ok((report, file))
     })();
     match written {
-        Ok(report) => Ok(Processed {
-            audio: Vec::new(),
-            report,
+        Ok((report, file)) => Ok(Computed {
+            processed: Processed {
+                audio: Vec::new(),
+                report,
+            },
+            unsynced: Some(Unsynced {
+                file,
+                temp,
+                path: path.to_path_buf(),
+            }),
         }),
         Err(e) => {
             let _ = std::fs::remove_file(&temp);

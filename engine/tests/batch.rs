@@ -13,6 +13,14 @@ fn call(ms: u64, seed: u64) -> AudioSource {
     ))
 }
 
+fn two_workers() -> Engine {
+    Engine::new(EngineConfig {
+        threads: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures")
@@ -21,11 +29,7 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn every_job_is_answered_and_failures_stay_alone() {
-    let engine = Engine::new(EngineConfig {
-        threads: 2,
-        ..EngineConfig::default()
-    })
-    .unwrap();
+    let engine = two_workers();
     let mut jobs: Vec<(usize, JobInput)> = (0..20)
         .map(|i| (i, JobInput::Source(call(2000 + 100 * i as u64, i as u64))))
         .collect();
@@ -63,13 +67,64 @@ fn every_job_is_answered_and_failures_stay_alone() {
     }
 }
 
+/// Files written by the workers are synced and renamed into place before `finish` sees their
+/// outcome (on a committing thread): the bytes at the path are the ones the report describes,
+/// no temporary file is left beside them, and a failed job leaves nothing.
+#[test]
+fn file_outputs_are_in_place_when_finish_sees_them() {
+    use callrec_engine::JobOutput;
+    use sha2::{Digest, Sha256};
+    let engine = two_workers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs: Vec<(usize, JobInput)> = (0..12)
+        .map(|i| {
+            (
+                i,
+                JobInput::Source(call(3000 + 250 * i as u64, 40 + i as u64)),
+            )
+        })
+        .collect();
+    jobs.push((12, JobInput::File(fixture("bad/truncated_data.wav"))));
+    let path = |i: usize| dir.path().join(format!("out-{i}.wav"));
+    let mut answered = 0;
+    let stats = engine.process_batch_to(
+        jobs,
+        &ProcessConfig::default(),
+        |&i| JobOutput::File(path(i)),
+        |&i, outcome| match outcome {
+            Ok(processed) => {
+                let bytes = std::fs::read(path(i)).expect("the output is in place");
+                let sha: String = Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(sha, processed.report.output.sha256, "job {i}");
+                (true, true)
+            }
+            Err(_) => {
+                assert!(!path(i).exists(), "job {i} failed and left its output");
+                (false, false)
+            }
+        },
+        |_, _| answered += 1,
+    );
+    assert_eq!((stats.jobs, stats.failed, answered), (13, 1, 13));
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let expected: Vec<String> = {
+        let mut names: Vec<String> = (0..12).map(|i| format!("out-{i}.wav")).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(left, expected, "only the outputs, no temporary files");
+}
+
 #[test]
 fn results_leave_in_completion_order() {
-    let engine = Engine::new(EngineConfig {
-        threads: 2,
-        ..EngineConfig::default()
-    })
-    .unwrap();
+    let engine = two_workers();
     // One long call first, then short ones: with two workers the short ones finish first.
     let mut jobs = vec![(0usize, JobInput::Source(call(240_000, 1)))];
     jobs.extend((1..6).map(|i| (i, JobInput::Source(call(1000, i as u64)))));
