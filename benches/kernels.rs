@@ -2,7 +2,9 @@
 //! the scalar twin for reference. Run: `cargo bench --bench kernels`.
 
 use callrec_engine::dsp::true_peak::design_phases;
-use callrec_engine::simd::kernels::{KW_LANES, KwState};
+use callrec_engine::simd::kernels::{
+    CENTRAL_TAPS, FIR_TAPS, KW_LANES, KwState, P56_LANES, P56Event, P56State,
+};
 use callrec_engine::simd::{self, kernels_at, scalar};
 use callrec_fixtures::{CallShape, synth_call};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -33,6 +35,29 @@ fn kernels(c: &mut Criterion) {
             &mut sums,
         );
         sums
+    };
+    // The true peak's exact bound: the 16 middle taps of each branch.
+    let central: Vec<[f32; CENTRAL_TAPS]> = phases
+        .iter()
+        .map(|p| std::array::from_fn(|k| p[(FIR_TAPS - CENTRAL_TAPS) / 2 + k]))
+        .collect();
+    // P.56's envelope (30 ms at 8 kHz): the call cut into P56_LANES segments.
+    let g = (-1.0 / (8000.0 * 0.03f64)).exp();
+    let p56_seg = n / P56_LANES;
+    let p56_starts: [usize; P56_LANES] = std::array::from_fn(|l| l * p56_seg);
+    let mut events: Vec<P56Event> = Vec::new();
+    let mut p56 = |f: simd::P56Lanes| {
+        let mut states: [P56State; P56_LANES] = [[0.0; 2]; P56_LANES];
+        events.clear();
+        f(
+            black_box(&samples),
+            &p56_starts,
+            p56_seg,
+            [g, 1.0 - g],
+            &mut states,
+            &mut events,
+        );
+        events.len()
     };
 
     let mut group = c.benchmark_group("kernels/5min_8k");
@@ -70,6 +95,12 @@ fn kernels(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("kweight_8_lanes", "scalar_twin"), |b| {
         b.iter(|| kweight(scalar::kweight_lanes))
     });
+    group.bench_function(BenchmarkId::new("fir_peak_central", "scalar_twin"), |b| {
+        b.iter(|| scalar::fir_peak_central(black_box(&samples), &central))
+    });
+    group.bench_function(BenchmarkId::new("p56_8_lanes", "scalar_twin"), |b| {
+        b.iter(|| p56(scalar::p56_lanes))
+    });
     for level in simd::available() {
         let k = kernels_at(level).unwrap();
         group.bench_function(BenchmarkId::new("kweight_8_lanes", level.name()), |b| {
@@ -96,6 +127,12 @@ fn kernels(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("expand_ulaw", level.name()), |b| {
             b.iter(|| (k.expand_g711)(black_box(&ulaw), table, &mut out_f32))
+        });
+        group.bench_function(BenchmarkId::new("fir_peak_central", level.name()), |b| {
+            b.iter(|| (k.fir_peak_central)(black_box(&samples), &central))
+        });
+        group.bench_function(BenchmarkId::new("p56_8_lanes", level.name()), |b| {
+            b.iter(|| p56(k.p56_lanes))
         });
     }
     group.finish();
