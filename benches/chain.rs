@@ -4,6 +4,7 @@
 //! Run: `cargo bench --bench chain`. Figures and method: PERF.md.
 
 use callrec_engine::dsp::frames::FrameStats;
+use callrec_engine::dsp::levels::LevelMeter;
 use callrec_engine::dsp::loudness::LoudnessMeter;
 use callrec_engine::dsp::p56::SpeechLevelMeter;
 use callrec_engine::dsp::silence::{SilenceConfig, silence_map};
@@ -105,6 +106,16 @@ fn chain(c: &mut Criterion) {
         b.iter(|| {
             let mut meter = SpeechLevelMeter::new(8000);
             meter.push(black_box(mono));
+            meter.finish()
+        })
+    });
+    group.bench_function("levels", |b| {
+        b.iter(|| {
+            let mut meter = LevelMeter::new(1, 8000, 32767.0 / 32768.0);
+            // The render passes' blocks (64 decode blocks).
+            for block in mono.chunks(64 * decode::BLOCK_FRAMES) {
+                meter.push(&[black_box(block)]);
+            }
             meter.finish()
         })
     });

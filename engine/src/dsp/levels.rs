@@ -90,10 +90,18 @@ impl LevelMeter {
                 }
             };
             for chunk in chunks {
-                // Bit i: sample i is near zero (NaN is not).
+                // Bit i: sample i is near zero (NaN is not). Eight tests as eight 0/1 bytes
+                // (compared side by side), gathered into eight bits by one multiplication:
+                // byte j lands in bit 56 + j of the product (its other partial products miss
+                // the top byte or fall in lower ones without a carry).
                 let mut quiet = 0u64;
-                for (i, s) in chunk.iter().enumerate() {
-                    quiet |= ((s.abs() <= DIGITAL_SILENCE_MAX) as u64) << i;
+                for (g, eight) in chunk.chunks_exact(8).enumerate() {
+                    let mut bytes = [0u8; 8];
+                    for (b, s) in bytes.iter_mut().zip(eight) {
+                        *b = u8::from(s.abs() <= DIGITAL_SILENCE_MAX);
+                    }
+                    let bits = u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+                    quiet |= bits << (8 * g);
                 }
                 let loud = !quiet;
                 match loud {
