@@ -6,17 +6,18 @@
 //! in SIMD lanes, and in G rayon tasks for a long recording — each from a zero state. The exact
 //! result is then restored by carrying the true state over, segment after segment:
 //!
-//! - every segment records the state it reached at the start of each of its sub-blocks
-//!   (checkpoints);
+//! - every segment starts [`WARM_UP`] samples early (the samples before it, in the lanes), and
+//!   records the state it reached at the start of each of its sub-blocks (checkpoints);
 //! - the segment's true starting state is the previous segment's true final state; from it the
 //!   sub-blocks are computed again serially until the true state equals the checkpoint **bit for
 //!   bit**. From that point both runs are the same computation on the same numbers, so every
 //!   later sub-block energy and the final state are already exact.
 //!
-//! The K-weighting's memory decays within a few hundred ms (the 38 Hz high-pass), so typically
-//! one or two sub-blocks per segment are computed twice; in digital silence the state may take
-//! longer to reach the zeros of a cold start, and the check simply goes on (at worst the whole
-//! segment is recomputed: never a wrong figure). Every sub-block's energy is therefore exactly
+//! The K-weighting's memory decays within a few hundred ms (the 38 Hz high-pass), but the two
+//! runs may keep differing by an ulp for a while after that, so a few sub-blocks per segment
+//! are computed twice (fewer after the warm-up); in digital silence the state may take longer
+//! to reach the zeros of a cold start, and the check simply goes on (at worst the whole segment
+//! is recomputed: never a wrong figure). Every sub-block's energy is therefore exactly
 //! the serial one — the same bits whatever the segmentation, SIMD level or thread count — which
 //! `tests` hold to a plain per-sample loop.
 
@@ -30,6 +31,14 @@ const MIN_SUBBLOCKS_PER_SEGMENT: usize = 8;
 /// Samples per rayon task: a recording is split across threads only when each gets at least
 /// this much (about 65 s at 8 kHz).
 const SAMPLES_PER_TASK: usize = 1 << 19;
+/// Samples each lane runs, from a zero state, before its segment begins, so that the serial
+/// carry-over meets the cold start sooner: bit-for-bit agreement takes far longer than the
+/// filter's decay (the two runs keep differing by an ulp here and there). Counted on a 60-minute
+/// call (111 pushes of 256 Ki frames, 8 segments each), sub-blocks computed again serially: 37
+/// a push with 4,096 samples, 20 with 8,192, 11 with 16,384 (~60 without, from perf's share of
+/// the serial loop). A lockstep step of the 8 lanes costs about two serial samples, so 8,192
+/// gives the smallest sum.
+const WARM_UP: usize = 8192;
 
 /// The cascade's coefficients in the order the kernels take them.
 pub fn coefficients(rate: u32) -> KwCoeffs {
@@ -109,15 +118,24 @@ impl KChannel {
         let mut finals = vec![KwState::default(); segments];
         let start_state = self.state;
 
-        // Pass 1: every segment from a cold start (the first from the true state), in lanes.
+        // Pass 1: every segment from a cold start [`WARM_UP`] samples before it (the first from
+        // the true state), in lanes.
         let run_task =
             |task: usize, sums: &mut [f64], checkpoints: &mut [KwState], finals: &mut [KwState]| {
                 let kernel = crate::simd::kernels().kweight_lanes;
                 let mut states = [KwState::default(); KW_LANES];
+                let first_segment = task * KW_LANES;
+                // The warm-up, all lanes in lockstep: every segment but the very first is
+                // preceded in `x` by at least MIN_SUBBLOCKS_PER_SEGMENT sub-blocks.
+                let begins: [usize; KW_LANES] =
+                    std::array::from_fn(|l| bounds[(first_segment + l) * per_lane]);
+                let warm = WARM_UP.min(begins[1]);
+                let from: [usize; KW_LANES] = std::array::from_fn(|l| begins[l].max(warm) - warm);
+                let mut ignored = [0f64; KW_LANES];
+                kernel(x, &from, warm, c, &mut states, &mut ignored);
                 if task == 0 {
                     states[0] = start_state;
                 }
-                let first_segment = task * KW_LANES;
                 for i in 0..per_lane {
                     let interval = |lane: usize| (first_segment + lane) * per_lane + i;
                     let starts: [usize; KW_LANES] = std::array::from_fn(|l| bounds[interval(l)]);
