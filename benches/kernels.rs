@@ -3,7 +3,7 @@
 
 use callrec_engine::dsp::true_peak::design_phases;
 use callrec_engine::simd::kernels::{
-    CENTRAL_TAPS, FIR_TAPS, KW_LANES, KwState, P56_LANES, P56Event, P56State,
+    CENTRAL_FROM, CENTRAL_TAPS, KW_LANES, KwState, P56_LANES, P56Event, P56State,
 };
 use callrec_engine::simd::{self, kernels_at, scalar};
 use callrec_fixtures::{CallShape, synth_call};
@@ -39,7 +39,7 @@ fn kernels(c: &mut Criterion) {
     // The true peak's exact bound: the 16 middle taps of each branch.
     let central: Vec<[f32; CENTRAL_TAPS]> = phases
         .iter()
-        .map(|p| std::array::from_fn(|k| p[(FIR_TAPS - CENTRAL_TAPS) / 2 + k]))
+        .map(|p| std::array::from_fn(|k| p[CENTRAL_FROM + k]))
         .collect();
     // P.56's envelope (30 ms at 8 kHz): the call cut into P56_LANES segments.
     let g = (-1.0 / (8000.0 * 0.03f64)).exp();

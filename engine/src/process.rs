@@ -131,9 +131,9 @@ pub struct OutputFacts {
     pub crc32c: String,
     /// True peak of the output, dBTP (`null` for silence): measured on the encoded samples (what
     /// a decoder reads back: the 16-bit samples of PCM16 and of lossless FLAC, G.711's
-    /// reconstruction levels) when it comes within 1 dB of the ceiling, else the input's true peak plus the gain (the
-    /// quantizer moves it by at most 2 LSB, 2/32768 of full scale, for PCM16/FLAC and 3.2% for
-    /// G.711).
+    /// reconstruction levels) when it comes within 1 dB of the ceiling, else the input's true
+    /// peak plus the gain (the quantizer moves it by at most 2 LSB, 2/32768 of full scale, for
+    /// PCM16/FLAC and 3.2% for G.711).
     pub true_peak_dbtp: Option<f64>,
     /// Whether `true_peak_dbtp` was measured on the encoded output.
     pub true_peak_measured: bool,

@@ -84,14 +84,13 @@ fn fir_peak_matches_its_twin() {
 
 #[test]
 fn fir_peak_central_matches_its_twin() {
-    use callrec_engine::simd::kernels::{CENTRAL_TAPS, FIR_TAPS};
-    let from = (FIR_TAPS - CENTRAL_TAPS) / 2;
+    use callrec_engine::simd::kernels::{CENTRAL_FROM, CENTRAL_TAPS};
     let mut rng = Rng::new(31);
     for factor in [2, 4] {
         // The middle taps of each branch, as the true peak's bound takes them.
         let phases: Vec<[f32; CENTRAL_TAPS]> = design_phases(factor)
             .iter()
-            .map(|p| std::array::from_fn(|k| p[from + k]))
+            .map(|p| std::array::from_fn(|k| p[CENTRAL_FROM + k]))
             .collect();
         for len in [0, 5, 15, 16, 17, 24, 79, 80, 81, 140, 4127] {
             let x = random_f32(&mut rng, len, 0.9);

@@ -6,7 +6,7 @@
 //! 0.1 dB to 0.45·fs, so a 3.4 kHz tone in an 8 kHz call is measured right, with images 45 dB
 //! down (a peak error under 0.05 dB).
 
-use crate::simd::kernels::CENTRAL_TAPS;
+use crate::simd::kernels::{CENTRAL_FROM, CENTRAL_TAPS};
 use serde::Serialize;
 
 /// Taps of each polyphase branch.
@@ -78,9 +78,6 @@ const BOUND_BLOCK: usize = 64;
 /// The bound's margin for f32 rounding: a branch's 32 products summed in f32 are within
 /// 33·2⁻²⁴ (2·10⁻⁶) of their exact sum, relative to Σ|h·x|; 10⁻³ is far beyond that.
 const ROUNDING_MARGIN: f64 = 1.001;
-
-/// Where the [`CENTRAL_TAPS`] computed exactly for the bound begin in a branch.
-const CENTRAL_FROM: usize = (TAPS_PER_PHASE - CENTRAL_TAPS) / 2;
 
 /// What a block of windows could reach at most, relative to its largest |sample| `m`, in two
 /// steps. Coarse: m × max Σ|h| over the branches. Central: for each window, the middle

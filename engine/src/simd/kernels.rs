@@ -37,6 +37,9 @@ pub fn quantize_i16(samples: &[f32], gain: f32, out: &mut [i16]) {
 /// are bounded): the middle [`CENTRAL_TAPS`] of [`FIR_TAPS`] (16 measured fastest of 8–20).
 pub const CENTRAL_TAPS: usize = 16;
 
+/// Where the [`CENTRAL_TAPS`] begin in a branch of [`FIR_TAPS`].
+pub const CENTRAL_FROM: usize = (FIR_TAPS - CENTRAL_TAPS) / 2;
+
 /// The largest |y| of the polyphase FIR with [`FIR_TAPS`] taps (see [`fir_peak_of`]).
 #[inline(always)]
 pub fn fir_peak(x: &[f32], phases: &[[f32; FIR_TAPS]]) -> f32 {
